@@ -1,0 +1,30 @@
+"""gscodec: images as sums of 2D Gaussians, the `.gsi` format, and a compressed-domain CLIP head.
+
+Library use::
+
+    import gscodec
+    f = gscodec.read("photo.gsi")          # GsiFile: header, metadata, gaussians
+    pixels = gscodec.render(f.gaussians)   # (H, W, 3) uint8
+    gscodec.write(f.gaussians, "copy.gsi")
+"""
+
+from .format import (GsiError, GsiFile, GsiInfo, Mode, decode, encode, peek, read, write)
+from .gaussians import GaussianImage, InvalidGaussiansError
+from .quantize import Quantization, dequantize, quantize, snap
+from .render import render, render_float
+
+
+def register_pillow() -> None:
+    """Make ``PIL.Image.open`` read `.gsi` files (decoded at their stored size)."""
+    from .pillow import register
+
+    register()
+
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GaussianImage", "GsiError", "GsiFile", "GsiInfo", "InvalidGaussiansError", "Mode", "Quantization",
+    "decode", "dequantize", "encode", "peek", "quantize", "read", "register_pillow", "render", "render_float",
+    "snap", "write",
+]

@@ -1,0 +1,107 @@
+"""Small image helpers for the fitter: input normalisation, resizing for benchmarks, blurs.
+
+Loading files is not the fitter's job; these helpers only convert what callers
+already hold (float tensors or uint8 arrays) into the float32 ``(H, W, 3)``
+targets in ``[0, 1]`` that the optimizer works on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def as_target(image) -> torch.Tensor:
+    """``image`` as a float32 ``(H, W, 3)`` CPU tensor in ``[0, 1]``.
+
+    Accepts a torch tensor or numpy array of shape ``(H, W, 3)``, ``(H, W, 4)``
+    (alpha dropped), ``(H, W, 1)`` or ``(H, W)`` (grey, repeated); integer
+    arrays are read as 8-bit (``/ 255``), floating arrays as ``[0, 1]`` (clamped).
+    A PIL image is accepted as well.
+    """
+    if hasattr(image, "convert") and hasattr(image, "size") and not isinstance(image, (np.ndarray, torch.Tensor)):
+        image = np.asarray(image.convert("RGB"))
+    if isinstance(image, np.ndarray):
+        integer = np.issubdtype(image.dtype, np.integer) or image.dtype == np.bool_
+        if image.dtype == np.uint16:
+            t = torch.from_numpy(image.astype(np.float32) / 65535.0)
+            integer = False
+        else:
+            t = torch.from_numpy(np.ascontiguousarray(image).astype(np.float32))
+    elif isinstance(image, torch.Tensor):
+        integer = not image.is_floating_point()
+        t = image.detach().to(device="cpu", dtype=torch.float32)
+    else:
+        raise TypeError(f"image must be a torch.Tensor or numpy array, got {type(image).__name__}")
+    if integer:
+        t = t / 255.0
+    if t.ndim == 2:
+        t = t[..., None]
+    if t.ndim != 3:
+        raise ValueError(f"image must have shape (H, W, 3), (H, W, 1) or (H, W); got {tuple(t.shape)}")
+    if t.shape[2] == 1:
+        t = t.expand(-1, -1, 3)
+    elif t.shape[2] == 4:
+        t = t[..., :3]
+    elif t.shape[2] != 3:
+        raise ValueError(f"image must have 1, 3 or 4 channels, got {t.shape[2]}")
+    if t.shape[0] < 1 or t.shape[1] < 1:
+        raise ValueError(f"image must not be empty, got {tuple(t.shape)}")
+    if not bool(torch.isfinite(t).all()):
+        raise ValueError("image contains NaN or infinite values")
+    return t.clamp(0.0, 1.0).contiguous()
+
+
+def resize_center_crop(image: np.ndarray, size: int = 224) -> np.ndarray:
+    """uint8 ``(size, size, 3)``: shorter side resized to ``size`` (Lanczos), then centre-cropped."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = np.repeat(arr[..., None], 3, axis=2)
+        pil = Image.fromarray(np.ascontiguousarray(arr[..., :3]))
+    else:
+        pil = image.convert("RGB")
+    w, h = pil.size
+    scale = size / min(w, h)
+    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+    pil = pil.resize((nw, nh), Image.LANCZOS)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.asarray(pil.crop((left, top, left + size, top + size)).convert("RGB"))
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with reflect-free zero-mass-preserving edges.
+
+    Edges are handled by normalising with the blurred all-ones image, so a
+    constant image stays constant.
+    """
+    if sigma <= 0:
+        return x
+    radius = max(1, int(math.ceil(3 * sigma)))
+    k = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (k / sigma) ** 2)
+    k = k / k.sum()
+    b, c, h, w = x.shape
+    ones = torch.ones((1, 1, h, w), dtype=x.dtype)
+
+    def sep(t: torch.Tensor) -> torch.Tensor:
+        n = t.shape[1]
+        kx = k.view(1, 1, 1, -1).expand(n, 1, 1, -1)
+        ky = k.view(1, 1, -1, 1).expand(n, 1, -1, 1)
+        t = F.conv2d(t, kx, padding=(0, radius), groups=n)
+        return F.conv2d(t, ky, padding=(radius, 0), groups=n)
+
+    return sep(x) / sep(ones).clamp_min(1e-12)
+
+
+def luminance(x: torch.Tensor) -> torch.Tensor:
+    """Rec. 709 luminance of ``(..., 3)``."""
+    return 0.2126 * x[..., 0] + 0.7152 * x[..., 1] + 0.0722 * x[..., 2]
+
+
+__all__ = ["as_target", "gaussian_blur", "luminance", "resize_center_crop"]

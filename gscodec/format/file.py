@@ -1,0 +1,190 @@
+"""`.gsi` files: bytes <-> :class:`GsiFile`, and atomic reads and writes of paths and file objects."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Union
+
+from ..gaussians import GaussianImage
+from ..quantize import Quantization, QuantizedGaussians, dequantize, quantize
+from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
+from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSION, Header, Mode, max_payload_bytes, parse_header
+from .metadata import pack_metadata, parse_metadata
+from .payload import decode_float, decode_quantized, encode_float, encode_quantized
+
+PathOrFile = Union[str, os.PathLike, BinaryIO]
+
+
+@dataclass(frozen=True, eq=False)
+class GsiFile:
+    """A decoded `.gsi` file: its header, metadata and Gaussians."""
+
+    header: Header
+    gaussians: GaussianImage
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GsiInfo:
+    """What :func:`peek` reads: the header and metadata, without the payload."""
+
+    header: Header
+    metadata: dict[str, str]
+
+
+def _mode(mode: Mode | str | int) -> Mode:
+    if isinstance(mode, str):
+        try:
+            return Mode[mode.upper()]
+        except KeyError:
+            raise ValueError(f"unknown mode {mode!r}; valid: {', '.join(m.name.lower() for m in Mode)}") from None
+    return Mode(mode)
+
+
+def encode(
+    gaussians: GaussianImage | QuantizedGaussians,
+    *,
+    mode: Mode | str = Mode.QUANTIZED,
+    quantization: Quantization = Quantization(),
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """Serialize Gaussians to `.gsi` bytes.
+
+    In quantized mode the Gaussians are quantized with ``quantization`` (unless
+    already :class:`QuantizedGaussians`) and stored in Morton order; float modes
+    keep the given order. Raises :class:`~gscodec.format.errors.GsiError`
+    subclasses for what the format cannot hold.
+    """
+    mode = _mode(mode)
+    if isinstance(gaussians, QuantizedGaussians):
+        if mode != Mode.QUANTIZED:
+            gaussians = dequantize(gaussians)
+        qg = gaussians
+    if mode == Mode.QUANTIZED:
+        if not isinstance(gaussians, QuantizedGaussians):
+            qg = quantize(gaussians, quantization)
+        payload = encode_quantized(qg)
+        width, height, count = qg.width, qg.height, qg.count
+    else:
+        payload = encode_float(gaussians, mode)
+        width, height, count = gaussians.width, gaussians.height, gaussians.count
+    meta = pack_metadata(metadata or {})
+    header = Header(VERSION, mode, width, height, count, len(meta), len(payload))
+    if len(payload) > max_payload_bytes(count):
+        raise WriteError(f"payload of {len(payload)} bytes exceeds the format's limit for {count} Gaussians")
+    body = header.pack() + meta + payload
+    return body + zlib.crc32(body).to_bytes(CHECKSUM_SIZE, "little")
+
+
+def decode(data: bytes | bytearray | memoryview) -> GsiFile:
+    """Parse and validate `.gsi` bytes. Raises only :class:`~gscodec.format.errors.GsiError` subclasses."""
+    view = memoryview(data).cast("B")
+    header = parse_header(bytes(view[:HEADER_SIZE]))
+    _check_size(len(view), header)
+    body_end = header.file_size - CHECKSUM_SIZE
+    stored = int.from_bytes(view[body_end:], "little")
+    if zlib.crc32(view[:body_end]) != stored:
+        raise ChecksumError("CRC-32 mismatch: the file is corrupt")
+    meta_end = HEADER_SIZE + header.metadata_length
+    metadata = parse_metadata(bytes(view[HEADER_SIZE:meta_end]))
+    payload = view[meta_end:body_end]
+    if header.mode == Mode.QUANTIZED:
+        gaussians = decode_quantized(payload, header.width, header.height, header.count)
+    else:
+        gaussians = decode_float(payload, header.mode, header.width, header.height, header.count)
+    return GsiFile(header, gaussians, metadata)
+
+
+def _check_size(size: int, header: Header) -> None:
+    if size < header.file_size:
+        raise TruncatedError(f"file has {size} bytes but its header declares {header.file_size}")
+    if size > header.file_size:
+        raise TrailingDataError(f"file has {size - header.file_size} bytes after its checksum")
+
+
+def _read_exact(src: BinaryIO) -> bytes:
+    """Read one file's bytes from ``src``, never more than its header allows."""
+    head = src.read(HEADER_SIZE)
+    header = parse_header(head)
+    rest = src.read(header.file_size - HEADER_SIZE + 1)
+    return head + rest
+
+
+def read(src: PathOrFile) -> GsiFile:
+    """Read a `.gsi` file from a path or a binary file object.
+
+    Raises :class:`~gscodec.format.errors.GsiError` subclasses for malformed
+    data and ``OSError`` for paths that cannot be opened.
+    """
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as fh:
+            return decode(_read_exact(fh))
+    return decode(_read_exact(src))
+
+
+def peek(src: PathOrFile) -> GsiInfo:
+    """Read and validate the header and metadata only (the payload and checksum are not checked)."""
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as fh:
+            return _peek(fh, os.fstat(fh.fileno()).st_size)
+    return _peek(src, None)
+
+
+def _peek(fh: BinaryIO, size: int | None) -> GsiInfo:
+    head = fh.read(HEADER_SIZE)
+    header = parse_header(head)
+    if size is not None:
+        _check_size(size, header)
+    meta = fh.read(header.metadata_length)
+    if len(meta) < header.metadata_length:
+        raise TruncatedError("file ends inside its metadata")
+    return GsiInfo(header, parse_metadata(meta))
+
+
+def write(
+    gaussians: GaussianImage | QuantizedGaussians,
+    dest: PathOrFile,
+    *,
+    mode: Mode | str = Mode.QUANTIZED,
+    quantization: Quantization = Quantization(),
+    metadata: dict[str, str] | None = None,
+) -> int:
+    """Write a `.gsi` file; returns its size in bytes.
+
+    A path is written atomically: to a temporary file in the same folder, flushed
+    to disk, then renamed over ``dest``, so readers never see a partial file and a
+    failure (full disk, Ctrl-C) leaves any previous file intact. Failures raise
+    :class:`~gscodec.format.errors.WriteError`.
+    """
+    data = encode(gaussians, mode=mode, quantization=quantization, metadata=metadata)
+    if not isinstance(dest, (str, os.PathLike)):
+        dest.write(data)
+        return len(data)
+    write_atomic(Path(dest), data)
+    return len(data)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically; raises :class:`WriteError` and leaves no temporary file."""
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+        with io.open(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+    except OSError as exc:
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass

@@ -1,0 +1,27 @@
+"""Named limits of the `.gsi` format and of the library, with their reasons.
+
+Readers check these before allocating anything; ``spec/gsi.md`` lists the same
+numbers.
+"""
+
+MAX_DIMENSION = 16384
+"""Largest width or height in pixels: a decoded RGB8 image stays below 805 MB,
+and a quantized coordinate at the finest position grid (1/16 px) fits 19 bits."""
+
+MAX_GAUSSIANS = 1 << 22
+"""Largest Gaussian count (4,194,304): the decoded float32 parameters stay
+below 135 MB, far above any useful budget (a 16384 x 16384 image at one
+Gaussian per 64 pixels)."""
+
+MAX_METADATA_BYTES = 65535
+"""Largest metadata section: room for provenance, never a data channel."""
+
+MAX_METADATA_ENTRIES = 256
+"""Most key/value pairs in the metadata section."""
+
+MAX_POSITION_FRACTION_BITS = 4
+"""Finest quantized position grid: 1/16 pixel; finer steps cost bits and gain nothing measurable."""
+
+CUTOFF_SQ = 9.0
+"""A Gaussian contributes to a pixel only where its squared Mahalanobis distance
+is at most this (its 3-sigma ellipse). Normative: part of the decode."""

@@ -1,0 +1,59 @@
+"""Decoding Gaussians to pixels: the normative decode of ``spec/gsi.md`` section "Decoding to pixels"."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .gaussians import GaussianImage
+from .limits import MAX_DIMENSION
+from .raster import rasterize_sum
+
+
+def output_size(g: GaussianImage, width: int | None = None, height: int | None = None,
+                scale: float | None = None) -> tuple[int, int]:
+    """Resolve a requested output size; a single given side keeps the aspect ratio.
+
+    Returns ``(width, height)`` in pixels, each in ``1..MAX_DIMENSION``.
+    """
+    if scale is not None:
+        if width is not None or height is not None:
+            raise ValueError("give either scale or width/height, not both")
+        if not scale > 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        width, height = round(g.width * scale), round(g.height * scale)
+    elif width is None and height is None:
+        width, height = g.width, g.height
+    elif height is None:
+        height = round(g.height * width / g.width)
+    elif width is None:
+        width = round(g.width * height / g.height)
+    width, height = max(1, int(width)), max(1, int(height))
+    if width > MAX_DIMENSION or height > MAX_DIMENSION:
+        raise ValueError(f"output size {width}x{height} exceeds {MAX_DIMENSION} pixels per side")
+    return width, height
+
+
+def render_float(g: GaussianImage, width: int | None = None, height: int | None = None,
+                 scale: float | None = None, backend: str = "auto") -> torch.Tensor:
+    """``(H, W, 3)`` float32 unclamped render of ``g``, at its stored size or resized.
+
+    Rendering at another size maps the same continuous image onto the new grid
+    (:meth:`GaussianImage.scaled`) and samples it at the new pixel centres.
+    """
+    w, h = output_size(g, width, height, scale)
+    if (w, h) != (g.width, g.height):
+        g = g.scaled(w, h)
+    with torch.no_grad():
+        return rasterize_sum(g.means, g.chol, g.colors, w, h, backend=backend)
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """Float image in display units to 8 bits: ``floor(clamp(v, 0, 1) * 255 + 0.5)``, as ``(H, W, 3)`` uint8."""
+    return torch.floor(image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def render(g: GaussianImage, width: int | None = None, height: int | None = None,
+           scale: float | None = None, backend: str = "auto") -> np.ndarray:
+    """Decode ``g`` to an ``(H, W, 3)`` uint8 RGB array (the normative decode)."""
+    return to_uint8(render_float(g, width, height, scale, backend))
