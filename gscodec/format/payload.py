@@ -72,7 +72,8 @@ def _best_frames(chunks: list[bytes]) -> bytes:
 def encode_float(g: GaussianImage, mode: Mode) -> bytes:
     """Payload of ``g`` in a float mode, Gaussians in their given order."""
     dtype = _FLOAT_DTYPES[mode]
-    fields = np.ascontiguousarray(torch.cat([g.means, g.chol, g.colors], dim=1).numpy().T.astype(dtype))
+    with np.errstate(over="ignore"):
+        fields = np.ascontiguousarray(torch.cat([g.means, g.chol, g.colors], dim=1).numpy().T.astype(dtype))
     if mode == Mode.FLOAT16 and not np.isfinite(fields).all():
         raise ParameterError("a parameter is too large for float16 storage; use FLOAT32 or QUANTIZED")
     chunks = [np.ascontiguousarray(f.view(np.uint8).reshape(-1, dtype.itemsize).T).tobytes() for f in fields]

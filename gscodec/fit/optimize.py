@@ -1,0 +1,463 @@
+"""The optimization loop: Adam over positions, log-shapes and colours, batched over images.
+
+Parametrization per Gaussian: ``means`` (px, clamped into the image after
+every step), ``shape = (log l11, shear = l21 / l22, log l22)`` and free
+``colors``. Loss per image: ``MSE + lambda_reg * sum |colors|``.
+
+Schedule (fractions refer to ``FitConfig.iterations``):
+
+* start with ``init_fraction`` of the budget (grid or content-adaptive, colours
+  solved by least squares for the initial geometry);
+* ``events`` evenly spaced events up to ``events_until``: the first
+  ``densify_events`` add the rest of the budget in equal batches at pixels
+  sampled by the blurred squared error (new Gaussians take the residual
+  colour); every event from ``prune_from`` on prunes Gaussians whose
+  ``0.2126|R| + 0.7152|G| + 0.0722|B|`` is below ``tau_th`` and re-spends the
+  freed slots the same way; after an event a few conjugate-gradient steps
+  re-solve all colours;
+* cosine-decayed learning rates; PSNR is computed every ``check_every`` steps
+  for early stopping on a plateau (after the last event) and for ``target_psnr``;
+* the quantization-aware end in :mod:`gscodec.fit.refit` when
+  ``quantization`` is set.
+
+Many same-size images are fitted together (``fit_batch``): every tensor is
+``(B, N, .)`` and one rasterizer call renders the whole batch, so both cores
+stay busy; an image that stops early leaves the batch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..gaussians import GaussianImage
+from ..quantize import Quantization
+from ..raster import rasterize_sum
+from .imageio import as_target
+from .init import (
+    MIN_SCALE,
+    adaptive_init,
+    density_scale,
+    grid_init,
+    local_density,
+    luminance_abs,
+    mean_spacing,
+    sample_by_error,
+    solve_colors,
+)
+
+SHEAR_LIMIT = 6.0
+"""Largest |l21 / l22| the optimizer allows."""
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Everything that steers a fit. The defaults are tuned for 224x224 photos on a CPU.
+
+    Attributes:
+        points: Gaussian budget per image; the result has exactly this many
+            (fewer only if the image has fewer pixels than Gaussians asked for).
+        iterations: maximum Adam steps.
+        init: ``"adaptive"`` (content-adaptive, Image-GS) or ``"grid"`` (the
+            paper's structured grid).
+        init_fraction: share of the budget placed at initialization; the rest
+            is added by error-guided densification.
+        init_scale: isotropic sigma of new Gaussians relative to the local spacing.
+        uniform_share: uniform share of the adaptive sampling density.
+        grad_blur: blur (px) of the gradient-magnitude map of the adaptive init.
+        init_color_iters: conjugate-gradient steps solving the initial colours.
+        lr_means, lr_shape, lr_colors: Adam learning rates (px; log units and
+            shear; colour units).
+        lr_final: learning rate at the end of the cosine decay, relative.
+        betas: Adam betas.
+        lambda_reg: weight of ``sum |colors|`` next to the per-pixel MSE.
+        tau_th: luminance-aware pruning threshold on ``|colors|``.
+        events: number of densify/prune events; ``events_until``: fraction of
+            ``iterations`` by which they are done.
+        densify_events: the first this many events add Gaussians.
+        prune_from: first event (1-based) that prunes.
+        error_blur: blur (px) of the squared-error map that new centres are sampled from.
+        event_color_iters: conjugate-gradient colour steps after every event.
+        final_color_iters: conjugate-gradient colour steps after the last Adam step.
+        check_every: steps between PSNR checks (early stop, target, progress).
+        patience, min_delta: stop when ``patience`` consecutive checks after the
+            last event each gain less than ``min_delta`` dB.
+        quantization: the file's quantizer; when set the result is snapped to
+            its grid (with the colour refit of :mod:`gscodec.fit.refit`).
+        refit_iters: conjugate-gradient steps of the quantization-aware colour
+            refit (0 disables it).
+        seed: random seed (sampling of centres).
+        target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
+        backend: rasterizer backend (see :mod:`gscodec.raster`).
+    """
+
+    points: int = 900
+    iterations: int = 600
+    init: str = "adaptive"
+    init_fraction: float = 0.7
+    init_scale: float = 0.6
+    uniform_share: float = 0.3
+    grad_blur: float = 2.0
+    init_color_iters: int = 10
+    lr_means: float = 0.25
+    lr_shape: float = 0.02
+    lr_colors: float = 0.01
+    lr_final: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.999)
+    lambda_reg: float = 1e-6
+    tau_th: float = 0.02
+    events: int = 4
+    events_until: float = 0.5
+    densify_events: int = 3
+    prune_from: int = 2
+    error_blur: float = 1.0
+    event_color_iters: int = 5
+    final_color_iters: int = 0
+    check_every: int = 25
+    patience: int = 3
+    min_delta: float = 0.01
+    quantization: Quantization | None = field(default_factory=Quantization)
+    refit_iters: int = 20
+    seed: int = 0
+    target_psnr: float | None = None
+    backend: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.points < 1:
+            raise ValueError(f"points must be positive, got {self.points}")
+        if self.iterations < 0:
+            raise ValueError(f"iterations must be non-negative, got {self.iterations}")
+        if self.init not in ("adaptive", "grid"):
+            raise ValueError(f"init must be 'adaptive' or 'grid', got {self.init!r}")
+        if not 0 < self.init_fraction <= 1:
+            raise ValueError(f"init_fraction must be in (0, 1], got {self.init_fraction}")
+        if self.check_every < 1:
+            raise ValueError(f"check_every must be positive, got {self.check_every}")
+
+
+@dataclass
+class FitResult:
+    """The outcome of fitting one image.
+
+    Attributes:
+        gaussians: the final Gaussians; snapped to the quantization grid (Morton
+            order) when the config has a quantization.
+        psnr: PSNR (dB, peak 1.0, render clamped to [0, 1]) of ``gaussians``
+            against the target, i.e. of what the file decodes to.
+        psnr_unquantized: the same for the float fit before quantization.
+        iterations: Adam steps taken.
+        seconds: wall time (for a batch: the batch's time divided by its size).
+    """
+
+    gaussians: GaussianImage
+    psnr: float
+    psnr_unquantized: float
+    iterations: int
+    seconds: float
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB (peak 1.0) of ``a`` against ``b``; both ``(H, W, 3)`` floats in [0, 1] or uint8.
+
+    ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
+    """
+    ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
+    tb = as_target(b)
+    mse = float(((ta.clamp(0, 1) - tb) ** 2).double().mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def _psnr_batch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    mse = ((render.clamp(0, 1) - target) ** 2).mean((1, 2, 3)).double()
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-20))
+
+
+def _chol(shape: torch.Tensor) -> torch.Tensor:
+    l11 = shape[..., 0].exp()
+    l22 = shape[..., 2].exp()
+    return torch.stack([l11, shape[..., 1] * l22, l22], -1)
+
+
+def _shape(chol: torch.Tensor) -> torch.Tensor:
+    l11 = chol[..., 0].clamp_min(MIN_SCALE)
+    l22 = chol[..., 2].clamp_min(MIN_SCALE)
+    return torch.stack([l11.log(), (chol[..., 1] / l22).clamp(-SHEAR_LIMIT, SHEAR_LIMIT), l22.log()], -1)
+
+
+class _State:
+    """Parameters and Adam moments of a batch, ``(B, N, .)`` each, with per-slot step counts."""
+
+    GROUPS = ("means", "shape", "colors")
+
+    def __init__(self, means: torch.Tensor, shape: torch.Tensor, colors: torch.Tensor, counts: torch.Tensor):
+        self.p = {"means": means.contiguous(), "shape": shape.contiguous(), "colors": colors.contiguous()}
+        self.m = {k: torch.zeros_like(v) for k, v in self.p.items()}
+        self.v = {k: torch.zeros_like(v) for k, v in self.p.items()}
+        self.steps = torch.zeros(means.shape[:2] + (1,), dtype=torch.float32)
+        self.counts = counts.clone()
+
+    def reset(self, b: int, idx: torch.Tensor) -> None:
+        for k in self.GROUPS:
+            self.m[k][b, idx] = 0
+            self.v[k][b, idx] = 0
+        self.steps[b, idx] = 0
+
+    def select(self, keep: torch.Tensor) -> None:
+        for d in (self.p, self.m, self.v):
+            for k in self.GROUPS:
+                d[k] = d[k][keep].contiguous()
+        self.steps = self.steps[keep].contiguous()
+        self.counts = self.counts[keep].contiguous()
+
+    def snapshot(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        n = int(self.counts[i])
+        return (self.p["means"][i, :n].clone(), _chol(self.p["shape"][i, :n]), self.p["colors"][i, :n].clone(), n)
+
+
+def _adam(state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, float], betas: tuple[float, float]) -> None:
+    b1, b2 = betas
+    valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
+    state.steps += valid.float()
+    t = state.steps.clamp_min(1)
+    bc1 = 1 - b1**t
+    bc2 = 1 - b2**t
+    for k in state.GROUPS:
+        g = grads[k]
+        m, v = state.m[k], state.v[k]
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        upd = (m / bc1) / ((v / bc2).sqrt_().add_(1e-12))
+        state.p[k].sub_(upd * (lrs[k] * valid))
+
+
+def _schedule(cfg: FitConfig) -> dict[int, tuple[bool, bool]]:
+    """Iteration -> (densify, prune) of every event."""
+    out: dict[int, tuple[bool, bool]] = {}
+    if cfg.events <= 0 or cfg.iterations <= 0:
+        return out
+    for k in range(1, cfg.events + 1):
+        t = max(1, round(cfg.iterations * cfg.events_until * k / cfg.events))
+        if t >= cfg.iterations:
+            continue
+        dens = k <= cfg.densify_events
+        prune = k >= cfg.prune_from and cfg.tau_th > 0
+        if dens or prune:
+            d0, p0 = out.get(t, (False, False))
+            out[t] = (d0 or dens, p0 or prune)
+    return out
+
+
+def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitConfig, n_total: int, goal: torch.Tensor,
+           densify: bool, prune: bool, gen: torch.Generator) -> None:
+    """Prune dark Gaussians and/or grow towards ``goal`` slots, placing new ones by error; re-solve colours."""
+    b, h, w, _ = target.shape
+    residual = target - render
+    error = (residual * residual).sum(-1)
+    res_blur = residual  # residual colour at the pixel of a new Gaussian
+    spacing = mean_spacing(n_total, w, h)
+    for i in range(b):
+        n = int(state.counts[i])
+        freed = torch.empty(0, dtype=torch.long)
+        if prune:
+            lum = luminance_abs(state.p["colors"][i, :n])
+            freed = torch.nonzero(lum < cfg.tau_th).reshape(-1)
+        new_n = int(goal[i]) if densify else n
+        need = len(freed) + max(new_n - n, 0)
+        if need == 0:
+            continue
+        slots = torch.cat([freed, torch.arange(n, n + max(new_n - n, 0))])
+        keep = torch.ones(n, dtype=torch.bool)
+        keep[freed] = False
+        xy = sample_by_error(error[i], need, gen, cfg.error_blur)
+        # scale from the density of the Gaussians that stay plus the new ones
+        dens = local_density(torch.cat([state.p["means"][i, :n][keep], xy]), int(keep.sum()) + need, w, h,
+                             0.5 * spacing)
+        s = density_scale(dens, xy, cfg.init_scale, w, h)
+        j = xy[:, 0].floor().long().clamp(0, w - 1)
+        r = xy[:, 1].floor().long().clamp(0, h - 1)
+        state.p["means"][i, slots] = xy
+        state.p["shape"][i, slots] = _shape(torch.stack([s, torch.zeros_like(s), s], 1))
+        state.p["colors"][i, slots] = res_blur[i, r, j]
+        state.reset(i, slots)
+        state.counts[i] = max(n, new_n)
+    if cfg.event_color_iters > 0:
+        state.p["colors"] = solve_colors(state.p["means"], _chol(state.p["shape"]), state.p["colors"], target,
+                                         cfg.event_color_iters, cfg.backend, state.counts)
+
+
+def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | None) -> list[dict]:
+    """Fit the batch ``(B, H, W, 3)``; per image a dict of float params, iterations and PSNR."""
+    b, h, w, _ = targets.shape
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_total = int(min(cfg.points, h * w * 4))
+    n_init = max(1, min(n_total, round(n_total * cfg.init_fraction)))
+    if cfg.init == "grid":
+        means, chol, colors = grid_init(targets, n_init, cfg.init_scale, gen, cfg.uniform_share, cfg.grad_blur)
+    else:
+        means, chol, colors = adaptive_init(targets, n_init, cfg.init_scale, gen, cfg.uniform_share, cfg.grad_blur,
+                                            total=n_total)
+    pad = n_total - n_init
+    means = torch.cat([means, torch.full((b, pad, 2), 0.5)], 1)
+    chol = torch.cat([chol, torch.ones((b, pad, 3))], 1)
+    colors = torch.cat([colors, torch.zeros((b, pad, 3))], 1)
+    counts = torch.full((b,), n_init, dtype=torch.long)
+    colors = solve_colors(means, chol, colors, targets, cfg.init_color_iters, cfg.backend, counts)
+    state = _State(means, _shape(chol), colors, counts)
+
+    schedule = _schedule(cfg)
+    densify_total = sum(1 for d, _ in schedule.values() if d)
+    last_event = max(schedule) if schedule else 0
+    done_densify = 0
+    ids = list(range(b))  # original index of every row still in the batch
+    results: list[dict | None] = [None] * b
+    best = torch.full((b,), -math.inf, dtype=torch.float64)
+    stale = torch.zeros(b, dtype=torch.long)
+    lo_means = torch.zeros(2)
+    hi_means = torch.tensor([float(w), float(h)])
+    lo_log, hi_log = math.log(MIN_SCALE), math.log(2.0 * max(w, h))
+    scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
+    reg = cfg.lambda_reg * scale_grad
+    t = 0
+    n_iter = cfg.iterations
+    for t in range(n_iter + 1):
+        if t in schedule:
+            dens, prune = schedule[t]
+            goal = state.counts.clone()
+            if dens:
+                done_densify += 1
+                add = n_total - n_init
+                goal = torch.full_like(state.counts, n_init + round(add * done_densify / max(densify_total, 1)))
+            with torch.no_grad():
+                render = rasterize_sum(state.p["means"], _chol(state.p["shape"]), state.p["colors"], w, h,
+                                       state.counts, cfg.backend)
+            _event(state, targets, render, cfg, n_total, goal, dens, prune, gen)
+        means = state.p["means"].detach().requires_grad_(True)
+        chol = _chol(state.p["shape"]).detach().requires_grad_(True)
+        colors = state.p["colors"].detach().requires_grad_(True)
+        render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
+        final = t == n_iter
+        check = final or t % cfg.check_every == 0
+        if check:
+            with torch.no_grad():
+                cur = _psnr_batch(render.detach(), targets)
+            stop = torch.zeros(len(ids), dtype=torch.bool)
+            for r, i in enumerate(ids):
+                p = float(cur[r])
+                if final:
+                    stop[r] = True
+                elif cfg.target_psnr is not None and p >= cfg.target_psnr:
+                    stop[r] = True
+                elif t > last_event:
+                    if p < best[i] + cfg.min_delta:
+                        stale[i] += 1
+                    else:
+                        stale[i] = 0
+                    if stale[i] >= cfg.patience:
+                        stop[r] = True
+                best[i] = max(float(best[i]), p)
+            if progress is not None:
+                progress({"iteration": t, "iterations": n_iter, "psnr": [float(x) for x in cur], "images": list(ids)})
+            if bool(stop.any()):
+                for r in torch.nonzero(stop).reshape(-1).tolist():
+                    m_, c_, k_, n_ = state.snapshot(r)
+                    results[ids[r]] = {"means": m_, "chol": c_, "colors": k_, "iterations": t}
+                keep = ~stop
+                if not bool(keep.any()):
+                    break
+                state.select(keep)
+                targets = targets[keep]
+                ids = [i for r, i in enumerate(ids) if keep[r]]
+                # re-render the images that continue, so the gradient below matches the kept rows
+                means = state.p["means"].detach().requires_grad_(True)
+                chol = _chol(state.p["shape"]).detach().requires_grad_(True)
+                colors = state.p["colors"].detach().requires_grad_(True)
+                render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
+        diff = render.detach() - targets
+        g_means, g_chol, g_colors = torch.autograd.grad(render, (means, chol, colors), 2.0 * diff)
+        if reg > 0:
+            g_colors = g_colors + reg * torch.sign(colors.detach())
+        shape = state.p["shape"]
+        l11 = chol.detach()[..., 0]
+        l22 = chol.detach()[..., 2]
+        g_shape = torch.stack(
+            [g_chol[..., 0] * l11, g_chol[..., 1] * l22, g_chol[..., 1] * shape[..., 1] * l22 + g_chol[..., 2] * l22],
+            -1,
+        )
+        frac = t / max(n_iter, 1)
+        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
+        lrs = {"means": cfg.lr_means * decay, "shape": cfg.lr_shape * decay, "colors": cfg.lr_colors * decay}
+        _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
+        state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
+        sh = state.p["shape"]
+        sh[..., 0].clamp_(lo_log, hi_log)
+        sh[..., 2].clamp_(lo_log, hi_log)
+        sh[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
+    return results  # type: ignore[return-value]
+
+
+def _finish(results: list[dict], targets: torch.Tensor, cfg: FitConfig) -> list[tuple[GaussianImage, float, float]]:
+    """Optional final colour solve, GaussianImages, quantization; returns (gaussians, psnr, psnr_unquantized)."""
+    from .refit import quantize_refit, render_batch
+
+    b, h, w, _ = targets.shape
+    n_max = max(r["means"].shape[0] for r in results)
+    counts = torch.tensor([r["means"].shape[0] for r in results], dtype=torch.long)
+
+    def padded(key: str, fill: float) -> torch.Tensor:
+        out = []
+        for r in results:
+            x = r[key]
+            pad = torch.full((n_max - x.shape[0], x.shape[1]), fill)
+            out.append(torch.cat([x, pad], 0))
+        return torch.stack(out)
+
+    means, chol, colors = padded("means", 0.5), padded("chol", 1.0), padded("colors", 0.0)
+    if cfg.final_color_iters > 0:
+        colors = solve_colors(means, chol, colors, targets, cfg.final_color_iters, cfg.backend, counts)
+    gs = [
+        GaussianImage(w, h, means[i, : counts[i]], chol[i, : counts[i]], colors[i, : counts[i]]) for i in range(b)
+    ]
+    p_float = _psnr_batch(render_batch(gs, cfg.backend), targets)
+    if cfg.quantization is None:
+        return [(g, float(p), float(p)) for g, p in zip(gs, p_float)]
+    qs, p_q = quantize_refit(gs, targets, cfg.quantization, cfg.refit_iters, cfg.backend)
+    return [(g, float(pq), float(pf)) for g, pq, pf in zip(qs, p_q, p_float)]
+
+
+def fit_batch(images: list, config: FitConfig = FitConfig(), progress: Callable | None = None) -> list[FitResult]:
+    """Fit many same-size images together in one batched loop; one :class:`FitResult` per image.
+
+    ``images``: ``(H, W, 3)`` float tensors in [0, 1] or uint8 arrays, all the
+    same size. ``progress``, if given, is called every ``check_every`` steps
+    with a dict (``iteration``, ``iterations``, ``psnr`` of the images still
+    running, ``images``: their indices).
+    """
+    if len(images) == 0:
+        return []
+    start = time.perf_counter()
+    targets = [as_target(im) for im in images]
+    size = targets[0].shape
+    for t in targets:
+        if t.shape != size:
+            raise ValueError(f"fit_batch needs images of one size; got {tuple(size)} and {tuple(t.shape)}")
+    batch = torch.stack(targets)
+    results = _fit_tensors(batch, config, progress)
+    finished = _finish(results, batch, config)
+    seconds = (time.perf_counter() - start) / len(images)
+    return [
+        FitResult(gaussians=g, psnr=pq, psnr_unquantized=pf, iterations=int(r["iterations"]), seconds=seconds)
+        for (g, pq, pf), r in zip(finished, results)
+    ]
+
+
+def fit(image, config: FitConfig = FitConfig(), progress: Callable | None = None) -> FitResult:
+    """Fit one image (``(H, W, 3)`` float tensor in [0, 1] or uint8 array) with ``config``."""
+    return fit_batch([image], config, progress)[0]
+
+
+__all__ = ["FitConfig", "FitResult", "fit", "fit_batch", "psnr"]

@@ -1,0 +1,197 @@
+"""Reading ordinary images into 8-bit RGB arrays, CLIP-style resizing, and atomic PNG writing.
+
+:func:`load_image` turns anything Pillow reads into an ``(H, W, 3)`` uint8 array:
+
+* the EXIF orientation is applied (``ImageOps.exif_transpose``);
+* greyscale is repeated to RGB; CMYK, YCbCr and other colour modes go through
+  Pillow's conversion to RGB (embedded ICC profiles are not applied);
+* transparency (RGBA, LA, PA, palette or colour-key transparency) is
+  composited over **white**, since the codec stores opaque RGB;
+* 16-bit data (``I;16`` greyscale, 16-bit RGB/RGBA PNG) is rounded to 8 bits
+  as ``round(v * 255 / 65535)``; 32-bit integer images (mode ``I``) are read
+  as 16-bit data, clipped to ``0..65535``;
+* multi-frame files (GIF, TIFF, APNG) give their first frame;
+* Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays on, and
+  its warning is an error here too.
+
+Every failure (missing, unreadable, unknown format, corrupt, truncated, too
+large) raises :class:`ImageReadError` naming the file, never a raw Pillow error.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .format import write_atomic
+
+_STUB_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
+"""Formats Pillow identifies but cannot decode without an external handler."""
+
+
+class ImageReadError(ValueError):
+    """An image file could not be read; ``path`` names it and the message says why."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {str(self.path)!r}: {reason}")
+
+
+def image_extensions() -> frozenset[str]:
+    """Lower-case file extensions (with the dot) of the formats Pillow can open here."""
+    Image.init()
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if fmt in Image.OPEN and fmt not in _STUB_FORMATS and fmt != "GSI")
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Read the image at ``path`` as ``(H, W, 3)`` uint8 RGB (see the module notes for the conversions).
+
+    Raises :class:`ImageReadError` for every failure.
+    """
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                data, maxval = _decode(im, path)
+    except ImageReadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageReadError(path, f"too many pixels (decompression-bomb limit of "
+                                   f"{Image.MAX_IMAGE_PIXELS} pixels): {exc}") from None
+    except FileNotFoundError:
+        raise ImageReadError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "is a folder, not a file") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(path, "not an image format Pillow recognises") from None
+    except MemoryError:
+        raise ImageReadError(path, "not enough memory to decode it") from None
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, struct.error, ... for bad data
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason.lower() or isinstance(exc, EOFError):
+            reason = f"file is truncated ({reason})"
+        raise ImageReadError(path, f"corrupt or unsupported image data: {reason}") from exc
+    return _to_rgb8(data, maxval)
+
+
+def _png16_rawmode(im: Image.Image) -> str | None:
+    """The 16-bit raw mode of a colour PNG that Pillow would cut to its high bytes, else ``None``."""
+    if im.format != "PNG" or len(im.tile) != 1:
+        return None
+    rawmode = im.tile[0].args
+    return rawmode if rawmode in ("RGB;16B", "RGBA;16B") else None
+
+
+def _png16_low_bytes(path: Path, rawmode: str) -> Image.Image:
+    """Decode a 16-bit colour PNG a second time keeping each sample's low byte instead of its high byte.
+
+    Pillow's PNG decoder unfilters the 16-bit samples and then keeps the high
+    byte; the little-endian unpacker of the same width picks the other byte.
+    """
+    low = Image.open(path)
+    low.tile = [low.tile[0]._replace(args=rawmode.replace(";16B", ";16L"))]
+    low.load()
+    return low
+
+
+def _decode(im: Image.Image, path: Path) -> tuple[np.ndarray, int]:
+    """``(array, maxval)``: the first frame, oriented, as an integer ``(H, W, C)`` array, C in 1..4."""
+    rawmode = _png16_rawmode(im)
+    if rawmode is not None:
+        high = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16)
+        with _png16_low_bytes(path, rawmode) as low_im:
+            low = np.asarray(ImageOps.exif_transpose(low_im)).astype(np.uint16)
+        if low.shape != high.shape:
+            raise ValueError("inconsistent 16-bit PNG decode")
+        return (high << 8) | low, 65535
+    im.load()
+    im = ImageOps.exif_transpose(im)
+    mode = im.mode
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16)[..., None], 65535
+    if mode == "I":
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None], 65535
+    if mode in ("L", "RGB") and "transparency" not in im.info:
+        pass
+    elif mode in ("LA", "RGBA"):
+        pass
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode in ("P", "PA", "La", "RGBa") or "transparency" in im.info:
+        im = im.convert("RGBA")
+    elif mode == "F":
+        im = im.convert("L")  # Pillow's convention: float samples in 0..255, clipped
+    else:  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        im = im.convert("RGB")
+    arr = np.asarray(im)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    return arr, 255
+
+
+def _to_rgb8(data: np.ndarray, maxval: int) -> np.ndarray:
+    """Composite any alpha over white, expand grey to RGB and round to 8 bits."""
+    channels = data.shape[2]
+    if channels in (2, 4):
+        alpha = data[..., -1:].astype(np.float32) / maxval
+        color = data[..., :-1].astype(np.float32) / maxval
+        out = color * alpha + (1.0 - alpha)
+        rgb8 = np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif maxval == 255:
+        rgb8 = data.astype(np.uint8, copy=False)
+    else:
+        rgb8 = ((data.astype(np.uint32) * 255 + maxval // 2) // maxval).astype(np.uint8)
+    if rgb8.shape[2] == 1:
+        rgb8 = np.repeat(rgb8, 3, axis=2)
+    return np.ascontiguousarray(rgb8)
+
+
+def resize_for_clip(img: np.ndarray, size: int = 224) -> np.ndarray:
+    """CLIP preprocessing geometry: shorter side to ``size`` (bicubic, antialiased), then a centre crop.
+
+    Matches torchvision's ``Resize(size, BICUBIC)`` + ``CenterCrop(size)``:
+    the longer side becomes ``int(size * long / short)`` and the crop offset
+    is ``round((side - size) / 2)``. Returns ``(size, size, 3)`` uint8.
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive, got {size}")
+    arr = np.asarray(img)
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
+        raise ValueError(f"expected an (H, W, 3) uint8 array, got {arr.shape} {arr.dtype}")
+    h, w = arr.shape[:2]
+    if w <= h:
+        nw, nh = size, max(size, int(size * h / w))
+    else:
+        nw, nh = max(size, int(size * w / h)), size
+    pil = Image.fromarray(np.ascontiguousarray(arr))
+    if (nw, nh) != (w, h):
+        pil = pil.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    return np.asarray(pil.crop((left, top, left + size, top + size)))
+
+
+def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
+    """Write ``(H, W, 3)`` (or ``(H, W)`` grey) uint8 ``array`` as a PNG, atomically.
+
+    Raises ``ValueError`` for other arrays and :class:`~gscodec.format.WriteError`
+    when the file cannot be written (any previous file is left untouched).
+    """
+    arr = np.asarray(array)
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        raise ValueError(f"expected an (H, W), (H, W, 3) or (H, W, 4) uint8 array, got {arr.shape} {arr.dtype}")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
+    write_atomic(Path(path), buf.getvalue())
+
+
+__all__ = ["ImageReadError", "image_extensions", "load_image", "resize_for_clip", "save_png"]
