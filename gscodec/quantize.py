@@ -55,7 +55,7 @@ class Quantization:
 
     position_bits: int = 2
     scale_bits: int = 7
-    shear_bits: int = 6
+    shear_bits: int = 5
     color_bits: int = 6
     chroma_bits: int = 6
     color_transform: int = COLOR_YCOCG
@@ -71,14 +71,23 @@ class Quantization:
             raise ValueError(f"color_transform must be {COLOR_RGB} (RGB) or {COLOR_YCOCG} (YCoCg)")
 
     def steps(self) -> tuple[float, ...]:
-        """Step per attribute field, in :data:`FIELD_NAMES` order."""
+        """Step per attribute field, in :data:`FIELD_NAMES` order.
+
+        YCoCg steps are scaled by the norms of the transform's rows
+        (``sqrt(6)/4`` for Y and Cg, ``sqrt(2)/2`` for Co), so that a given number
+        of bits leaves about the same RGB error as in RGB while spending fewer
+        bits on the decorrelated chroma.
+        """
         scale = NOMINAL_RANGE["scale"] / 2**self.scale_bits
         shear = NOMINAL_RANGE["shear"] / 2**self.shear_bits
         luma = NOMINAL_RANGE["color"] / 2**self.color_bits
         chroma = NOMINAL_RANGE["color"] / 2**self.chroma_bits
         if self.color_transform == COLOR_RGB:
-            chroma = luma
-        return (scale, scale, shear, luma, chroma, chroma)
+            return (scale, scale, shear, luma, luma, luma)
+        return (scale, scale, shear, luma * _YCOCG_NORM[0], chroma * _YCOCG_NORM[1], chroma * _YCOCG_NORM[2])
+
+
+_YCOCG_NORM = (6**0.5 / 4, 2**0.5 / 2, 6**0.5 / 4)
 
 
 @dataclass(frozen=True, eq=False)

@@ -98,7 +98,15 @@ def density_scale(density: torch.Tensor, xy: torch.Tensor, factor: float, width:
     return s.clamp(MIN_SCALE * 2, 0.5 * max(width, height))
 
 
-def grid_init(target: torch.Tensor, n: int, scale: float, generator: torch.Generator, uniform_share: float = 0.3,
+def _generators(generator, b: int) -> list[torch.Generator]:
+    if isinstance(generator, torch.Generator):
+        return [generator] * b
+    if len(generator) != b:
+        raise ValueError(f"need one generator per image ({b}), got {len(generator)}")
+    return list(generator)
+
+
+def grid_init(target: torch.Tensor, n: int, scale: float, generator, uniform_share: float = 0.3,
               grad_blur: float = 2.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Structured grid placement of ``n`` Gaussians per image.
 
@@ -129,7 +137,7 @@ def grid_init(target: torch.Tensor, n: int, scale: float, generator: torch.Gener
     return means.contiguous(), chol.contiguous(), colors.contiguous()
 
 
-def adaptive_init(target: torch.Tensor, n: int, scale: float, generator: torch.Generator, uniform_share: float = 0.3,
+def adaptive_init(target: torch.Tensor, n: int, scale: float, generator, uniform_share: float = 0.3,
                   grad_blur: float = 2.0, total: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Content-adaptive placement of ``n`` Gaussians per image (Image-GS).
 
@@ -138,7 +146,8 @@ def adaptive_init(target: torch.Tensor, n: int, scale: float, generator: torch.G
     with sigma = ``scale`` over the square root of the local sampling density
     (smoothed over the mean spacing) and takes the image colour at its centre
     divided by the local overlap sum. ``total`` is the count the density refers
-    to (default ``n``).
+    to (default ``n``). ``generator``: one ``torch.Generator`` for the batch
+    or a list with one per image.
 
     Returns ``means (B, n, 2)``, ``chol (B, n, 3)``, ``colors (B, n, 3)``.
     """
@@ -149,9 +158,10 @@ def adaptive_init(target: torch.Tensor, n: int, scale: float, generator: torch.G
     smooth = _normalise(gaussian_blur(p[:, None], 0.5 * spacing)[:, 0], 0.0)
     blurred = gaussian_blur(target.permute(0, 3, 1, 2), 0.5).permute(0, 2, 3, 1)
     overlap = max(2 * math.pi * scale * scale, 1.0)
+    gens = _generators(generator, b)
     means, chol, colors = [], [], []
     for i in range(b):
-        xy = sample_pixels(p[i], n, generator)
+        xy = sample_pixels(p[i], n, gens[i])
         s = density_scale(smooth[i] * total, xy, scale, w, h)
         means.append(xy)
         chol.append(torch.stack([s, torch.zeros_like(s), s], 1))

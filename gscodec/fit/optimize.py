@@ -253,9 +253,11 @@ def _schedule(cfg: FitConfig) -> dict[int, tuple[bool, bool]]:
 
 
 def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitConfig, n_total: int, goal: torch.Tensor,
-           densify: bool, prune: bool, gen: torch.Generator) -> None:
+           densify: bool, prune: bool, gens) -> None:
     """Prune dark Gaussians and/or grow towards ``goal`` slots, placing new ones by error; re-solve colours."""
     b, h, w, _ = target.shape
+    if isinstance(gens, torch.Generator):
+        gens = [gens] * b
     residual = target - render
     error = (residual * residual).sum(-1)
     res_blur = residual  # residual colour at the pixel of a new Gaussian
@@ -273,7 +275,7 @@ def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitCo
         slots = torch.cat([freed, torch.arange(n, n + max(new_n - n, 0))])
         keep = torch.ones(n, dtype=torch.bool)
         keep[freed] = False
-        xy = sample_by_error(error[i], need, gen, cfg.error_blur)
+        xy = sample_by_error(error[i], need, gens[i], cfg.error_blur)
         # scale from the density of the Gaussians that stay plus the new ones
         dens = local_density(torch.cat([state.p["means"][i, :n][keep], xy]), int(keep.sum()) + need, w, h,
                              0.5 * spacing)
@@ -293,13 +295,14 @@ def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitCo
 def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | None) -> list[dict]:
     """Fit the batch ``(B, H, W, 3)``; per image a dict of float params, iterations and PSNR."""
     b, h, w, _ = targets.shape
-    gen = torch.Generator().manual_seed(cfg.seed)
+    # one generator per image, all seeded alike: an image gets the same fit alone or in a batch
+    gens = [torch.Generator().manual_seed(cfg.seed) for _ in range(b)]
     n_total = int(min(cfg.points, h * w * 4))
     n_init = max(1, min(n_total, round(n_total * cfg.init_fraction)))
     if cfg.init == "grid":
-        means, chol, colors = grid_init(targets, n_init, cfg.init_scale, gen, cfg.uniform_share, cfg.grad_blur)
+        means, chol, colors = grid_init(targets, n_init, cfg.init_scale, gens, cfg.uniform_share, cfg.grad_blur)
     else:
-        means, chol, colors = adaptive_init(targets, n_init, cfg.init_scale, gen, cfg.uniform_share, cfg.grad_blur,
+        means, chol, colors = adaptive_init(targets, n_init, cfg.init_scale, gens, cfg.uniform_share, cfg.grad_blur,
                                             total=n_total)
     pad = n_total - n_init
     means = torch.cat([means, torch.full((b, pad, 2), 0.5)], 1)
@@ -335,7 +338,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             with torch.no_grad():
                 render = rasterize_sum(state.p["means"], _chol(state.p["shape"]), state.p["colors"], w, h,
                                        state.counts, cfg.backend)
-            _event(state, targets, render, cfg, n_total, goal, dens, prune, gen)
+            _event(state, targets, render, cfg, n_total, goal, dens, prune, [gens[i] for i in ids])
         means = state.p["means"].detach().requires_grad_(True)
         chol = _chol(state.p["shape"]).detach().requires_grad_(True)
         colors = state.p["colors"].detach().requires_grad_(True)
@@ -446,8 +449,15 @@ def fit_batch(images: list, config: FitConfig = FitConfig(), progress: Callable 
         if t.shape != size:
             raise ValueError(f"fit_batch needs images of one size; got {tuple(size)} and {tuple(t.shape)}")
     batch = torch.stack(targets)
-    results = _fit_tensors(batch, config, progress)
-    finished = _finish(results, batch, config)
+    threads = torch.get_num_threads()
+    # The per-step tensor work is tiny; torch's own thread pool would only fight
+    # the rasterizer's numba threads for the two cores.
+    torch.set_num_threads(1)
+    try:
+        results = _fit_tensors(batch, config, progress)
+        finished = _finish(results, batch, config)
+    finally:
+        torch.set_num_threads(threads)
     seconds = (time.perf_counter() - start) / len(images)
     return [
         FitResult(gaussians=g, psnr=pq, psnr_unquantized=pf, iterations=int(r["iterations"]), seconds=seconds)

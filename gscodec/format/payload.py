@@ -4,8 +4,9 @@ Float modes (FLOAT32, FLOAT16): eight fields ``x, y, l11, l21, l22, r, g, b``,
 field after field, each split into byte planes (all first bytes, then all
 second bytes, ...), little-endian.
 
-Quantized mode: a 57-byte quantization table, then byte planes of the Morton
-code deltas and of the zigzag-coded field codes (see :mod:`gscodec.quantize`).
+Quantized mode: a 57-byte quantization table, then byte planes of the
+pixel-level Morton code deltas, of the sub-pixel position fractions, and of the
+zigzag-coded field codes (see :mod:`gscodec.quantize`).
 """
 
 from __future__ import annotations
@@ -61,12 +62,24 @@ def _bytes_needed(values: np.ndarray) -> int:
 
 
 def _best_frames(chunks: list[bytes]) -> bytes:
-    """The smaller of one frame for all chunks and one frame per chunk."""
-    single = pack_frames([b"".join(chunks)])
-    if len(chunks) == 1:
-        return single
-    split = pack_frames(chunks)
-    return single if len(single) <= len(split) else split
+    """Frames for ``chunks``: greedily merge neighbouring frames while that makes the payload smaller.
+
+    Each zstd frame carries its own entropy tables: separate frames fit each
+    stream's statistics, merged frames save the tables; the best cut depends on
+    the data, and decoders accept any.
+    """
+    groups = [[c] for c in chunks]
+    best = pack_frames([b"".join(g) for g in groups])
+    while len(groups) > 1:
+        candidates = []
+        for i in range(len(groups) - 1):
+            merged = groups[:i] + [groups[i] + groups[i + 1]] + groups[i + 2 :]
+            candidates.append((pack_frames([b"".join(g) for g in merged]), merged))
+        packed, merged = min(candidates, key=lambda c: len(c[0]))
+        if len(packed) >= len(best):
+            break
+        best, groups = packed, merged
+    return best
 
 
 def encode_float(g: GaussianImage, mode: Mode) -> bytes:
@@ -92,11 +105,17 @@ def decode_float(data: memoryview, mode: Mode, width: int, height: int, count: i
 
 def encode_quantized(qg: QuantizedGaussians) -> bytes:
     """Payload of quantized Gaussians (already in Morton order)."""
-    morton = morton_encode(qg.ix, qg.iy)
-    deltas = np.diff(morton, prepend=np.uint64(0)) if morton.size else morton
+    p = qg.position_bits
+    pixel = morton_encode(qg.ix >> p, qg.iy >> p)
+    deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
+    if np.any(np.diff(morton_encode(qg.ix, qg.iy).astype(np.int64)) < 0):
+        raise ParameterError("quantized Gaussians are not in Morton order")
     pos_bytes = _bytes_needed(deltas)
     chunks = [to_planes(deltas, pos_bytes)]
-    table = bytearray(struct.pack("<BBB", qg.position_bits, qg.color_transform, pos_bytes))
+    if p:
+        mask = (1 << p) - 1
+        chunks.append(to_planes(morton_encode(qg.ix & mask, qg.iy & mask), 1))
+    table = bytearray(struct.pack("<BBB", p, qg.color_transform, pos_bytes))
     for f in range(len(FIELD_NAMES)):
         codes = zigzag(qg.codes[f])
         width = _bytes_needed(codes)
@@ -111,9 +130,9 @@ def parse_quantized(data: memoryview, width: int, height: int, count: int) -> Qu
     """Parse a quantized payload to codes, checking the table and the position grid."""
     if len(data) < QUANT_TABLE_SIZE:
         raise TruncatedError("payload ends inside its quantization table")
-    position_bits, color_transform, pos_bytes = struct.unpack_from("<BBB", data)
-    if position_bits > MAX_POSITION_FRACTION_BITS:
-        raise HeaderError(f"position_bits {position_bits} exceeds {MAX_POSITION_FRACTION_BITS}")
+    p, color_transform, pos_bytes = struct.unpack_from("<BBB", data)
+    if p > MAX_POSITION_FRACTION_BITS:
+        raise HeaderError(f"position_bits {p} exceeds {MAX_POSITION_FRACTION_BITS}")
     if color_transform not in (COLOR_RGB, COLOR_YCOCG):
         raise HeaderError(f"unknown colour transform {color_transform}")
     if not 1 <= pos_bytes <= MAX_POSITION_BYTES:
@@ -128,18 +147,28 @@ def parse_quantized(data: memoryview, width: int, height: int, count: int) -> Qu
         offsets.append(offset)
         steps.append(step)
         widths.append(code_width)
-    raw = unpack_frames(data[QUANT_TABLE_SIZE:], count * (pos_bytes + sum(widths)))
-    morton = np.cumsum(from_planes(raw[: count * pos_bytes], count, pos_bytes), dtype=np.uint64)
+    fraction_bytes = 1 if p else 0
+    raw = unpack_frames(data[QUANT_TABLE_SIZE:], count * (pos_bytes + fraction_bytes + sum(widths)))
+    pixel = np.cumsum(from_planes(raw[: count * pos_bytes], count, pos_bytes), dtype=np.uint64)
+    pos = count * pos_bytes
+    if count and int(pixel[-1]) >= 1 << 40:
+        raise ParameterError("a position lies outside the image")
+    morton = pixel << np.uint64(2 * p)
+    if p:
+        fraction = from_planes(raw[pos : pos + count], count, 1)
+        pos += count
+        if count and int(fraction.max()) >= 1 << (2 * p):
+            raise ParameterError(f"a position fraction exceeds {2 * p} bits")
+        morton |= fraction
     ix, iy = morton_decode(morton)
-    grid = 2**position_bits
+    grid = 2**p
     if count and (int(ix.max()) > width * grid or int(iy.max()) > height * grid):
         raise ParameterError("a position lies outside the image")
     codes = np.zeros((len(FIELD_NAMES), count), dtype=np.int64)
-    pos = count * pos_bytes
     for f, code_width in enumerate(widths):
         codes[f] = unzigzag(from_planes(raw[pos : pos + count * code_width], count, code_width))
         pos += count * code_width
-    return QuantizedGaussians(width, height, position_bits, color_transform, ix, iy,
+    return QuantizedGaussians(width, height, p, color_transform, ix, iy,
                               np.array(offsets, dtype=np.float32), np.array(steps, dtype=np.float32), codes)
 
 

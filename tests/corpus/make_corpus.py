@@ -57,11 +57,13 @@ def main() -> None:
     planes = np.ascontiguousarray(vals.view(np.uint8).reshape(8, 1, 4).transpose(0, 2, 1)).tobytes()
     cases["float32-zero-scale"] = (gsi(0, 8, 8, 1, frames(zframe(planes))), "ParameterError")
     # quantized: Morton deltas that run far past the image, exp2 underflow to a zero scale
-    raw = bytes([0xFF] * 5) + bytes(6)
+    raw = bytes([0xFF] * 5) + bytes(1 + 6)  # 5-byte pixel delta, fraction, six fields
     cases["morton-far-outside"] = (gsi(2, 8, 8, 1, quant_table(pos_bytes=5) + frames(zframe(raw))), "ParameterError")
-    raw = bytes(1 + 6)
+    raw = bytes(1 + 1 + 6)
     cases["scale-underflow"] = (gsi(2, 8, 8, 1, quant_table(offset=-400.0) + frames(zframe(raw))), "ParameterError")
     cases["negative-step"] = (gsi(2, 8, 8, 1, quant_table(step=-1.0) + frames(zframe(raw))), "HeaderError")
+    raw = bytes(1) + bytes([0x10]) + bytes(6)  # fraction 16 needs 5 bits; p = 2 allows 4
+    cases["position-fraction-too-wide"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(raw))), "ParameterError")
     cases["quant-table-truncated"] = (gsi(2, 8, 8, 1, quant_table()[:20]), "TruncatedError")
     # metadata: 300 empty-valued entries, and a key that is not UTF-8
     meta = b"".join(b"\x02" + f"{i:02x}".encode() + b"\x00\x00" for i in range(300))

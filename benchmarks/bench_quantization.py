@@ -1,0 +1,89 @@
+"""Bytes per Gaussian and PSNR loss of quantized `.gsi` files, per Gaussian budget and quality level.
+
+    python benchmarks/bench_quantization.py --photos ../shared/photos
+
+Fits every photo (CLIP crop, 224x224 by default) without quantization, then for
+each quantization level writes the file the encoder would write (geometry
+snapped, colours refitted, colours snapped), decodes it, and reports the file's
+bytes per Gaussian and the 8-bit PSNR lost against the unquantized fit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import gscodec  # noqa: E402
+from common import list_photos, load_rgb, psnr_u8, write_results  # noqa: E402
+from gscodec.fit import FitConfig, fit  # noqa: E402
+from gscodec.fit.refit import quantize_refit  # noqa: E402
+from gscodec.quantize import COLOR_RGB, Quantization  # noqa: E402
+
+LEVELS = {
+    "q4 (low)": Quantization(position_bits=1, scale_bits=5, shear_bits=4, color_bits=5, chroma_bits=4),
+    "q5": Quantization(position_bits=2, scale_bits=6, shear_bits=5, color_bits=5, chroma_bits=5),
+    "q6 (default)": Quantization(),
+    "q6 rgb": Quantization(color_transform=COLOR_RGB),
+    "q7": Quantization(position_bits=3, scale_bits=8, shear_bits=7, color_bits=7, chroma_bits=7),
+    "q8 (high)": Quantization(position_bits=3, scale_bits=9, shear_bits=8, color_bits=8, chroma_bits=8),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--photos", required=True, help="folder of photos")
+    parser.add_argument("--points", type=int, nargs="+", default=[400, 900, 1600, 3136])
+    parser.add_argument("--size", type=int, default=224, help="CLIP crop size (0 = native)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N photos")
+    parser.add_argument("--iterations", type=int, default=None, help="override the fitter's iterations")
+    parser.add_argument("--levels", nargs="+", default=list(LEVELS), choices=list(LEVELS))
+    parser.add_argument("--out", default="results/quantization.json")
+    args = parser.parse_args()
+
+    photos = list_photos(args.photos, args.limit)
+    images = [load_rgb(p, args.size or None) for p in photos]
+    rows = []
+    start = time.perf_counter()
+    for points in args.points:
+        cfg = FitConfig(points=points, quantization=None)
+        if args.iterations:
+            cfg = replace(cfg, iterations=args.iterations)
+        fits = [fit(img, cfg).gaussians for img in images]
+        base = [psnr_u8(gscodec.render(g), img) for g, img in zip(fits, images)]
+        targets = [torch.from_numpy(img).float() / 255 for img in images]
+        for level in args.levels:
+            q = LEVELS[level]
+            sizes, losses = [], []
+            for g, img, target, p0 in zip(fits, images, targets, base):
+                snapped, _ = quantize_refit([g], target[None], q)
+                data = gscodec.encode(snapped[0], quantization=q)
+                decoded = gscodec.decode(data).gaussians
+                sizes.append(len(data) / g.count)
+                losses.append(p0 - psnr_u8(gscodec.render(decoded), img))
+            rows.append({"points": points, "level": level, "bytes_per_gaussian": float(np.mean(sizes)),
+                         "psnr_unquantized": float(np.mean(base)), "psnr_loss": float(np.mean(losses)),
+                         "psnr_loss_max": float(np.max(losses))})
+            r = rows[-1]
+            print(f"{points:>6} {level:<14} {r['bytes_per_gaussian']:6.2f} B/G  "
+                  f"PSNR {r['psnr_unquantized']:6.2f} dB  loss {r['psnr_loss']:+.3f} dB (max {r['psnr_loss_max']:+.3f})",
+                  flush=True)
+    print(f"\n{len(images)} photos at {args.size or 'native'} px, {time.perf_counter() - start:.0f} s")
+    print("\n| Gaussians | level | bytes/Gaussian | PSNR unquantized (dB) | mean loss (dB) | max loss (dB) |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for r in rows:
+        print(f"| {r['points']} | {r['level']} | {r['bytes_per_gaussian']:.2f} | {r['psnr_unquantized']:.2f} "
+              f"| {r['psnr_loss']:.3f} | {r['psnr_loss_max']:.3f} |")
+    write_results(args.out, "gsi-quantization", f"{len(images)} photos at {args.size or 'native'} px",
+                  {"rows": rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,381 @@
+"""``gsi train-head`` and ``gsi classify``: the compressed-domain CLIP head on the command line.
+
+Both are plain click commands; ``cli/main.py`` registers them on the ``gsi``
+group. Library errors become :class:`click.ClickException` here (exit 1);
+progress and diagnostics go to stderr, results to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import click
+from rich.markup import escape
+
+from .common import err_console, error_text, human_bytes, out_console
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+DEFAULT_HEAD = "gsi-vit-b-16-k196"
+_STAGE_LR = {"distill": 5e-4, "contrastive": 5e-5}
+
+
+@contextmanager
+def _library_errors(prefix: str = "") -> Iterator[None]:
+    """Turn the library's errors into one-line ClickExceptions (no stack traces)."""
+    from gscodec.clip import ClipHeadError
+    from gscodec.format import GsiError
+
+    try:
+        yield
+    except (ClipHeadError, GsiError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{prefix}{error_text(exc)}") from None
+
+
+@contextmanager
+def _warnings_to_stderr() -> Iterator[None]:
+    """Show Python warnings (skipped files, ...) as one-line messages on stderr."""
+    err = err_console()
+    old = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
+        err.print(f"[yellow]warning:[/] {escape(str(message))}")
+
+    warnings.showwarning = show
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+            warnings.filterwarnings("ignore", category=FutureWarning)
+            yield
+    finally:
+        warnings.showwarning = old
+
+
+def _list_heads(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if not value or ctx.resilient_parsing:
+        return
+    from gscodec.clip import get_head_config, list_heads
+
+    for name in list_heads():
+        cfg = get_head_config(name)
+        click.echo(f"{name:22s} {cfg.clip_model:16s} K={cfg.num_tokens:<4d} pretrained={cfg.pretrained}  "
+                   f"{cfg.description}")
+    ctx.exit(0)
+
+
+def _device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.UsageError("--device cuda: no CUDA device is available")
+    return device
+
+
+# --- train-head -------------------------------------------------------------------------------------------
+
+
+@click.command("train-head", context_settings=CONTEXT)
+@click.argument("data", nargs=-1, required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Head file to write (.safetensors).")
+@click.option("--stage", type=click.Choice(["distill", "contrastive"]), default="distill", show_default=True,
+              help="distill: match the RGB model's embeddings of the original images (stem + resampler train). "
+                   "contrastive: image-caption pairs, text tower frozen (also the first trunk blocks, final norm "
+                   "and projection train).")
+@click.option("--head-config", default=DEFAULT_HEAD, show_default=True, metavar="NAME|JSON",
+              help="Head config name (see --list-heads) or a head config .json file.")
+@click.option("--init-head", type=click.Path(dir_okay=False, path_type=Path),
+              help="Start from this head file (e.g. the distilled head for the contrastive stage).")
+@click.option("--model", help="open_clip model of the teacher/trunk (any ViT); default: the head config's.")
+@click.option("--pretrained", help="Teacher weights: an open_clip tag (e.g. openai), a checkpoint file, or 'none' "
+                                   "for random weights. Default: the head config's tag.")
+@click.option("--num-tokens", type=click.IntRange(1, 4096), help="Tokens K fed to the trunk (e.g. 98 or 196).")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path),
+              help="distill: folder with the original images, mirroring the folders of DATA. "
+                   "Default: NAME.png/.jpg/... next to each NAME.gsi.")
+@click.option("--steps", type=click.IntRange(1), help="Optimizer steps (required for tar shards).")
+@click.option("--epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
+              help="Passes over the data when --steps is not given.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(0, min_open=True),
+              help="Peak learning rate.  [default: 5e-4 distill, 5e-5 contrastive]")
+@click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), help="Warm-up steps.  [default: 5% of the steps]")
+@click.option("--trainable-blocks", type=click.IntRange(0),
+              help="contrastive: leading trunk blocks to train.  [default: the head config's, 2]")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Data loading worker processes.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="auto: mixed precision on CUDA (bf16 if supported), fp32 on CPU.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write resumable checkpoints (last.pt) here.")
+@click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True,
+              help="Steps between checkpoints (with --checkpoint-dir).")
+@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
+              help="Continue from this checkpoint (same data and options).")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--list-heads", is_flag=True, expose_value=False, is_eager=True, callback=_list_heads,
+              help="List the head configs and exit.")
+def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str, init_head: Path | None,
+               model: str | None, pretrained: str | None, num_tokens: int | None, images: Path | None,
+               steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
+               warmup: int | None, trainable_blocks: int | None, workers: int, device: str, precision: str,
+               seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
+               cache_dir: str | None, as_json: bool) -> None:
+    """Train a CLIP head that embeds .gsi files straight from their Gaussians.
+
+    DATA is .gsi files or folders (searched recursively), a CSV, or tar shards.
+
+    \b
+    distill       the teacher (the RGB model) sees each original image,
+                  the head its .gsi: NAME.png/.jpg next to NAME.gsi, under
+                  --images, a CSV with columns path,image, or KEY.gsi +
+                  KEY.jpg members of webdataset-style tar shards.
+    contrastive   image-caption pairs: NAME.txt next to NAME.gsi, a CSV
+                  path,caption, or KEY.gsi + KEY.txt tar members.
+
+    Teacher weights come from open_clip's registry (--pretrained TAG), a file
+    (--pretrained /path/to/checkpoint) or nothing (--pretrained none). Offline
+    without the weights the command stops and says which file is missing and
+    how to provide it. The head is written as safetensors with its config and
+    the teacher's name and weights tag in the metadata. With --checkpoint-dir,
+    an interrupted run continues exactly with --resume DIR/last.pt.
+
+    \b
+    Examples:
+      gsi train-head splats/ --images photos/ -o head-s1.safetensors --epochs 2
+      gsi train-head pairs.csv --stage contrastive --init-head head-s1.safetensors \\
+          -o head.safetensors --steps 20000 --checkpoint-dir ckpt/
+      gsi train-head 'shards/*.tar' --stage contrastive --steps 5000 -o head.safetensors
+      gsi train-head splats/ -o tiny.safetensors --head-config gsi-tiny --pretrained none
+    """
+    import torch
+
+    from gscodec.clip import create_head, load_head, open_dataset, save_head
+    from gscodec.clip.train import TrainConfig, Trainer, trainable_summary
+
+    err = err_console()
+    dev = _device(device)
+    if init_head is not None and (model or num_tokens or head_config != DEFAULT_HEAD):
+        err.print("[yellow]warning:[/] --init-head given: --head-config, --model and --num-tokens are taken from "
+                  "the head file")
+    with _warnings_to_stderr(), _library_errors():
+        torch.manual_seed(seed)  # a random-weights teacher must be the same on --resume
+        with err.status("loading the teacher model...", spinner="dots"):
+            if init_head is not None:
+                head, clip = load_head(init_head, pretrained=pretrained, device=dev, cache_dir=cache_dir)
+            else:
+                head, clip = create_head(head_config, clip_model=model, pretrained=pretrained,
+                                         num_tokens=num_tokens, device=dev, cache_dir=cache_dir)
+        transform = clip.preprocess if stage == "distill" else None
+        dataset = open_dataset(list(data), need_caption=stage == "contrastive", image_transform=transform,
+                               images_dir=images, seed=seed)
+        cfg = TrainConfig(stage=stage, steps=steps, epochs=epochs, batch_size=batch_size,
+                          lr=lr or _STAGE_LR[stage], weight_decay=weight_decay, warmup_steps=warmup,
+                          seed=seed, workers=workers, precision=precision, trainable_blocks=trainable_blocks,
+                          calibrate=init_head is None, checkpoint_every=checkpoint_every if checkpoint_dir else 0,
+                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+        trainer = Trainer(head, clip, dataset, cfg, device=dev)
+        if resume is not None:
+            trainer.resume(resume)
+        summary = trainable_summary(head, clip)
+        n_data = "streamed" if trainer.iterable else f"{len(dataset)} image(s)"  # type: ignore[arg-type]
+        err.print(f"{stage}: {clip.model_name} (weights: {escape(clip.pretrained)}), head "
+                  f"{escape(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
+                  f"steps of {batch_size} on {dev}"
+                  + (f", resuming at step {trainer.step}" if trainer.step else ""))
+        err.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
+                  f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
+                  f"{100 * summary['fraction_of_head']:.1f}% of the head)")
+        result = _run_with_progress(trainer, err)
+        meta = {"stage": stage, "steps": str(trainer.step), "final_loss": f"{result['loss']:.6g}",
+                "trainable_fraction": f"{summary['fraction_of_model']:.4f}",
+                "train_data": ", ".join(data)[:500]}
+        if init_head is not None:
+            from gscodec.clip import read_head_metadata
+
+            prev = read_head_metadata(init_head)
+            meta["previous_stages"] = ",".join(x for x in (prev.get("previous_stages", ""), prev.get("stage", ""))
+                                               if x)
+        size = save_head(head, output, clip, metadata=meta)
+    row = {"output": str(output), "bytes": size, "stage": stage, "clip_model": clip.model_name,
+           "pretrained": clip.pretrained, "head_config": head.config.name, "num_tokens": head.num_tokens,
+           "steps": trainer.step, "final_loss": result["loss"], "mean_loss": result["mean_loss"],
+           "seconds": round(result["seconds"], 2),
+           "images_per_s": round(result["images"] / max(result["seconds"], 1e-9), 2),
+           "trainable": summary["trainable"], "trainable_fraction_model": round(summary["fraction_of_model"], 4),
+           "trainable_fraction_head": round(summary["fraction_of_head"], 4)}
+    if as_json:
+        click.echo(json.dumps(row, indent=2))
+    else:
+        out_console().print(
+            f"wrote {escape(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
+            f"{result['loss']:.4f}, {row['images_per_s']} images/s")
+
+
+def _run_with_progress(trainer: Any, err: Any) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task = progress.add_task(trainer.config.stage, total=trainer.total_steps, completed=trainer.step,
+                                 loss="-", speed="-")
+        smooth: dict[str, float] = {}
+
+        def update(info: dict) -> None:
+            for key in ("loss", "images_per_s"):
+                smooth[key] = info[key] if key not in smooth else 0.9 * smooth[key] + 0.1 * info[key]
+            progress.update(task, completed=info["step"], loss=f"{smooth['loss']:.4f}",
+                            speed=f"{smooth['images_per_s']:.1f}")
+
+        try:
+            return trainer.run(progress=update)
+        except KeyboardInterrupt:
+            if trainer.config.checkpoint_dir:
+                trainer.save_checkpoint(Path(trainer.config.checkpoint_dir) / "last.pt")
+                err.print(f"interrupted at step {trainer.step}; resume with --resume "
+                          f"{escape(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
+            raise click.Abort() from None
+
+
+# --- classify ---------------------------------------------------------------------------------------------
+
+
+@click.command("classify", context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--head", "head_path", type=click.Path(dir_okay=False, path_type=Path), metavar="HEAD.safetensors",
+              help="Head file from gsi train-head.")
+@click.option("--labels", help="Comma-separated labels, e.g. \"cat,dog,car\".")
+@click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Labels, one per line.  [default without --labels: the 1000 ImageNet-1k classes]")
+@click.option("--templates", default="simple", show_default=True,
+              help="Prompt template set: openai (80 prompts), simple (7), short (1), or a .json/.txt file "
+                   "of templates with {c}.")
+@click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout instead of a table.")
+@click.option("--rgb", is_flag=True,
+              help="Run the RGB model on the decoded pixels instead of the head (for comparison).")
+@click.option("--model", help="open_clip model for --rgb without --head.  [default: ViT-B-16]")
+@click.option("--pretrained", help="Teacher weights (tag, checkpoint file or none), overriding the head file's.")
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
+def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None, labels_file: Path | None,
+             templates: str, top_k: int, as_json: bool, rgb: bool, model: str | None, pretrained: str | None,
+             batch_size: int, device: str, cache_dir: str | None) -> None:
+    """Zero-shot classify .gsi FILES with a CLIP head, without rendering them.
+
+    Each label becomes prompts from the template set ("a photo of a {c}.",
+    ...); their mean text embedding is compared with each file's embedding.
+    Prints the top-k labels with their softmax probabilities and cosine
+    similarities. Files that cannot be read are reported on stderr and
+    skipped; the exit status is then 1. --rgb renders the files and runs the
+    head's RGB model (or --model) on the pixels instead.
+
+    \b
+    Examples:
+      gsi classify cat.gsi --head head.safetensors --labels "cat,dog,car"
+      gsi classify splats/*.gsi --head head.safetensors --top-k 3 --json
+      gsi classify splats/*.gsi --head head.safetensors --labels-file labels.txt --templates openai
+      gsi classify cat.gsi --rgb --model ViT-B-16 --pretrained openai --labels "cat,dog"
+    """
+    from gscodec.clip import embed_gaussians, embed_rendered, load_clip, load_head, predict, text_classifier
+    from gscodec.clip.zeroshot import get_templates, imagenet_classnames, logit_scale_of, parse_labels, \
+        read_labels_file
+    from gscodec.format import GsiError, read
+
+    if labels and labels_file:
+        raise click.UsageError("give either --labels or --labels-file, not both")
+    if head_path is None and not rgb:
+        raise click.UsageError("give --head HEAD.safetensors (a head from gsi train-head), or --rgb to run an RGB "
+                               "CLIP model on the decoded pixels")
+    if model and head_path is not None:
+        raise click.UsageError("--model applies to --rgb without --head (a head file names its own model)")
+    err = err_console()
+    dev = _device(device)
+    with _library_errors():
+        classnames = parse_labels(labels) if labels else read_labels_file(labels_file) if labels_file \
+            else imagenet_classnames()
+        prompts = get_templates(templates)
+    gaussians, names, failed = [], [], []
+    for path in files:
+        try:
+            gaussians.append(read(path).gaussians)
+            names.append(str(path))
+        except (GsiError, OSError) as exc:
+            failed.append(path)
+            err.print(f"[red]error:[/] {escape(str(path))}: {escape(error_text(exc))}")
+    if gaussians:
+        with _warnings_to_stderr(), _library_errors():
+            with err.status("loading the model...", spinner="dots"):
+                if head_path is not None:
+                    head, clip = load_head(head_path, pretrained=pretrained, device=dev, cache_dir=cache_dir)
+                else:
+                    name = model or "ViT-B-16"
+                    weights = pretrained or _default_tag(name)
+                    head, clip = None, load_clip(name, weights, device=dev, cache_dir=cache_dir)
+            with err.status(f"embedding {len(classnames)} label(s) x {len(prompts)} prompt(s)...", spinner="dots"):
+                classifier = text_classifier(clip, classnames, prompts)
+            with err.status(f"embedding {len(gaussians)} file(s)...", spinner="dots"):
+                if rgb:
+                    emb = embed_rendered(clip, gaussians, batch_size)
+                else:
+                    emb = embed_gaussians(head, gaussians, batch_size)
+            results = predict(emb, classifier.to(emb.device), classnames, top_k, logit_scale_of(clip))
+        mode = "rgb" if rgb else "head"
+        rows = [{"file": n, "mode": mode, "predictions": [
+            {"label": p.label, "probability": round(p.probability, 6), "similarity": round(p.similarity, 6)}
+            for p in preds]} for n, preds in zip(names, results)]
+        if as_json:
+            click.echo(json.dumps(rows, indent=2))
+        else:
+            out_console().print(_classify_table(rows, clip.model_name, mode))
+    elif as_json:
+        click.echo("[]")
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(files)} file(s) could not be read")
+
+
+def _default_tag(model: str) -> str:
+    import open_clip
+
+    from gscodec.clip import register_model_configs
+
+    register_model_configs()
+    tags = open_clip.list_pretrained_tags_by_model(model)
+    if not tags:
+        raise click.UsageError(f"open_clip has no pretrained tags for {model!r}; give --pretrained FILE or none")
+    return "openai" if "openai" in tags else tags[0]
+
+
+def _classify_table(rows: list[dict], model_name: str, mode: str):
+    from rich.table import Table
+
+    table = Table(title=f"{'RGB model on decoded pixels' if mode == 'rgb' else 'splat head'} ({model_name})")
+    table.add_column("File", overflow="fold")
+    table.add_column("Label", overflow="fold")
+    table.add_column("Prob", justify="right", no_wrap=True)
+    table.add_column("Cos", justify="right", no_wrap=True)
+    table.add_column("Next", overflow="fold")
+    for r in rows:
+        top, rest = r["predictions"][0], r["predictions"][1:]
+        table.add_row(escape(os.path.basename(r["file"]) if len(r["file"]) > 60 else r["file"]), escape(top["label"]),
+                      f"{100 * top['probability']:.1f}%", f"{top['similarity']:.3f}",
+                      escape(", ".join(f"{p['label']} {100 * p['probability']:.1f}%" for p in rest)) or "-")
+    return table
+
+
+__all__ = ["classify", "train_head"]

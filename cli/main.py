@@ -1,0 +1,245 @@
+"""The ``gsi`` command line: ``info``, ``view`` and ``encode`` for `.gsi` splat images.
+
+``train-head`` and ``classify`` live in :mod:`.clip_commands` and are registered here.
+
+Library errors become :class:`click.ClickException` here (exit status 1);
+usage errors exit with 2 as click does; Ctrl-C exits with 130. Progress and diagnostics go to
+stderr, results (tables, ``--json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from rich.markup import escape
+
+from .clip_commands import classify, train_head
+from .common import display_path, err_console, error_text, human_bytes, out_console
+
+# gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(None, "-V", "--version", package_name="gscodec", prog_name="gsi")
+def cli() -> None:
+    """Splat image codec: photos as sums of 2D Gaussians in .gsi files.
+
+    \b
+    Examples:
+      gsi encode photos/ -o splats/ --resize 224
+      gsi info splats/*.gsi
+      gsi view splats/cat.gsi --scale 2 -o cat.png
+      gsi classify splats/*.gsi --labels cat,dog,car
+    """
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects on stdout instead of a table.")
+@click.option("--verify", is_flag=True, help="Decode each whole file, checking its checksum and parameters (slower).")
+def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
+    """Show the header and statistics of .gsi FILES.
+
+    Per file: size in bytes, width x height, Gaussian count, storage mode,
+    bytes per Gaussian, bits per pixel, compression ratio against raw RGB8
+    (width * height * 3 / file size) and the metadata. Only the header and
+    metadata are read unless --verify is given. Files that cannot be read are
+    reported on stderr, the others still shown; the exit status is then 1.
+
+    \b
+    Examples:
+      gsi info cat.gsi
+      gsi info splats/*.gsi --json | jq '.[].bits_per_pixel'
+    """
+    from gscodec.format import GsiError
+
+    from .info import file_info, info_tables
+
+    err = err_console()
+    rows, failed = [], []
+    for path in files:
+        try:
+            rows.append(file_info(path, verify=verify))
+        except (GsiError, OSError) as exc:
+            failed.append(path)
+            err.print(f"[red]error:[/] {escape(str(path))}: {escape(error_text(exc))}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        out = out_console()
+        for table in info_tables(rows):
+            out.print(table)
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(files)} file(s) could not be read")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the render to this PNG instead of opening a viewer.")
+@click.option("--width", type=click.IntRange(1), help="Output width in pixels.")
+@click.option("--height", type=click.IntRange(1), help="Output height in pixels.")
+@click.option("--scale", type=click.FloatRange(0, min_open=True), help="Output size relative to the stored size.")
+def view(file: Path, output: Path | None, width: int | None, height: int | None, scale: float | None) -> None:
+    """Render a .gsi FILE to pixels, at its stored size or any other.
+
+    Give --width or --height alone to keep the aspect ratio, both to stretch,
+    or --scale. Without -o the PNG goes to a temporary file that is opened in
+    the system viewer when there is one; its path is always printed (stderr).
+
+    \b
+    Examples:
+      gsi view cat.gsi
+      gsi view cat.gsi -o cat.png --width 1024
+      gsi view cat.gsi -o big.png --scale 4
+    """
+    from gscodec.format import GsiError, read
+    from gscodec.imageio import save_png
+    from gscodec.render import output_size, render
+
+    from . import viewer
+
+    if scale is not None and (width is not None or height is not None):
+        raise click.UsageError("give either --scale or --width/--height, not both")
+    err = err_console()
+    try:
+        g = read(file).gaussians
+        w, h = output_size(g, width, height, scale)
+        pixels = render(g, w, h)
+    except (GsiError, OSError, ValueError) as exc:
+        raise click.ClickException(f"{file}: {error_text(exc)}") from None
+    if output is None:
+        fd, name = tempfile.mkstemp(prefix=f"gsi-view-{file.stem}-", suffix=".png")
+        os.close(fd)
+        target = Path(name)
+    else:
+        target = output
+    try:
+        save_png(pixels, target)
+    except (GsiError, OSError) as exc:
+        if output is None:
+            target.unlink(missing_ok=True)
+        raise click.ClickException(error_text(exc)) from None
+    err.print(f"wrote {escape(str(target))} ({w}x{h})")
+    if output is None:
+        opened = viewer.open_viewer(target)
+        if opened:
+            err.print(f"opened in {escape(opened)}")
+        else:
+            err.print("no image viewer found; open the PNG yourself")
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output-dir", "outdir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write outputs here, mirroring the input folders. Default: next to each input.")
+@click.option("--points", type=click.IntRange(1), help="Gaussians per image.  [default: 900]")
+@click.option("--density", type=click.FloatRange(0, 1, min_open=True),
+              help="Gaussians per pixel (e.g. 0.02), instead of --points.")
+@click.option("--iterations", type=click.IntRange(0), help="Optimizer steps per image (fitter default if omitted).")
+@click.option("--resize", type=click.IntRange(1), metavar="SIZE",
+              help="Shorter side to SIZE, then centre crop to SIZE x SIZE (as CLIP, e.g. 224). Default: native size.")
+@click.option("--quality", type=click.Choice(["low", "medium", "high", "float16", "float32"]), default="medium",
+              show_default=True, help="Quantization preset, or unquantized float storage.")
+@click.option("--target-psnr", type=float, help="Stop fitting an image once it reaches this PSNR (dB).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the fitter.")
+@click.option("--force", is_flag=True, help="Re-encode images whose output already exists.")
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Worker processes (each uses one thread).")
+@click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True,
+              help="Fit up to this many same-size images together (faster with --resize).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print a JSON summary list (input, output, psnr, bytes, bpp, seconds, status, error) on stdout.")
+def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, density: float | None,
+           iterations: int | None, resize: int | None, quality: str, target_psnr: float | None, seed: int,
+           force: bool, workers: int, batch: int, as_json: bool) -> None:
+    """Fit images to Gaussians and write .gsi files.
+
+    INPUTS are image files (any format Pillow reads), folders (searched
+    recursively for image extensions) or glob patterns. Each output is the
+    input's name with a .gsi suffix, next to the input or, with -o, under
+    OUTDIR mirroring the input folders. Existing outputs are skipped unless
+    --force, so an interrupted run resumes where it stopped; files are written
+    atomically, so Ctrl-C never leaves a partial file. Images that cannot be
+    read are reported and skipped; the exit status is then 1.
+
+    \b
+    Examples:
+      gsi encode cat.jpg
+      gsi encode photos/ -o splats/ --resize 224 --points 900
+      gsi encode 'shots/**/*.png' -o out/ --density 0.02 --workers 2
+      gsi encode photos/ -o splats/ --resize 224 --batch 8 --json > summary.json
+    """
+    from gscodec.limits import MAX_DIMENSION, MAX_GAUSSIANS
+
+    from .encoding import Record, Settings, run
+    from .inputs import discover
+
+    if points is not None and density is not None:
+        raise click.UsageError("give either --points or --density, not both")
+    if points is not None and points > MAX_GAUSSIANS:
+        raise click.BadParameter(f"at most {MAX_GAUSSIANS}", param_hint="'--points'")
+    if resize is not None and resize > MAX_DIMENSION:
+        raise click.BadParameter(f"at most {MAX_DIMENSION}", param_hint="'--resize'")
+    err = err_console()
+    if outdir is not None:
+        if outdir.exists() and not outdir.is_dir():
+            raise click.ClickException(f"output folder {outdir} is a file")
+        if outdir.is_dir() and not os.access(outdir, os.W_OK | os.X_OK):
+            raise click.ClickException(f"cannot write to output folder {outdir}: permission denied")
+
+    found = discover(list(inputs), outdir)
+    for folder in found.empty_folders:
+        err.print(f"[yellow]warning:[/] no images in folder {escape(str(folder))}")
+    if not found.jobs and not found.problems:
+        raise click.ClickException(f"no images to encode in {', '.join(inputs)} (folders are searched recursively "
+                                   f"for files Pillow reads: .png, .jpg, .webp, .tif, .bmp, .gif, ...)")
+
+    settings = Settings(points=points or 900, density=density, iterations=iterations, resize=resize,
+                        quality=quality, force=force, seed=seed, target_psnr=target_psnr)
+    records = [Record(spec, None, "failed", error=reason) for spec, reason in found.problems]
+    for r in records:
+        err.print(f"[red]✗[/] {escape(r.input)}: {escape(r.error or '')}")
+    start = time.perf_counter()
+    try:
+        records += run(found.jobs, settings, err, workers=workers, batch=batch)
+    except KeyboardInterrupt:
+        err.print("[red]interrupted[/]: finished files are complete and nothing was half-written; "
+                  "run the same command again to resume")
+        raise click.exceptions.Exit(130) from None
+    elapsed = time.perf_counter() - start
+
+    if as_json:
+        click.echo(json.dumps([r.as_dict() for r in records], indent=2))
+    encoded = [r for r in records if r.status == "encoded"]
+    skipped = [r for r in records if r.status == "skipped"]
+    failed = [r for r in records if r.status == "failed"]
+    written = sum(r.bytes or 0 for r in encoded)
+    err.print(f"encoded {len(encoded)}, skipped {len(skipped)}, failed {len(failed)} "
+              f"in {elapsed:.1f} s; wrote {human_bytes(written)}")
+    if failed:
+        lines = "\n".join(f"  {display_path(r.input)}: {r.error}" for r in failed)
+        raise click.ClickException(f"{len(failed)} of {len(records)} input(s) failed:\n{lines}")
+
+
+cli.add_command(train_head)
+cli.add_command(classify)
+
+
+def main() -> None:
+    """Console entry point of ``gsi``."""
+    try:
+        cli(prog_name="gsi")
+    except KeyboardInterrupt:  # outside click's own handling (e.g. while importing)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

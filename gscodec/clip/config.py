@@ -1,0 +1,162 @@
+"""Head configurations: the JSON files in ``gscodec/clip/configs/`` as dataclasses.
+
+A head config names the open_clip model whose vision transformer becomes the
+frozen trunk (``clip_model``) with its default weights tag (``pretrained``),
+the number ``num_tokens`` (K) of tokens the perceiver resampler produces, and
+the settings of the splat stem and the resampler. The token width is not part
+of the config: it is the trunk's width, so one config works with any open_clip
+ViT (``--model`` overrides ``clip_model``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+class ClipHeadError(Exception):
+    """Base class of the errors of :mod:`gscodec.clip`."""
+
+
+class ConfigError(ClipHeadError, ValueError):
+    """A head config (JSON or arguments) is malformed or names something unknown."""
+
+
+@dataclass(frozen=True)
+class StemConfig:
+    """Per-Gaussian features and their projection to the trunk width.
+
+    Attributes:
+        fourier_bands: frequencies per axis of the positional Fourier features
+            (geometric from 1 to ``max_frequency`` cycles per image side);
+            0 disables them.
+        max_frequency: highest frequency, in cycles per image side.
+        projection: ``"linear"`` or ``"mlp"`` (two layers with GELU).
+        hidden: hidden width of the MLP projection (ignored for ``"linear"``).
+    """
+
+    fourier_bands: int = 16
+    max_frequency: float = 64.0
+    projection: str = "mlp"
+    hidden: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.fourier_bands < 0:
+            raise ConfigError(f"stem.fourier_bands must be >= 0, got {self.fourier_bands}")
+        if not self.max_frequency >= 1.0:
+            raise ConfigError(f"stem.max_frequency must be >= 1, got {self.max_frequency}")
+        if self.projection not in ("linear", "mlp"):
+            raise ConfigError(f"stem.projection must be 'linear' or 'mlp', got {self.projection!r}")
+        if self.projection == "mlp" and self.hidden < 1:
+            raise ConfigError(f"stem.hidden must be positive for an MLP projection, got {self.hidden}")
+
+
+@dataclass(frozen=True)
+class ResamplerConfig:
+    """The perceiver resampler: K learned queries cross-attending to the Gaussian tokens.
+
+    Attributes:
+        depth: cross-attention + feed-forward layers.
+        heads: attention heads; ``None`` uses the trunk's head count.
+        mlp_ratio: feed-forward hidden width relative to the token width.
+        add_pos_embed: add the trunk's patch positional embedding, resampled to
+            a grid of K slots, to the output tokens (a fixed per-slot offset, so
+            the trunk sees tokens shaped like its patch tokens; it does not
+            depend on the order of the Gaussians).
+    """
+
+    depth: int = 1
+    heads: int | None = None
+    mlp_ratio: float = 4.0
+    add_pos_embed: bool = True
+
+    def __post_init__(self) -> None:
+        if self.depth < 1:
+            raise ConfigError(f"resampler.depth must be >= 1, got {self.depth}")
+        if self.heads is not None and self.heads < 1:
+            raise ConfigError(f"resampler.heads must be >= 1, got {self.heads}")
+        if not self.mlp_ratio > 0:
+            raise ConfigError(f"resampler.mlp_ratio must be positive, got {self.mlp_ratio}")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """A whole head: stem, resampler, K, the open_clip trunk and its default weights.
+
+    Attributes:
+        clip_model: open_clip model name (any ViT in ``open_clip.list_models()``).
+        pretrained: default weights tag of ``clip_model`` (``"none"`` = random init).
+        num_tokens: K, the number of tokens fed to the trunk (98 and 196 for ViT-B-16).
+        stem, resampler: see :class:`StemConfig`, :class:`ResamplerConfig`.
+        trainable_blocks: leading trunk blocks trained in the contrastive stage (paper: 2).
+        name: the config's registry name (informational).
+        description: free text.
+    """
+
+    clip_model: str
+    pretrained: str = "none"
+    num_tokens: int = 196
+    stem: StemConfig = field(default_factory=StemConfig)
+    resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+    trainable_blocks: int = 2
+    name: str = ""
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.clip_model, str) or not self.clip_model:
+            raise ConfigError("clip_model must be a non-empty open_clip model name")
+        if self.num_tokens < 1:
+            raise ConfigError(f"num_tokens must be >= 1, got {self.num_tokens}")
+        if self.trainable_blocks < 0:
+            raise ConfigError(f"trainable_blocks must be >= 0, got {self.trainable_blocks}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (the inverse of :meth:`from_dict`)."""
+        return asdict(self)
+
+    def to_json(self) -> str:
+        """Compact JSON text of :meth:`to_dict`."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], name: str = "") -> "HeadConfig":
+        """Build and validate a config from a JSON dict; unknown keys raise :class:`ConfigError`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a head config must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        try:
+            stem = _sub(StemConfig, data.pop("stem", {}), "stem")
+            resampler = _sub(ResamplerConfig, data.pop("resampler", {}), "resampler")
+            known = {f.name for f in fields(cls)} - {"stem", "resampler"}
+            unknown = sorted(set(data) - known)
+            if unknown:
+                raise ConfigError(f"unknown head config keys: {', '.join(unknown)}")
+            if name and not data.get("name"):
+                data["name"] = name
+            return cls(stem=stem, resampler=resampler, **data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid head config: {exc}") from None
+
+    @classmethod
+    def from_json(cls, text: str, name: str = "") -> "HeadConfig":
+        """Parse JSON text (see :meth:`from_dict`)."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"head config is not valid JSON: {exc}") from None
+        return cls.from_dict(data, name)
+
+    def with_overrides(self, **changes: Any) -> "HeadConfig":
+        """A copy with the non-``None`` ``changes`` applied (e.g. ``clip_model``, ``num_tokens``)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _sub(cls: type, data: Any, label: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{label} must be a JSON object")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"unknown {label} config keys: {', '.join(unknown)}")
+    return cls(**data)

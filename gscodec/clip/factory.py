@@ -1,0 +1,248 @@
+"""Head registry, creation, and head files (safetensors).
+
+Like open_clip's model registry: :func:`list_heads` names the JSON configs in
+``gscodec/clip/configs/`` (plus any added with :func:`add_head_config`), and
+:func:`create_head` builds a head from a name, a JSON path or a
+:class:`HeadConfig`, listing the valid names when given a wrong one.
+
+A head file is a safetensors file with the head's tensors and string metadata:
+``format`` (``gscodec-clip-head``), ``config`` (the head config JSON),
+``clip_model`` and ``pretrained`` (the teacher's open_clip name and weights
+tag or path), ``quick_gelu``, ``embed_dim``, ``self_contained`` and training
+details. Trunk tensors equal to the teacher's are not stored: they come back
+from the teacher's weights. A head distilled from a randomly initialised
+teacher (``pretrained == "none"``) cannot be rebuilt that way, so its file is
+self-contained: the whole trunk and the teacher's text tower (``clip.*``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import ClipHeadError, ConfigError, HeadConfig
+from .model import GaussianCLIPHead
+from .teacher import ClipBundle, load_clip, register_model_configs
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+HEAD_FORMAT = "gscodec-clip-head"
+HEAD_FORMAT_VERSION = "1"
+_CONFIG_PATHS: list[Path] = [CONFIG_DIR]
+
+
+class UnknownHeadError(ConfigError):
+    """No head config of that name; the message lists the valid names."""
+
+
+class HeadFileError(ClipHeadError):
+    """A head file is missing, unreadable, or not a gscodec CLIP head."""
+
+
+def _scan() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for base in _CONFIG_PATHS:
+        files = [base] if base.is_file() else sorted(base.glob("*.json")) if base.is_dir() else []
+        for f in files:
+            found[f.stem] = f
+    return found
+
+
+def list_heads() -> list[str]:
+    """Names of the registered head configs, sorted."""
+    return sorted(_scan())
+
+
+def add_head_config(path: str | os.PathLike) -> None:
+    """Register a head config file or a folder of them (like ``open_clip.add_model_config``)."""
+    _CONFIG_PATHS.append(Path(path))
+
+
+def get_head_config(name: str | os.PathLike | HeadConfig) -> HeadConfig:
+    """The :class:`HeadConfig` for a registered name or a JSON file path.
+
+    Raises :class:`UnknownHeadError` listing the valid names.
+    """
+    if isinstance(name, HeadConfig):
+        return name
+    registry = _scan()
+    key = str(name)
+    if key in registry:
+        path = registry[key]
+    elif key.endswith(".json") and Path(key).is_file():
+        path = Path(key)
+    else:
+        raise UnknownHeadError(f"unknown head config {key!r}; valid names: {', '.join(sorted(registry))} "
+                               "(or give the path of a head config .json file)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read head config {path}: {exc.strerror or exc}") from None
+    return HeadConfig.from_json(text, name=path.stem)
+
+
+def create_head(config: str | os.PathLike | HeadConfig, *, clip_model: str | None = None,
+                pretrained: str | None = None, num_tokens: int | None = None, clip: ClipBundle | None = None,
+                device: str | torch.device = "cpu", cache_dir: str | None = None,
+                resize_mode: str = "squash") -> tuple[GaussianCLIPHead, ClipBundle]:
+    """Build a fresh head (stem and resampler randomly initialised) on a teacher's trunk.
+
+    Args:
+        config: registered name, JSON path or :class:`HeadConfig`.
+        clip_model: open_clip model name overriding the config's (any ViT).
+        pretrained: weights tag, checkpoint path or ``"none"``; default: the
+            config's tag (when another ``clip_model`` is given, the tag must
+            exist for it, else ``pretrained`` is required).
+        num_tokens: K override.
+        clip: an already loaded teacher (then ``clip_model``/``pretrained`` are ignored).
+
+    Returns:
+        ``(head, clip)``: the head on ``device`` and the teacher bundle.
+    """
+    register_model_configs()
+    cfg = get_head_config(config)
+    if clip is not None:
+        cfg = cfg.with_overrides(clip_model=clip.model_name, num_tokens=num_tokens)
+    else:
+        cfg = cfg.with_overrides(clip_model=clip_model, num_tokens=num_tokens)
+        if pretrained is None:
+            pretrained = cfg.pretrained
+            if clip_model is not None and pretrained.lower() != "none":
+                import open_clip
+
+                if pretrained not in open_clip.list_pretrained_tags_by_model(clip_model):
+                    raise ConfigError(f"head config {cfg.name or '?'} names weights {cfg.pretrained!r}, which open_clip "
+                                      f"does not have for {clip_model!r}; give --pretrained TAG, a checkpoint path, "
+                                      "or none")
+        clip = load_clip(cfg.clip_model, pretrained, device=device, cache_dir=cache_dir, resize_mode=resize_mode)
+    head = GaussianCLIPHead(cfg, clip.model.visual).to(device)
+    return head, clip
+
+
+def _fingerprint(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to("cpu", torch.float32)
+
+
+def save_head(head: GaussianCLIPHead, path: str | os.PathLike, clip: ClipBundle,
+              metadata: dict[str, Any] | None = None) -> int:
+    """Write ``head`` as safetensors (atomically); returns the file size in bytes.
+
+    ``metadata`` adds string entries (training stage, steps, ...).
+    """
+    from safetensors.torch import save_file
+
+    self_contained = clip.pretrained == "none"
+    teacher = clip.model.visual.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for key, value in head.state_dict().items():
+        if key.startswith("trunk.") and not self_contained:
+            ref = teacher.get(key[len("trunk."):])
+            if ref is not None and ref.shape == value.shape and torch.equal(_fingerprint(ref), _fingerprint(value)):
+                continue
+        tensors[key] = value.detach().to("cpu").contiguous().clone()
+    if self_contained:
+        for key, value in clip.model.state_dict().items():
+            if not key.startswith("visual."):
+                tensors[f"clip.{key}"] = value.detach().to("cpu").contiguous().clone()
+    from .. import __version__
+
+    meta = {
+        "format": HEAD_FORMAT,
+        "format_version": HEAD_FORMAT_VERSION,
+        "config": head.config.to_json(),
+        "clip_model": clip.model_name,
+        "pretrained": clip.pretrained,
+        "quick_gelu": "1" if clip.quick_gelu else "0",
+        "embed_dim": str(head.embed_dim),
+        "num_tokens": str(head.num_tokens),
+        "self_contained": "1" if self_contained else "0",
+        "gscodec_version": __version__,
+    }
+    for k, v in (metadata or {}).items():
+        meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise HeadFileError(f"cannot write head file {path}: {exc.strerror or exc}") from None
+    return path.stat().st_size
+
+
+def read_head_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a head file; raises :class:`HeadFileError` if it is not one."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise HeadFileError(f"head file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # SafetensorError, OSError, ...
+        raise HeadFileError(f"{path} is not a readable safetensors file ({exc})") from None
+    if meta.get("format") != HEAD_FORMAT:
+        raise HeadFileError(f"{path} is a safetensors file but not a gscodec CLIP head (no '{HEAD_FORMAT}' metadata)")
+    if meta.get("format_version") != HEAD_FORMAT_VERSION:
+        raise HeadFileError(f"{path}: unsupported head format version {meta.get('format_version')!r}")
+    return meta
+
+
+def load_head(path: str | os.PathLike, *, pretrained: str | None = None, device: str | torch.device = "cpu",
+              cache_dir: str | None = None, resize_mode: str = "squash") -> tuple[GaussianCLIPHead, ClipBundle]:
+    """Load a head file and its teacher (for the text tower and the frozen trunk).
+
+    ``pretrained`` overrides the teacher weights recorded in the file (e.g. a
+    local checkpoint path of the same weights). Raises :class:`HeadFileError`
+    and the teacher's errors (:class:`~gscodec.clip.teacher.WeightsUnavailableError`, ...).
+    """
+    from safetensors.torch import load_file
+
+    meta = read_head_metadata(path)
+    try:
+        cfg = HeadConfig.from_json(meta["config"])
+        model_name = meta["clip_model"]
+    except (KeyError, ConfigError) as exc:
+        raise HeadFileError(f"{path}: invalid head metadata ({exc})") from None
+    try:
+        tensors = load_file(str(path), device="cpu")
+    except Exception as exc:
+        raise HeadFileError(f"cannot read the tensors of {path} ({exc})") from None
+    self_contained = meta.get("self_contained") == "1"
+    quick = meta.get("quick_gelu") == "1"
+    use_stored_text = self_contained and pretrained is None
+    weights = "none" if use_stored_text else (pretrained or meta.get("pretrained", "none"))
+    clip = load_clip(model_name, weights, device=device, cache_dir=cache_dir, quick_gelu=quick,
+                     resize_mode=resize_mode)
+    if use_stored_text:
+        text = {k[len("clip."):]: v for k, v in tensors.items() if k.startswith("clip.")}
+        result = clip.model.load_state_dict(text, strict=False)
+        missing = [k for k in result.missing_keys if not k.startswith("visual.")]
+        if missing or result.unexpected_keys:
+            raise HeadFileError(f"{path}: stored text tower does not match {model_name} "
+                                f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        clip.pretrained = "none"
+    head = GaussianCLIPHead(cfg, clip.model.visual)
+    own = {k: v for k, v in tensors.items() if not k.startswith("clip.")}
+    try:
+        result = head.load_state_dict(own, strict=False)
+    except RuntimeError as exc:
+        raise HeadFileError(f"{path}: tensors do not fit the head ({str(exc).splitlines()[0]})") from None
+    missing = [k for k in result.missing_keys if not k.startswith("trunk.")]
+    if missing or result.unexpected_keys:
+        raise HeadFileError(f"{path}: tensors do not fit the head (missing {missing[:3]}, "
+                            f"unexpected {result.unexpected_keys[:3]})")
+    head.to(device).eval()
+    head.set_trainable("none")
+    return head, clip
+
+
+__all__ = ["CONFIG_DIR", "HEAD_FORMAT", "HeadFileError", "UnknownHeadError", "add_head_config", "create_head",
+           "get_head_config", "list_heads", "load_head", "read_head_metadata", "save_head"]

@@ -1,0 +1,163 @@
+"""The compressed-domain CLIP head: splat stem -> perceiver resampler -> an open_clip ViT trunk.
+
+The trunk is a copy of an open_clip ``VisionTransformer`` without its patch
+embedding (``conv1``): the K resampled tokens take the place of the patch
+tokens. The forward pass follows ``VisionTransformer.forward``: class token
+(``class_embedding`` + ``positional_embedding[0]``) prepended, ``ln_pre``,
+``transformer`` (its ``resblocks``), then the trunk's own pooling (``_pool``:
+class token, average or attentional pooling, ``ln_post``) and ``proj``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import HeadConfig
+from .resampler import PerceiverResampler
+from .stem import SplatStem
+
+
+def _trunk_heads(trunk: nn.Module) -> int:
+    attn = trunk.transformer.resblocks[0].attn
+    return int(getattr(attn, "num_heads"))
+
+
+def slot_grid(num_tokens: int, grid: tuple[int, int]) -> tuple[int, int]:
+    """``(rows, cols)`` with ``rows * cols == num_tokens`` and the aspect closest to ``grid`` ``(gh, gw)``.
+
+    196 on a 14x14 grid -> (14, 14); 98 -> (14, 7).
+    """
+    target = math.log(grid[0] / grid[1])
+    best = (1, num_tokens)
+    for rows in range(1, num_tokens + 1):
+        if num_tokens % rows == 0:
+            cols = num_tokens // rows
+            key = (abs(math.log(rows / cols) - target), -rows)
+            if key < (abs(math.log(best[0] / best[1]) - target), -best[0]):
+                best = (rows, cols)
+    return best
+
+
+class GaussianCLIPHead(nn.Module):
+    """Embeds padded batches of Gaussians into an open_clip embedding space.
+
+    ``forward(params (B, N, 8), mask (B, N) bool True = real Gaussian, sizes (B, 2)) -> (B, E)``.
+    """
+
+    def __init__(self, config: HeadConfig, visual: nn.Module) -> None:
+        super().__init__()
+        from open_clip.transformer import VisionTransformer
+
+        if not isinstance(visual, VisionTransformer):
+            raise TypeError(f"the trunk must be an open_clip VisionTransformer, got {type(visual).__name__}")
+        self.config = config
+        trunk = copy.deepcopy(visual)
+        del trunk.conv1  # the resampler replaces the patch embedding
+        trunk.patch_dropout = nn.Identity()
+        self.trunk = trunk
+        width = trunk.transformer.width
+        self.width = width
+        self.embed_dim = int(trunk.output_dim)
+        heads = config.resampler.heads or _trunk_heads(trunk)
+        self.stem = SplatStem(config.stem, width)
+        self.resampler = PerceiverResampler(width, config.num_tokens, config.resampler.depth, heads,
+                                            config.resampler.mlp_ratio)
+        self.slots = slot_grid(config.num_tokens, tuple(trunk.grid_size))
+
+    @property
+    def num_tokens(self) -> int:
+        """K, the number of tokens the trunk sees (plus its class token)."""
+        return self.config.num_tokens
+
+    def slot_pos_embed(self) -> torch.Tensor:
+        """``(K, D)``: the trunk's patch positional embedding resampled (bicubic) to the K-slot grid."""
+        pos = self.trunk.positional_embedding[1:]
+        gh, gw = self.trunk.grid_size
+        rows, cols = self.slots
+        if (rows, cols) == (gh, gw):
+            return pos
+        grid = pos.reshape(1, gh, gw, -1).permute(0, 3, 1, 2).float()
+        grid = F.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
+        return grid.permute(0, 2, 3, 1).reshape(rows * cols, -1).to(pos.dtype)
+
+    def tokens(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """``(B, K, D)`` resampled tokens, before the trunk."""
+        x = self.stem(params, sizes)
+        x = self.resampler(x, ~mask)
+        if self.config.resampler.add_pos_embed:
+            x = x + self.slot_pos_embed().to(x.dtype)
+        return x
+
+    def forward(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor,
+                normalize: bool = False) -> torch.Tensor:
+        x = self.tokens(params, mask, sizes)
+        t = self.trunk
+        cls = (t.class_embedding + t.positional_embedding[0]).to(x.dtype)
+        x = torch.cat([cls.view(1, 1, -1).expand(x.shape[0], -1, -1), x], 1)
+        x = t.ln_pre(x)
+        x = t.transformer(x)
+        pooled, _ = t._pool(x)
+        if t.proj is not None:
+            pooled = pooled @ t.proj
+        return F.normalize(pooled, dim=-1) if normalize else pooled
+
+    def encode(self, batch, normalize: bool = True) -> torch.Tensor:
+        """Embed a :class:`~gscodec.clip.data.SplatBatch` (moved to the head's device) -> ``(B, E)``."""
+        device = next(self.parameters()).device
+        b = batch.to(device)
+        return self.forward(b.params, b.mask, b.sizes, normalize=normalize)
+
+    # --- parameter groups -------------------------------------------------------------------------------
+
+    def stem_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the stem and the resampler (trained in both stages)."""
+        yield from self.stem.parameters()
+        yield from self.resampler.parameters()
+
+    def trunk_trainable_parameters(self, blocks: int) -> Iterator[nn.Parameter]:
+        """Trunk parameters of the contrastive stage: the first ``blocks`` blocks, the final norm and projection."""
+        for block in self.trunk.transformer.resblocks[:blocks]:
+            yield from block.parameters()
+        yield from self.trunk.ln_post.parameters()
+        if self.trunk.proj is not None:
+            yield self.trunk.proj
+        if getattr(self.trunk, "attn_pool", None) is not None:
+            yield from self.trunk.attn_pool.parameters()
+        if getattr(self.trunk, "attn_pool_contrastive", None) is not None:
+            yield from self.trunk.attn_pool_contrastive.parameters()
+
+    def set_trainable(self, stage: str, blocks: int | None = None) -> None:
+        """Freeze everything, then unfreeze what ``stage`` trains.
+
+        ``"distill"``: stem and resampler. ``"contrastive"``: also the first
+        ``blocks`` (default: the config's ``trainable_blocks``) trunk blocks,
+        ``ln_post`` and ``proj``. ``"none"``: nothing.
+        """
+        if stage not in ("distill", "contrastive", "none"):
+            raise ValueError(f"stage must be 'distill', 'contrastive' or 'none', got {stage!r}")
+        for p in self.parameters():
+            p.requires_grad_(False)
+        if stage == "none":
+            return
+        for p in self.stem_parameters():
+            p.requires_grad_(True)
+        if stage == "contrastive":
+            for p in self.trunk_trainable_parameters(self.config.trainable_blocks if blocks is None else blocks):
+                p.requires_grad_(True)
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameter counts: ``stem``, ``resampler``, ``trunk``, ``total`` and ``trainable``."""
+        count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+        return {
+            "stem": count(self.stem.parameters()),
+            "resampler": count(self.resampler.parameters()),
+            "trunk": count(self.trunk.parameters()),
+            "total": count(self.parameters()),
+            "trainable": count(p for p in self.parameters() if p.requires_grad),
+        }

@@ -1,0 +1,453 @@
+"""Training the head: stage 1 distillation, stage 2 contrastive; exact resume from checkpoints.
+
+Stage 1 (``"distill"``): the RGB model (teacher) embeds the original image,
+the head embeds its `.gsi`; the loss is the squared distance between the
+L2-normalized embeddings (``sum_e (a_e - b_e)^2 = 2 - 2 cos``, averaged over
+the batch). Only the stem and the resampler train.
+
+Stage 2 (``"contrastive"``): image-caption pairs, the text tower frozen; the
+symmetric InfoNCE loss with the model's (frozen) ``logit_scale`` (the sigmoid
+loss for SigLIP-style models with a ``logit_bias``). The stem, the resampler,
+the first ``trainable_blocks`` trunk blocks, the final norm and the projection
+train.
+
+Mixed precision (autocast; bf16, or fp16 with a gradient scaler) is used only
+on CUDA. Checkpoints hold the head, optimizer, scheduler, step, data position
+and RNG states, so a resumed run continues exactly as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+
+from .config import ClipHeadError
+from .data import DataError, SplatBatch, collate_splats
+from .model import GaussianCLIPHead
+from .teacher import ClipBundle
+
+CHECKPOINT_FORMAT = "gscodec-clip-train"
+STAGES = ("distill", "contrastive")
+
+
+class CheckpointError(ClipHeadError):
+    """A training checkpoint cannot be read or does not match the run it should resume."""
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training stage.
+
+    Attributes:
+        stage: ``"distill"`` or ``"contrastive"``.
+        steps: optimizer steps; ``None`` derives them from ``epochs`` (map-style data only).
+        epochs: passes over the data when ``steps`` is None.
+        batch_size: images per step.
+        lr, weight_decay, betas: AdamW (no weight decay on biases, norms, embeddings).
+        warmup_steps: linear warm-up (None: 5% of the steps), then cosine decay to ``min_lr_ratio * lr``.
+        grad_clip: max gradient norm (0 disables).
+        seed: seeds the data order and all RNGs.
+        workers: DataLoader worker processes.
+        precision: ``"auto"`` (bf16 autocast on CUDA if supported, else fp16; fp32 on CPU),
+            ``"fp32"``, ``"bf16"`` or ``"fp16"`` (the last two only on CUDA).
+        trainable_blocks: contrastive stage: leading trunk blocks to train (None: the head config's).
+        calibrate: set the stem's feature statistics from the first batch of a fresh run.
+        cache_targets: keep teacher (or text) embeddings per dataset index (map-style data).
+        checkpoint_every: save a checkpoint every this many steps (0: only at the end when a directory is set).
+        checkpoint_dir: folder for ``last.pt``.
+    """
+
+    stage: str = "distill"
+    steps: int | None = None
+    epochs: float = 1.0
+    batch_size: int = 32
+    lr: float = 5e-4
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int | None = None
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    seed: int = 0
+    workers: int = 0
+    precision: str = "auto"
+    trainable_blocks: int | None = None
+    calibrate: bool = True
+    cache_targets: bool = True
+    checkpoint_every: int = 0
+    checkpoint_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {self.stage!r}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be positive, got {self.steps}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {self.batch_size}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, starting at ``start`` (to resume mid-epoch)."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+        self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=gen)[self.start:].tolist())
+
+    def __len__(self) -> int:
+        return max(0, self.n - self.start)
+
+
+def trainable_summary(head: GaussianCLIPHead, clip: ClipBundle) -> dict[str, Any]:
+    """Trainable parameter counts and fractions.
+
+    ``fraction_of_model`` relates the trainable parameters to the whole
+    compressed-domain CLIP model (head + text tower), as the paper's 9.7-13.8%;
+    ``fraction_of_head`` to the image side only.
+    """
+    counts = head.parameter_counts()
+    text = sum(p.numel() for n, p in clip.model.named_parameters() if not n.startswith("visual."))
+    model_total = counts["total"] + text
+    return {**counts, "text": text, "model_total": model_total,
+            "fraction_of_head": counts["trainable"] / max(1, counts["total"]),
+            "fraction_of_model": counts["trainable"] / max(1, model_total)}
+
+
+def _lr_lambda(total: int, warmup: int, floor: float) -> Callable[[int], float]:
+    def f(step: int) -> float:
+        if warmup > 0 and step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+class Trainer:
+    """One training stage of a head.
+
+    Usage::
+
+        trainer = Trainer(head, clip, dataset, TrainConfig(stage="distill", steps=1000))
+        trainer.run(progress=callback)          # or trainer.run(until=500); trainer.save_checkpoint(p)
+        Trainer(head2, clip, dataset, cfg).resume(p).run()   # continues exactly
+
+    ``progress`` is called after every step with a dict: ``step``, ``total``,
+    ``loss``, ``lr``, ``images_per_s``, ``epoch``, ``seconds``.
+    """
+
+    def __init__(self, head: GaussianCLIPHead, clip: ClipBundle, dataset: Dataset, config: TrainConfig,
+                 device: str | torch.device = "auto") -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        self.config = config
+        self.head = head.to(self.device)
+        self.clip = clip
+        clip.model.to(self.device).eval()
+        clip.model.requires_grad_(False)
+        self.dataset = dataset
+        self.iterable = isinstance(dataset, IterableDataset)
+        if self.iterable and config.steps is None:
+            raise DataError("streamed (tar) data has no length: give the number of steps")
+        if not self.iterable and len(dataset) == 0:  # type: ignore[arg-type]
+            raise DataError("the training set is empty")
+        self.steps_per_epoch = None if self.iterable else math.ceil(len(dataset) / config.batch_size)  # type: ignore
+        self.total_steps = config.steps or max(1, math.ceil(config.epochs * self.steps_per_epoch))  # type: ignore
+        self.warmup_steps = (config.warmup_steps if config.warmup_steps is not None
+                             else int(0.05 * self.total_steps))
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        head.set_trainable(config.stage, config.trainable_blocks)
+        decay, no_decay = [], []
+        for name, p in head.named_parameters():
+            if p.requires_grad:
+                (no_decay if p.ndim < 2 or "latents" in name or "embedding" in name else decay).append(p)
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr, betas=config.betas)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, _lr_lambda(self.total_steps, self.warmup_steps, config.min_lr_ratio))
+        self.amp_dtype = self._amp_dtype()
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.calibrated = not config.calibrate
+        self._cache: dict[int, torch.Tensor] = {}
+        self._batches: Iterator[SplatBatch | None] | None = None
+        self.last_loss = float("nan")
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        p = self.config.precision
+        if self.device.type != "cuda":
+            if p in ("bf16", "fp16"):
+                raise ValueError(f"precision {p} needs a CUDA device; use fp32 or auto on {self.device.type}")
+            return None
+        if p == "fp32":
+            return None
+        if p == "bf16" or (p == "auto" and torch.cuda.is_bf16_supported()):
+            return torch.bfloat16
+        return torch.float16
+
+    # --- data ---------------------------------------------------------------------------------------------
+
+    def _loader(self) -> DataLoader:
+        cfg = self.config
+        common = dict(batch_size=cfg.batch_size, collate_fn=collate_splats, num_workers=cfg.workers,
+                      pin_memory=self.device.type == "cuda")
+        if self.iterable:
+            if hasattr(self.dataset, "set_epoch"):
+                self.dataset.set_epoch(self.epoch)  # type: ignore[attr-defined]
+            return DataLoader(self.dataset, **common)
+        sampler = EpochSampler(len(self.dataset), cfg.seed, self.epoch,  # type: ignore[arg-type]
+                               self.batch_in_epoch * cfg.batch_size)
+        return DataLoader(self.dataset, sampler=sampler, **common)
+
+    def _batch_stream(self) -> Iterator[SplatBatch | None]:
+        while True:
+            skip = self.batch_in_epoch if self.iterable else 0
+            produced = False
+            for batch in self._loader():
+                produced = True
+                if skip:
+                    skip -= 1
+                    continue
+                self.batch_in_epoch += 1
+                yield batch
+            if not produced and self.batch_in_epoch == 0:
+                raise DataError("the training data yielded no samples")
+            self.epoch += 1
+            self.batch_in_epoch = 0
+
+    # --- losses -------------------------------------------------------------------------------------------
+
+    def _cached(self, batch: SplatBatch, compute: Callable[[list[int]], torch.Tensor]) -> torch.Tensor:
+        idx = batch.indices.tolist() if batch.indices is not None else [-1] * len(batch)
+        if not self.config.cache_targets or min(idx) < 0:
+            return compute(list(range(len(batch))))
+        todo = [i for i, k in enumerate(idx) if k not in self._cache]
+        if todo:
+            for i, row in zip(todo, compute(todo)):
+                self._cache[idx[i]] = row.detach().to("cpu", torch.float32)
+        return torch.stack([self._cache[k] for k in idx]).to(self.device)
+
+    def _teacher_targets(self, batch: SplatBatch) -> torch.Tensor:
+        if batch.images is None:
+            raise DataError("distillation needs the original images (teacher inputs) with every .gsi")
+
+        def compute(rows: list[int]) -> torch.Tensor:
+            with torch.no_grad(), self._autocast():
+                return self.clip.model.encode_image(batch.images[rows].to(self.device), normalize=True).float()
+
+        return self._cached(batch, compute)
+
+    def _text_targets(self, batch: SplatBatch) -> torch.Tensor:
+        if batch.captions is None:
+            raise DataError("the contrastive stage needs a caption with every .gsi")
+
+        def compute(rows: list[int]) -> torch.Tensor:
+            tokens = self.clip.tokenizer([batch.captions[i] for i in rows]).to(self.device)  # type: ignore[index]
+            with torch.no_grad(), self._autocast():
+                return self.clip.model.encode_text(tokens, normalize=True).float()
+
+        return self._cached(batch, compute)
+
+    def _autocast(self):
+        if self.amp_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast("cuda", dtype=self.amp_dtype)
+
+    def loss(self, batch: SplatBatch) -> torch.Tensor:
+        """The stage's loss for one batch (on the trainer's device)."""
+        b = batch.to(self.device, non_blocking=True)
+        with self._autocast():
+            emb = self.head(b.params, b.mask, b.sizes)
+        emb = F.normalize(emb.float(), dim=-1)
+        if self.config.stage == "distill":
+            target = self._teacher_targets(batch)
+            return (emb - target).pow(2).sum(-1).mean()
+        text = self._text_targets(batch)
+        model = self.clip.model
+        scale = model.logit_scale.exp().float()
+        logits = scale * emb @ text.T
+        bias = getattr(model, "logit_bias", None)
+        if bias is not None:
+            labels = 2 * torch.eye(len(emb), device=self.device) - 1
+            return -F.logsigmoid(labels * (logits + bias.float())).sum() / len(emb)
+        target = torch.arange(len(emb), device=self.device)
+        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+
+    # --- loop ---------------------------------------------------------------------------------------------
+
+    def train_step(self) -> float:
+        """Fetch the next batch and take one optimizer step; returns the loss."""
+        if self._batches is None:
+            self._batches = self._batch_stream()
+        batch = next(self._batches)
+        while batch is None:  # every file of the batch was unreadable
+            batch = next(self._batches)
+        if not self.calibrated:
+            self.head.stem.calibrate(batch.params.to(self.device), batch.mask.to(self.device),
+                                     batch.sizes.to(self.device))
+            self.calibrated = True
+        self.head.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(batch)
+        if not torch.isfinite(loss):
+            raise ClipHeadError(f"the loss became {float(loss)} at step {self.step + 1}; lower the learning rate")
+        params = [p for p in self.head.parameters() if p.requires_grad]
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
+            self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.last_loss = float(loss.detach())
+        self._last_batch_size = len(batch)
+        return self.last_loss
+
+    def run(self, until: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> dict:
+        """Train up to step ``until`` (default: the total), saving checkpoints as configured.
+
+        Returns a summary: ``steps``, ``loss`` (last), ``mean_loss`` (of this
+        call), ``seconds``, ``images``.
+        """
+        end = min(self.total_steps, until if until is not None else self.total_steps)
+        start = time.perf_counter()
+        images, losses = 0, []
+        cfg = self.config
+        while self.step < end:
+            t0 = time.perf_counter()
+            loss = self.train_step()
+            dt = time.perf_counter() - t0
+            images += self._last_batch_size
+            losses.append(loss)
+            if progress is not None:
+                progress({"step": self.step, "total": self.total_steps, "loss": loss,
+                          "lr": self.scheduler.get_last_lr()[0], "images_per_s": self._last_batch_size / max(dt, 1e-9),
+                          "epoch": self.epoch, "seconds": time.perf_counter() - start})
+            if cfg.checkpoint_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        if cfg.checkpoint_dir and self.step >= self.total_steps:
+            self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        self.head.eval()
+        return {"steps": self.step, "loss": self.last_loss, "mean_loss": sum(losses) / max(1, len(losses)),
+                "seconds": time.perf_counter() - start, "images": images}
+
+    # --- checkpoints --------------------------------------------------------------------------------------
+
+    def _teacher_fingerprint(self) -> float:
+        model = self.clip.model
+        return float(sum(p.detach().double().abs().sum() for p in (model.visual.proj, model.visual.class_embedding)
+                         if p is not None))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs (tensors on CPU)."""
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "version": 1,
+            "stage": self.config.stage,
+            "train_config": asdict(self.config),
+            "head_config": self.head.config.to_json(),
+            "clip_model": self.clip.model_name,
+            "pretrained": self.clip.pretrained,
+            "teacher_fingerprint": self._teacher_fingerprint(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "batch_in_epoch": self.batch_in_epoch,
+            "total_steps": self.total_steps,
+            "calibrated": self.calibrated,
+            "model": {k: v.detach().cpu() for k, v in self.head.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+            "rng": rng,
+        }
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+
+    def resume(self, path: str | os.PathLike) -> "Trainer":
+        """Restore a checkpoint written by :meth:`save_checkpoint` for this same run; returns ``self``."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise CheckpointError(f"checkpoint {path} does not exist") from None
+        except Exception as exc:
+            raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            raise CheckpointError(f"{path} is not a gscodec head-training checkpoint")
+        mismatch = []
+        for key in ("stage",):
+            if state[key] != getattr(self.config, key):
+                mismatch.append(f"{key} {state[key]!r} != {getattr(self.config, key)!r}")
+        saved_cfg = state["train_config"]
+        for key in ("batch_size", "seed"):
+            if saved_cfg.get(key) != getattr(self.config, key):
+                mismatch.append(f"{key} {saved_cfg.get(key)!r} != {getattr(self.config, key)!r}")
+        if state["head_config"] != self.head.config.to_json():
+            mismatch.append("head config differs")
+        if state["clip_model"] != self.clip.model_name:
+            mismatch.append(f"teacher {state['clip_model']!r} != {self.clip.model_name!r}")
+        if state["total_steps"] != self.total_steps:
+            mismatch.append(f"total steps {state['total_steps']} != {self.total_steps}")
+        if not math.isclose(state["teacher_fingerprint"], self._teacher_fingerprint(), rel_tol=1e-9):
+            mismatch.append("the teacher's weights differ (another --pretrained or --seed?)")
+        if mismatch:
+            raise CheckpointError(f"checkpoint {path} belongs to another run: {'; '.join(mismatch)}")
+        self.head.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.calibrated = state["calibrated"]
+        torch.set_rng_state(state["rng"]["torch"])
+        py = state["rng"]["python"]
+        random.setstate((py[0], tuple(py[1]), py[2]))
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self._batches = None
+        self._cache.clear()
+        return self
+
+
+def train_config_fields() -> list[str]:
+    """Names of the :class:`TrainConfig` fields."""
+    return [f.name for f in fields(TrainConfig)]
+
+
+__all__ = ["CheckpointError", "EpochSampler", "STAGES", "TrainConfig", "Trainer", "trainable_summary"]

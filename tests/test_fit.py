@@ -1,0 +1,221 @@
+"""Tests of the fitter (gscodec.fit): small synthetic images, fixed seeds, fast CPU backend."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from gscodec.fit import FitConfig, FitResult, fit, fit_batch, psnr
+from gscodec.fit.init import MIN_SCALE, adaptive_init, grid_init, mean_spacing, solve_colors
+from gscodec.fit.optimize import _chol, _event, _shape, _State
+from gscodec.fit.refit import render_batch
+from gscodec.quantize import Quantization, snap
+from gscodec.raster import rasterize_sum
+
+BACKEND = "cpu"
+
+
+def synthetic(width: int = 48, height: int = 40, seed: int = 0) -> torch.Tensor:
+    """A deterministic (H, W, 3) test picture in [0, 1]: smooth gradient, a disc, a bar and soft blobs."""
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.arange(height) + 0.5, torch.arange(width) + 0.5, indexing="ij")
+    img = torch.stack([0.2 + 0.5 * x / width, 0.3 + 0.4 * y / height, 0.5 - 0.3 * x / width], -1)
+    cx, cy, r = width * (0.3 + 0.4 * torch.rand(1, generator=g).item()), height * 0.5, min(width, height) * 0.22
+    disc = ((x - cx) ** 2 + (y - cy) ** 2 < r * r).float()
+    img = img * (1 - disc[..., None]) + disc[..., None] * torch.tensor([0.9, 0.2, 0.1])
+    bar = ((x > width * 0.75) & (x < width * 0.85)).float()
+    img = img * (1 - bar[..., None]) + bar[..., None] * torch.tensor([0.1, 0.1, 0.6])
+    for _ in range(3):
+        bx, by = torch.rand(2, generator=g) * torch.tensor([width, height])
+        blob = torch.exp(-((x - bx) ** 2 + (y - by) ** 2) / (2 * 3.0**2))
+        img = img + 0.3 * blob[..., None] * torch.rand(3, generator=g)
+    return img.clamp(0, 1)
+
+
+FAST = FitConfig(points=150, iterations=150, check_every=10, quantization=None, backend=BACKEND)
+
+
+def test_psnr_values() -> None:
+    a = torch.zeros(4, 4, 3)
+    assert psnr(a, a) == math.inf
+    b = torch.full((4, 4, 3), 0.1)
+    assert psnr(b, a) == pytest.approx(20.0, abs=1e-6)
+    # renders are clamped before comparing
+    assert psnr(torch.full((4, 4, 3), 1.7), torch.ones(4, 4, 3)) == math.inf
+    # uint8 input reads as /255
+    u = np.full((4, 4, 3), 255, dtype=np.uint8)
+    assert psnr(torch.ones(4, 4, 3), u) == math.inf
+
+
+@pytest.mark.parametrize("kind", ["grid", "adaptive"])
+@pytest.mark.parametrize("n", [64, 37])
+def test_init_count_and_scales(kind: str, n: int) -> None:
+    target = torch.stack([synthetic(), synthetic(seed=1)])
+    gen = torch.Generator().manual_seed(0)
+    init = grid_init if kind == "grid" else adaptive_init
+    means, chol, colors = init(target, n, 0.6, gen)
+    assert means.shape == (2, n, 2) and chol.shape == (2, n, 3) and colors.shape == (2, n, 3)
+    assert bool(torch.isfinite(chol).all() and torch.isfinite(colors).all())
+    assert bool((means[..., 0] >= 0).all() and (means[..., 0] <= 48).all())
+    assert bool((means[..., 1] >= 0).all() and (means[..., 1] <= 40).all())
+    spacing = mean_spacing(n, 48, 40)
+    s = chol[..., [0, 2]]
+    assert bool((s >= MIN_SCALE).all())
+    assert float(s.median()) == pytest.approx(0.6 * spacing, rel=0.6)
+    assert float(s.max()) <= 4 * spacing
+    assert bool((chol[..., 1] == 0).all())  # isotropic
+
+
+def test_grid_init_is_a_grid() -> None:
+    target = synthetic(40, 40)[None]
+    means, chol, _ = grid_init(target, 16, 0.6, torch.Generator().manual_seed(0))
+    xs = sorted(set(means[0, :, 0].tolist()))
+    assert xs == pytest.approx([5.0, 15.0, 25.0, 35.0])
+    assert torch.allclose(chol[0, :, 0], torch.full((16,), 6.0))
+
+
+def test_solve_colors_recovers_linear_colours() -> None:
+    gen = torch.Generator().manual_seed(3)
+    n, w, h = 40, 32, 24
+    means = torch.rand(1, n, 2, generator=gen) * torch.tensor([w, h])
+    chol = torch.tensor([3.0, 0.5, 2.5]).expand(1, n, 3).contiguous()
+    true = torch.rand(1, n, 3, generator=gen) * 0.3
+    target = rasterize_sum(means, chol, true, w, h, backend=BACKEND)
+    start = torch.zeros_like(true)
+    err0 = float(((rasterize_sum(means, chol, start, w, h, backend=BACKEND) - target) ** 2).mean())
+    solved = solve_colors(means, chol, start, target, 30, BACKEND, ridge=0.0)
+    err = float(((rasterize_sum(means, chol, solved, w, h, backend=BACKEND) - target) ** 2).mean())
+    assert err < 1e-4 * err0
+
+
+def test_fit_improves_well_above_init() -> None:
+    target = synthetic()
+    init = fit(target, FitConfig(points=150, iterations=0, quantization=None, backend=BACKEND))
+    res = fit(target, FAST)
+    assert isinstance(res, FitResult)
+    assert res.gaussians.count == 150
+    assert res.iterations == 150
+    assert res.psnr == res.psnr_unquantized
+    assert res.psnr > init.psnr + 4.0, (init.psnr, res.psnr)
+    assert res.psnr > 30.0
+    assert res.seconds > 0
+    # the reported PSNR is the PSNR of a fresh render
+    render = rasterize_sum(res.gaussians.means, res.gaussians.chol, res.gaussians.colors, 48, 40, backend=BACKEND)
+    assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
+
+
+def test_fit_is_deterministic_and_accepts_uint8() -> None:
+    target = synthetic()
+    u8 = (target * 255).round().to(torch.uint8).numpy()
+    cfg = FitConfig(points=60, iterations=40, check_every=10, quantization=None, backend=BACKEND)
+    a = fit(u8, cfg)
+    b = fit(u8, cfg)
+    assert a.gaussians.equal(b.gaussians)
+    assert a.psnr == b.psnr
+    grey = fit(u8[..., 0], cfg)
+    assert grey.gaussians.count == 60
+
+
+def test_grid_and_adaptive_fits_give_the_budget() -> None:
+    target = synthetic()
+    for kind in ("grid", "adaptive"):
+        res = fit(target, FitConfig(points=97, iterations=60, init=kind, check_every=10, quantization=None,
+                                    backend=BACKEND))
+        assert res.gaussians.count == 97
+        assert res.psnr > 25
+
+
+def test_pruning_removes_dark_gaussians_and_respends_budget() -> None:
+    target = synthetic()[None]
+    h, w = 40, 48
+    gen = torch.Generator().manual_seed(0)
+    means, chol, colors = grid_init(target, 64, 0.6, gen)
+    colors = solve_colors(means, chol, colors, target, 10, BACKEND)
+    dark = torch.arange(0, 64, 4)
+    colors[0, dark] = 0.001  # luminance 0.001 < tau_th
+    state = _State(means.clone(), _shape(chol), colors.clone(), torch.tensor([64]))
+    state.m["colors"] += 1.0  # Adam moments of replaced slots must be reset
+    cfg = FitConfig(points=64, tau_th=0.02, event_color_iters=0, backend=BACKEND, quantization=None)
+    render = rasterize_sum(state.p["means"], _chol(state.p["shape"]), state.p["colors"], w, h, backend=BACKEND)
+    _event(state, target, render, cfg, 64, state.counts.clone(), densify=False, prune=True, gens=gen)
+    assert int(state.counts[0]) == 64  # budget kept
+    lum = 0.2126 * colors[0].abs()[:, 0] + 0.7152 * colors[0].abs()[:, 1] + 0.0722 * colors[0].abs()[:, 2]
+    kept = lum >= 0.02
+    moved = (state.p["means"][0] != means[0]).any(-1)
+    assert bool(moved[dark].all())  # every dark Gaussian was replaced
+    assert not bool(moved[kept].any())  # the others stay
+    assert bool((state.m["colors"][0, dark] == 0).all())
+    # new Gaussians carry the residual colour, not the pruned one
+    assert float(luminance_of(state.p["colors"][0, dark]).mean()) > 0.01
+
+
+def luminance_of(c: torch.Tensor) -> torch.Tensor:
+    return 0.2126 * c[:, 0].abs() + 0.7152 * c[:, 1].abs() + 0.0722 * c[:, 2].abs()
+
+
+def test_densify_reaches_budget_from_partial_init() -> None:
+    target = synthetic()
+    res = fit(target, FitConfig(points=120, iterations=80, init_fraction=0.5, check_every=10, quantization=None,
+                                backend=BACKEND))
+    assert res.gaussians.count == 120
+    assert bool((res.gaussians.colors.abs().sum(1) > 0).all())
+
+
+def test_target_psnr_stops_early() -> None:
+    target = synthetic()
+    res = fit(target, FitConfig(points=150, iterations=400, target_psnr=27.0, check_every=5, quantization=None,
+                                backend=BACKEND))
+    assert res.iterations < 400
+    assert res.psnr >= 27.0
+
+
+def test_plateau_stops_early() -> None:
+    target = torch.full((24, 24, 3), 0.5)
+    res = fit(target, FitConfig(points=20, iterations=400, check_every=10, patience=2, min_delta=0.01,
+                                quantization=None, backend=BACKEND))
+    assert res.iterations < 400
+
+
+def test_fit_batch_matches_fit() -> None:
+    images = [synthetic(seed=0), synthetic(seed=5)]
+    batch = fit_batch(images, FAST)
+    single = [fit(im, FAST) for im in images]
+    assert len(batch) == 2
+    for b, s in zip(batch, single):
+        assert b.gaussians.count == s.gaussians.count == 150
+        assert b.psnr == pytest.approx(s.psnr, abs=0.05)
+    # batch results must belong to their own image
+    assert batch[0].psnr > psnr(render_batch([batch[0].gaussians])[0], images[1]) + 3
+
+
+def test_fit_batch_rejects_mixed_sizes() -> None:
+    with pytest.raises(ValueError):
+        fit_batch([synthetic(48, 40), synthetic(40, 40)], FAST)
+    assert fit_batch([], FAST) == []
+
+
+def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
+    target = synthetic()
+    q = Quantization()
+    res = fit(target, FitConfig(points=150, iterations=120, check_every=10, quantization=q, backend=BACKEND))
+    g = res.gaussians
+    assert g.count == 150
+    assert g.equal(snap(g, q))  # idempotent: exactly what the file decodes to
+    render = rasterize_sum(g.means, g.chol, g.colors, g.width, g.height, backend=BACKEND)
+    assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
+    assert res.psnr <= res.psnr_unquantized + 0.05
+    assert res.psnr > res.psnr_unquantized - 2.0
+
+
+def test_refit_does_not_hurt() -> None:
+    target = synthetic(seed=2)
+    base = FitConfig(points=150, iterations=100, check_every=10, quantization=Quantization(color_bits=5, chroma_bits=5),
+                     backend=BACKEND)
+    plain = fit(target, replace(base, refit_iters=0))
+    refit = fit(target, base)
+    assert plain.psnr_unquantized == refit.psnr_unquantized
+    assert refit.psnr >= plain.psnr - 1e-9
