@@ -25,16 +25,9 @@ import gscodec  # noqa: E402
 from common import list_photos, load_rgb, psnr_u8, write_results  # noqa: E402
 from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.refit import quantize_refit  # noqa: E402
-from gscodec.quantize import COLOR_RGB, Quantization  # noqa: E402
+from gscodec.quantize import COLOR_RGB, PRESETS, Quantization  # noqa: E402
 
-LEVELS = {
-    "q4 (low)": Quantization(position_bits=1, scale_bits=5, shear_bits=4, color_bits=5, chroma_bits=4),
-    "q5": Quantization(position_bits=2, scale_bits=6, shear_bits=5, color_bits=5, chroma_bits=5),
-    "q6 (default)": Quantization(),
-    "q6 rgb": Quantization(color_transform=COLOR_RGB),
-    "q7": Quantization(position_bits=3, scale_bits=8, shear_bits=7, color_bits=7, chroma_bits=7),
-    "q8 (high)": Quantization(position_bits=3, scale_bits=9, shear_bits=8, color_bits=8, chroma_bits=8),
-}
+LEVELS = {**PRESETS, "medium-rgb": Quantization(color_transform=COLOR_RGB)}
 
 
 def main() -> None:

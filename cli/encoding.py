@@ -28,18 +28,12 @@ from gscodec.fit import FitConfig, fit, fit_batch
 from gscodec.format import GsiError, peek, write
 from gscodec.imageio import ImageReadError, load_image, resize_for_clip
 from gscodec.limits import MAX_GAUSSIANS
-from gscodec.quantize import Quantization
+from gscodec.quantize import PRESETS, Quantization
 
 from .common import display_path, error_text, human_bytes
 from .inputs import Job
 
-QUALITIES: dict[str, Quantization | None] = {
-    "low": Quantization(position_bits=1, scale_bits=6, shear_bits=5, color_bits=5, chroma_bits=4),
-    "medium": Quantization(),
-    "high": Quantization(position_bits=3, scale_bits=8, shear_bits=7, color_bits=8, chroma_bits=7),
-    "float16": None,
-    "float32": None,
-}
+QUALITIES: dict[str, Quantization | None] = {**PRESETS, "float16": None, "float32": None}
 """``--quality`` presets: bits per quantized field, or an unquantized float mode."""
 
 ENCODER = f"gscodec {gscodec.__version__}"

@@ -146,7 +146,7 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 @click.option("--iterations", type=click.IntRange(0), help="Optimizer steps per image (fitter default if omitted).")
 @click.option("--resize", type=click.IntRange(1), metavar="SIZE",
               help="Shorter side to SIZE, then centre crop to SIZE x SIZE (as CLIP, e.g. 224). Default: native size.")
-@click.option("--quality", type=click.Choice(["low", "medium", "high", "float16", "float32"]), default="medium",
+@click.option("--quality", type=click.Choice(["low", "medium", "high", "max", "float16", "float32"]), default="medium",
               show_default=True, help="Quantization preset, or unquantized float storage.")
 @click.option("--target-psnr", type=float, help="Stop fitting an image once it reaches this PSNR (dB).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the fitter.")

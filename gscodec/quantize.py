@@ -90,6 +90,15 @@ class Quantization:
 _YCOCG_NORM = (6**0.5 / 4, 2**0.5 / 2, 6**0.5 / 4)
 
 
+PRESETS: dict[str, Quantization] = {
+    "low": Quantization(position_bits=1, scale_bits=6, shear_bits=4, color_bits=5, chroma_bits=5),
+    "medium": Quantization(),
+    "high": Quantization(position_bits=3, scale_bits=8, shear_bits=6, color_bits=7, chroma_bits=7),
+    "max": Quantization(position_bits=4, scale_bits=10, shear_bits=8, color_bits=9, chroma_bits=9),
+}
+"""Named quality levels; what each costs is measured by ``benchmarks/bench_quantization.py``."""
+
+
 @dataclass(frozen=True, eq=False)
 class QuantizedGaussians:
     """Integer codes of a quantized Gaussian image, in Morton order.

@@ -384,3 +384,11 @@ def test_discover_outputs_that_would_collide_keep_their_suffix(tmp_path: Path) -
     found = discover([str(tmp_path), str(tmp_path / "b.png")], tmp_path / "out")
     outputs = sorted(j.output.relative_to(tmp_path / "out").as_posix() for j in found.jobs)
     assert outputs == ["a.bmp.gsi", "a.png.gsi", "b.gsi"]  # b.png given twice: encoded once
+
+
+def test_quality_choices_match_the_library_presets() -> None:
+    from gscodec_cli.encoding import QUALITIES
+    from gscodec_cli.main import cli as gsi
+
+    option = next(p for p in gsi.commands["encode"].params if p.name == "quality")
+    assert set(option.type.choices) == set(QUALITIES)

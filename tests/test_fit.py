@@ -175,7 +175,7 @@ def test_target_psnr_stops_early() -> None:
 
 def test_plateau_stops_early() -> None:
     target = torch.full((24, 24, 3), 0.5)
-    res = fit(target, FitConfig(points=20, iterations=400, check_every=10, patience=2, min_delta=0.01,
+    res = fit(target, FitConfig(points=20, iterations=400, check_every=10, patience=2, min_delta=0.5,
                                 quantization=None, backend=BACKEND))
     assert res.iterations < 400
 

@@ -29,7 +29,10 @@ import math
 import numba
 import numpy as np
 import torch
+from llvmlite import ir
 from numba import njit, prange
+from numba.core import types
+from numba.extending import intrinsic
 
 from ..limits import CUTOFF_SQ
 
@@ -41,13 +44,46 @@ _F32_CUT = np.float32(CUTOFF_SQ)
 _SPAN_CUT = CUTOFF_SQ * (1.0 + 1e-5)
 _PAD_PX = 0.01
 _PAD_REL = 1e-6
+# Row loops run over a multiple of _ROUND pixels so they stay in the vectorized
+# loop body; scratch rows carry _ROUND spare columns that absorb the overrun.
+_ROUND = 8
 # Forward bands: aim for this many bands per thread across the whole batch.
 _BANDS_PER_THREAD = 8
 # Per-Gaussian float64 footprint parameters stored by _prepare.
 _P_MU, _P_SC, _P_INV_SYY, _P_PAD = 0, 1, 2, 3
 
 
-@njit(cache=True, parallel=True)
+@intrinsic
+def _f32_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
+    """Reinterpret an int32 as a float32."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def _expf(x: np.float32) -> np.float32:
+    """``exp(x)`` in float32 for ``x <= 0`` (within 1 ulp; clamps below -30), vectorizable unlike libm's.
+
+    Cody-Waite reduction ``x = n ln2 + r`` and Cephes' degree-6 polynomial for ``exp(r)``.
+    """
+    x = max(x, np.float32(-30.0))
+    n = np.floor(x * np.float32(1.44269504088896341) + _F32_HALF)
+    r = x - n * np.float32(0.693359375) - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * (r * r) + r + np.float32(1.0)
+    return p * _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+@njit(cache=True)
 def _prepare(
     means: np.ndarray, chol: np.ndarray, counts: np.ndarray, height: int, params: np.ndarray, rows: np.ndarray
 ) -> None:
@@ -59,37 +95,36 @@ def _prepare(
     visit, empty for padding and degenerate Gaussians.
     """
     nb, n = means.shape[0], means.shape[1]
-    for t in prange(nb * n):
-        b = t // n
-        k = t - b * n
-        rows[b, k, 0] = 0
-        rows[b, k, 1] = 0
-        if k >= counts[b]:
-            continue
-        x = np.float64(means[b, k, 0])
-        y = np.float64(means[b, k, 1])
-        l11 = np.float64(chol[b, k, 0])
-        l21 = np.float64(chol[b, k, 1])
-        l22 = np.float64(chol[b, k, 2])
-        syy = l21 * l21 + l22 * l22
-        sc = abs(l11 * l22)
-        if not (sc > 0.0 and math.isfinite(x) and math.isfinite(y) and math.isfinite(syy) and math.isfinite(sc)):
-            continue
-        sy = math.sqrt(syy)
-        pad = _PAD_PX + _PAD_REL * (abs(x) + abs(y) + abs(l11) + sy)
-        params[b, k, _P_MU] = l11 * l21 / syy
-        params[b, k, _P_SC] = sc / sy
-        params[b, k, _P_INV_SYY] = 1.0 / syy
-        params[b, k, _P_PAD] = pad
-        ext = sy * math.sqrt(_SPAN_CUT) + pad
-        # Row i is visited iff its centre i + 0.5 lies within [y - ext, y + ext].
-        lo = min(max(y - ext - 0.5, -1.0), height + 1.0)
-        hi = min(max(y + ext - 0.5, -1.0), height + 1.0)
-        r0 = max(np.int64(math.ceil(lo)), 0)
-        r1 = min(np.int64(math.floor(hi)) + 1, height)
-        if r1 > r0:
-            rows[b, k, 0] = r0
-            rows[b, k, 1] = r1
+    for b in range(nb):
+        for k in range(n):
+            rows[b, k, 0] = 0
+            rows[b, k, 1] = 0
+            if k >= counts[b]:
+                continue
+            x = np.float64(means[b, k, 0])
+            y = np.float64(means[b, k, 1])
+            l11 = np.float64(chol[b, k, 0])
+            l21 = np.float64(chol[b, k, 1])
+            l22 = np.float64(chol[b, k, 2])
+            syy = l21 * l21 + l22 * l22
+            sc = abs(l11 * l22)
+            if not (sc > 0.0 and math.isfinite(x) and math.isfinite(y) and math.isfinite(syy) and math.isfinite(sc)):
+                continue
+            sy = math.sqrt(syy)
+            pad = _PAD_PX + _PAD_REL * (abs(x) + abs(y) + abs(l11) + sy)
+            params[b, k, _P_MU] = l11 * l21 / syy
+            params[b, k, _P_SC] = sc / sy
+            params[b, k, _P_INV_SYY] = 1.0 / syy
+            params[b, k, _P_PAD] = pad
+            ext = sy * math.sqrt(_SPAN_CUT) + pad
+            # Row i is visited iff its centre i + 0.5 lies within [y - ext, y + ext].
+            lo = min(max(y - ext - 0.5, -1.0), height + 1.0)
+            hi = min(max(y + ext - 0.5, -1.0), height + 1.0)
+            r0 = max(np.int64(math.ceil(lo)), 0)
+            r1 = min(np.int64(math.floor(hi)) + 1, height)
+            if r1 > r0:
+                rows[b, k, 0] = r0
+                rows[b, k, 1] = r1
 
 
 @njit(cache=True, inline="always")
@@ -107,30 +142,152 @@ def _span(
     return max(np.int64(math.ceil(lo)), 0), min(np.int64(math.floor(hi)) + 1, width)
 
 
+@njit(cache=True, inline="always")
+def _mahalanobis(
+    px: np.float32, x: np.float32, dy: np.float32, l11: np.float32, l21: np.float32, l22: np.float32
+) -> tuple[np.float32, np.float32, np.float32]:
+    """``(z1, z2, d2)`` at pixel-centre x ``px``, in the reference's float32 operation order."""
+    z1 = (px - x) / l11
+    z2 = (dy - l21 * z1) / l22
+    return z1, z2, z1 * z1 + z2 * z2
+
+
+@njit(cache=True)
+def _render_row(
+    acc0: np.ndarray,
+    acc1: np.ndarray,
+    acc2: np.ndarray,
+    px: np.ndarray,
+    count: int,
+    x: np.float32,
+    dy: np.float32,
+    l11: np.float32,
+    l21: np.float32,
+    l22: np.float32,
+    c0: np.float32,
+    c1: np.float32,
+    c2: np.float32,
+) -> None:
+    """Add one Gaussian to ``count`` pixels of one row: planar accumulators and pixel-centre x ``px``."""
+    for t in range(count):
+        _, _, d2 = _mahalanobis(px[t], x, dy, l11, l21, l22)
+        w = _expf(-_F32_HALF * d2)
+        w = w if d2 <= _F32_CUT else np.float32(0.0)
+        acc0[t] += w * c0
+        acc1[t] += w * c1
+        acc2[t] += w * c2
+
+
+@njit(cache=True)
+def _weights_row(
+    ws: np.ndarray,
+    z1s: np.ndarray,
+    z2s: np.ndarray,
+    px: np.ndarray,
+    count: int,
+    x: np.float32,
+    dy: np.float32,
+    l11: np.float32,
+    l21: np.float32,
+    l22: np.float32,
+) -> None:
+    """Masked weights and ``z1, z2`` of one Gaussian on ``count`` pixels of one row."""
+    for t in range(count):
+        z1, z2, d2 = _mahalanobis(px[t], x, dy, l11, l21, l22)
+        w = _expf(-_F32_HALF * d2)
+        ws[t] = w if d2 <= _F32_CUT else np.float32(0.0)
+        z1s[t] = z1
+        z2s[t] = z2
+
+
+@njit(cache=True, fastmath=True)
+def _gradient_sums_row(
+    ws: np.ndarray,
+    z1s: np.ndarray,
+    z2s: np.ndarray,
+    grad: np.ndarray,
+    count: int,
+    c0: np.float32,
+    c1: np.float32,
+    c2: np.float32,
+    sums: np.ndarray,
+) -> None:
+    """Add one row's ``sum(w G)`` (3) and ``S[z1], S[z2], S[z1 z1], S[z1 z2], S[z2 z2]`` to ``sums`` (8,).
+
+    ``grad`` is the ``(count, 3)`` upstream gradient of the row segment; ``S[f] = sum(a f)``
+    with ``a = -w dot(G, color) / 2``. Only reductions here, so reassociation is harmless.
+    """
+    g0 = np.float32(0.0)
+    g1 = np.float32(0.0)
+    g2 = np.float32(0.0)
+    s1 = np.float32(0.0)
+    s2 = np.float32(0.0)
+    s11 = np.float32(0.0)
+    s12 = np.float32(0.0)
+    s22 = np.float32(0.0)
+    for t in range(count):
+        w = ws[t]
+        gr = grad[t, 0]
+        gg = grad[t, 1]
+        gb = grad[t, 2]
+        g0 += w * gr
+        g1 += w * gg
+        g2 += w * gb
+        a = -_F32_HALF * w * (gr * c0 + gg * c1 + gb * c2)
+        az1 = a * z1s[t]
+        az2 = a * z2s[t]
+        s1 += az1
+        s2 += az2
+        s11 += az1 * z1s[t]
+        s12 += az1 * z2s[t]
+        s22 += az2 * z2s[t]
+    sums[0] += g0
+    sums[1] += g1
+    sums[2] += g2
+    sums[3] += s1
+    sums[4] += s2
+    sums[5] += s11
+    sums[6] += s12
+    sums[7] += s22
+
+
+@njit(cache=True)
+def _pixel_centres(width: int) -> np.ndarray:
+    """``(width + _ROUND,)`` float32 pixel-centre coordinates ``j + 0.5``."""
+    px = np.empty(width + _ROUND, dtype=np.float32)
+    for j in range(width + _ROUND):
+        px[j] = np.float32(j) + _F32_HALF
+    return px
+
+
 @njit(cache=True, parallel=True)
 def _forward(
     means: np.ndarray,
     chol: np.ndarray,
     colors: np.ndarray,
+    counts: np.ndarray,
     params: np.ndarray,
     rows: np.ndarray,
     band_rows: int,
     nthreads: int,
     out: np.ndarray,
 ) -> None:
-    """Render ``out`` ``(B, H, W, 3)`` (overwritten) from batched parameters and their footprints."""
+    """Render ``out`` ``(B, H, W, 3)`` (overwritten); also fills the footprints ``params``, ``rows``."""
     nb, height, width = out.shape[0], out.shape[1], out.shape[2]
     n = means.shape[1]
+    _prepare(means, chol, counts, height, params, rows)
+    px_all = _pixel_centres(width)
     nbands = (height + band_rows - 1) // band_rows
     ntasks = nb * nbands
     nthreads = max(min(nthreads, ntasks), 1)
     for worker in prange(nthreads):
+        acc = np.empty((3, band_rows, width + _ROUND), dtype=np.float32)
         for task in range(worker, ntasks, nthreads):
             b = task // nbands
             band_lo = (task - b * nbands) * band_rows
             band_hi = min(band_lo + band_rows, height)
-            out[b, band_lo:band_hi] = 0.0
-            for k in range(n):
+            acc[:, : band_hi - band_lo, :] = 0.0
+            for k in range(min(n, counts[b])):
                 r0 = max(rows[b, k, 0], band_lo)
                 r1 = min(rows[b, k, 1], band_hi)
                 if r0 >= r1:
@@ -140,9 +297,6 @@ def _forward(
                 l11 = chol[b, k, 0]
                 l21 = chol[b, k, 1]
                 l22 = chol[b, k, 2]
-                c0 = colors[b, k, 0]
-                c1 = colors[b, k, 1]
-                c2 = colors[b, k, 2]
                 mu = params[b, k, _P_MU]
                 sc = params[b, k, _P_SC]
                 inv_syy = params[b, k, _P_INV_SYY]
@@ -151,19 +305,21 @@ def _forward(
                 yd = np.float64(y)
                 for i in range(r0, r1):
                     j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
+                    if j1 <= j0:
+                        continue
+                    count = (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND
                     dy = (np.float32(i) + _F32_HALF) - y
-                    row = out[b, i]
-                    for j in range(j0, j1):
-                        # Reference operation order, all float32: the mask must match it exactly.
-                        dx = (np.float32(j) + _F32_HALF) - x
-                        z1 = dx / l11
-                        z2 = (dy - l21 * z1) / l22
-                        d2 = z1 * z1 + z2 * z2
-                        if d2 <= _F32_CUT:
-                            w = np.exp(-_F32_HALF * d2)
-                            row[j, 0] += w * c0
-                            row[j, 1] += w * c1
-                            row[j, 2] += w * c2
+                    ii = i - band_lo
+                    _render_row(
+                        acc[0, ii, j0:], acc[1, ii, j0:], acc[2, ii, j0:], px_all[j0:], count,
+                        x, dy, l11, l21, l22, colors[b, k, 0], colors[b, k, 1], colors[b, k, 2],
+                    )
+            for i in range(band_lo, band_hi):
+                ii = i - band_lo
+                for j in range(width):
+                    out[b, i, j, 0] = acc[0, ii, j]
+                    out[b, i, j, 1] = acc[1, ii, j]
+                    out[b, i, j, 2] = acc[2, ii, j]
 
 
 @njit(cache=True, parallel=True)
@@ -174,10 +330,10 @@ def _backward(
     params: np.ndarray,
     rows: np.ndarray,
     grad_out: np.ndarray,
+    nthreads: int,
     grad_means: np.ndarray,
     grad_chol: np.ndarray,
     grad_colors: np.ndarray,
-    nthreads: int,
 ) -> None:
     """Gradients ``(B, N, 2|3|3)`` (overwritten) of ``sum(grad_out * image)`` w.r.t. the parameters.
 
@@ -186,13 +342,19 @@ def _backward(
     ``z1 = dx / l11``, ``z2 = (dy - l21 z1) / l22`` gives, summed over the footprint:
     ``dL/dx = -2/l11 * (S[z1] - r S[z2])``, ``dL/dl11 = -2/l11 * (S[z1 z1] - r S[z1 z2])``,
     ``dL/dy = -2/l22 * S[z2]``, ``dL/dl21 = -2/l22 * S[z1 z2]``, ``dL/dl22 = -2/l22 * S[z2 z2]``
-    with ``S[f] = sum(a * f)`` and ``r = l21 / l22``.
+    with ``S[f] = sum(a f)``, ``r = l21 / l22`` and ``dL/dcolor = sum(w G)``.
     """
     nb, n = means.shape[0], means.shape[1]
     width = grad_out.shape[2]
+    px_all = _pixel_centres(width)
     ntasks = nb * n
     nthreads = max(min(nthreads, ntasks), 1)
     for worker in prange(nthreads):
+        scratch = np.empty((3, width + _ROUND), dtype=np.float32)
+        ws = scratch[0]
+        z1s = scratch[1]
+        z2s = scratch[2]
+        row_sums = np.empty(8, dtype=np.float32)
         for task in range(worker, ntasks, nthreads):
             b = task // n
             k = task - b * n
@@ -201,9 +363,6 @@ def _backward(
             l11 = chol[b, k, 0]
             l21 = chol[b, k, 1]
             l22 = chol[b, k, 2]
-            c0 = colors[b, k, 0]
-            c1 = colors[b, k, 1]
-            c2 = colors[b, k, 2]
             mu = params[b, k, _P_MU]
             sc = params[b, k, _P_SC]
             inv_syy = params[b, k, _P_INV_SYY]
@@ -220,29 +379,25 @@ def _backward(
             s22 = 0.0
             for i in range(rows[b, k, 0], rows[b, k, 1]):
                 j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
+                if j1 <= j0:
+                    continue
                 dy = (np.float32(i) + _F32_HALF) - y
-                grow = grad_out[b, i]
-                for j in range(j0, j1):
-                    dx = (np.float32(j) + _F32_HALF) - x
-                    z1 = dx / l11
-                    z2 = (dy - l21 * z1) / l22
-                    d2 = z1 * z1 + z2 * z2
-                    if d2 <= _F32_CUT:
-                        w = np.exp(-_F32_HALF * d2)
-                        gr = grow[j, 0]
-                        gg = grow[j, 1]
-                        gb = grow[j, 2]
-                        g0 += w * gr
-                        g1 += w * gg
-                        g2 += w * gb
-                        a = np.float64(-_F32_HALF * w * (gr * c0 + gg * c1 + gb * c2))
-                        az1 = a * z1
-                        az2 = a * z2
-                        s1 += az1
-                        s2 += az2
-                        s11 += az1 * z1
-                        s12 += az1 * z2
-                        s22 += az2 * z2
+                _weights_row(ws, z1s, z2s, px_all[j0:], (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND,
+                             x, dy, l11, l21, l22)
+                row_sums[:] = 0.0
+                _gradient_sums_row(
+                    ws, z1s, z2s, grad_out[b, i, j0:j1], j1 - j0,
+                    colors[b, k, 0], colors[b, k, 1], colors[b, k, 2], row_sums,
+                )
+                # Rows are summed in float32 (vectorized), rows into float64.
+                g0 += row_sums[0]
+                g1 += row_sums[1]
+                g2 += row_sums[2]
+                s1 += row_sums[3]
+                s2 += row_sums[4]
+                s11 += row_sums[5]
+                s12 += row_sums[6]
+                s22 += row_sums[7]
             if rows[b, k, 1] > rows[b, k, 0]:
                 l11d = np.float64(l11)
                 l22d = np.float64(l22)
@@ -264,8 +419,9 @@ def _backward(
 
 
 def _as_f32(t: torch.Tensor) -> np.ndarray:
-    """A C-contiguous float32 CPU numpy view (or copy) of ``t``."""
-    return t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+    """A C-contiguous float32 CPU numpy view (or copy) of the parameters ``t``, batched: ``(B, N, C)``."""
+    a = t.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+    return a if a.ndim == 3 else a[None]
 
 
 def _band_rows(batch: int, height: int, nthreads: int) -> int:
@@ -276,7 +432,7 @@ def _band_rows(batch: int, height: int, nthreads: int) -> int:
 
 
 class _RasterizeSum(torch.autograd.Function):
-    """Batched plain-sum rendering with the hand-written numba backward."""
+    """Plain-sum rendering with the hand-written numba backward; batched or not, like its inputs."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -291,15 +447,17 @@ class _RasterizeSum(torch.autograd.Function):
         m, l, c = _as_f32(means), _as_f32(chol), _as_f32(colors)
         nb, n = m.shape[0], m.shape[1]
         params = np.empty((nb, n, 4), dtype=np.float64)
-        rows = np.empty((nb, n, 2), dtype=np.int64)
-        out = torch.empty((nb, height, width, 3), dtype=torch.float32)
-        if n:
-            _prepare(m, l, counts, height, params, rows)
+        rows = np.zeros((nb, n, 2), dtype=np.int64)
+        shape = (nb, height, width, 3) if means.ndim == 3 else (height, width, 3)
+        out = torch.empty(shape, dtype=torch.float32)
         if nb and height and width:
             nthreads = numba.get_num_threads()
-            _forward(m, l, c, params, rows, _band_rows(nb, height, nthreads), nthreads, out.numpy())
+            out_np = out.numpy()
+            _forward(m, l, c, counts, params, rows, _band_rows(nb, height, nthreads), nthreads,
+                     out_np if means.ndim == 3 else out_np[None])
         ctx.saved = (m, l, c, params, rows)
-        return out.to(means.device)
+        ctx.batched = means.ndim == 3
+        return out if means.device.type == "cpu" else out.to(means.device)
 
     @staticmethod
     def backward(  # type: ignore[override]
@@ -307,19 +465,22 @@ class _RasterizeSum(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         m, l, c, params, rows = ctx.saved
         nb, n = m.shape[0], m.shape[1]
-        grad_means = np.empty((nb, n, 2), dtype=np.float32)
-        grad_chol = np.empty((nb, n, 3), dtype=np.float32)
-        grad_colors = np.empty((nb, n, 3), dtype=np.float32)
+        lead = (nb, n) if ctx.batched else (n,)
+        grad_means = torch.empty((*lead, 2), dtype=torch.float32)
+        grad_chol = torch.empty((*lead, 3), dtype=torch.float32)
+        grad_colors = torch.empty((*lead, 3), dtype=torch.float32)
         if n:
+            g = grad_out.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
             _backward(
-                m, l, c, params, rows, _as_f32(grad_out), grad_means, grad_chol, grad_colors, numba.get_num_threads()
+                m, l, c, params, rows, g if ctx.batched else g[None], numba.get_num_threads(),
+                *(t.numpy() if ctx.batched else t.numpy()[None] for t in (grad_means, grad_chol, grad_colors)),
             )
         need = ctx.needs_input_grad
         device = grad_out.device
         return (
-            torch.from_numpy(grad_means).to(device) if need[0] else None,
-            torch.from_numpy(grad_chol).to(device) if need[1] else None,
-            torch.from_numpy(grad_colors).to(device) if need[2] else None,
+            grad_means.to(device) if need[0] else None,
+            grad_chol.to(device) if need[1] else None,
+            grad_colors.to(device) if need[2] else None,
             None,
             None,
             None,
@@ -349,7 +510,6 @@ def rasterize_sum(
         ``(H, W, 3)`` or ``(B, H, W, 3)`` float32 image, unclamped, on the
         device of ``means``; gradients flow to ``means``, ``chol`` and ``colors``.
     """
-    batched = means.ndim == 3
     if means.ndim not in (2, 3):
         raise ValueError(f"means must have shape (N, 2) or (B, N, 2), got {tuple(means.shape)}")
     lead = tuple(means.shape[:-1])
@@ -359,17 +519,15 @@ def rasterize_sum(
     width, height = int(width), int(height)
     if width < 0 or height < 0:
         raise ValueError(f"width and height must be non-negative, got {width}x{height}")
-    if not batched:
-        means, chol, colors = means[None], chol[None], colors[None]
-    nb, n = means.shape[0], means.shape[1]
+    nb = lead[0] if means.ndim == 3 else 1
+    n = lead[-1]
     if counts is None:
         counts_np = np.full(nb, n, dtype=np.int64)
     else:
         counts_np = np.clip(torch.as_tensor(counts).detach().cpu().reshape(-1).numpy().astype(np.int64), 0, n)
         if counts_np.shape != (nb,):
             raise ValueError(f"counts must have shape ({nb},), got {tuple(counts_np.shape)}")
-    out = _RasterizeSum.apply(means, chol, colors, width, height, counts_np)
-    return out if batched else out[0]
+    return _RasterizeSum.apply(means, chol, colors, width, height, counts_np)
 
 
 __all__ = ["rasterize_sum"]
