@@ -18,6 +18,7 @@ from pathlib import Path
 import click
 from rich.markup import escape
 
+from .bench import bench
 from .clip_commands import classify, train_head
 from .common import display_path, err_console, error_text, human_bytes, out_console
 
@@ -231,6 +232,7 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, den
 
 cli.add_command(train_head)
 cli.add_command(classify)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -1,0 +1,58 @@
+"""Distortion metrics of a decoded 8-bit RGB image against its original: PSNR (dB) and MS-SSIM.
+
+Both take ``(H, W, 3)`` uint8 arrays and score one image; averaging over
+images is the caller's job (per-image PSNR averaged, as CompressAI does).
+
+MS-SSIM is :func:`pytorch_msssim.ms_ssim` with its defaults (5 scales, 11-tap
+Gaussian window, sigma 1.5, ``data_range=255``) on the RGB channels in float32,
+averaged over channels. That implementation needs the shorter side to exceed
+:data:`MS_SSIM_MIN_SIDE` (160 px: 4 halvings of an 11-px window) whatever the
+``weights``, so smaller images get ``nan`` rather than a number from a
+different (fewer-scale) metric that would not average with the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MS_SSIM_MIN_SIDE = 161
+"""Smallest shorter side (px) for which MS-SSIM is computed; smaller images give ``nan``."""
+
+
+class MissingDependencyError(ImportError):
+    """An optional package the benchmark needs is not installed."""
+
+
+def _check(a: np.ndarray, b: np.ndarray) -> None:
+    if a.shape != b.shape or a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"need two (H, W, 3) images of one size, got {a.shape} and {b.shape}")
+
+
+def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
+    """PSNR in dB of ``decoded`` against ``original`` (uint8 RGB, peak 255, MSE over all channels); ``inf`` if equal."""
+    _check(decoded, original)
+    mse = float(np.mean((decoded.astype(np.float64) - original.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def ms_ssim(decoded: np.ndarray, original: np.ndarray) -> float:
+    """MS-SSIM (0..1, 1 = identical) of ``decoded`` against ``original``; ``nan`` below :data:`MS_SSIM_MIN_SIDE`."""
+    _check(decoded, original)
+    if min(original.shape[:2]) < MS_SSIM_MIN_SIDE:
+        return math.nan
+    try:
+        import torch
+        from pytorch_msssim import ms_ssim as _ms_ssim
+    except ImportError as exc:
+        raise MissingDependencyError(f"MS-SSIM needs pytorch-msssim (pip install pytorch-msssim): {exc}") from None
+
+    def tensor(x: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None]
+
+    with torch.no_grad():
+        return float(_ms_ssim(tensor(decoded), tensor(original), data_range=255, size_average=True))
+
+
+__all__ = ["MS_SSIM_MIN_SIDE", "MissingDependencyError", "ms_ssim", "psnr"]
