@@ -4,13 +4,18 @@ Times one forward plus one backward (gradients for means, chol and colors from a
 random upstream gradient) and prints a table in ms. Gaussians roughly tile the
 image: sigma ~ 0.5 * sqrt(H * W / N) pixels.
 
-    python benchmarks/bench_raster.py [--iters 20] [--ref-iters 1] [--ref-max-gb 4]
+    python benchmarks/bench_raster.py [--iters 30] [--ref-iters 1] [--ref-max-gb 4] [--threads 2]
+
+The numba kernels synchronise their threads twice per forward+backward; on a
+loaded machine libgomp's default spin-waiting makes that slow, so compare runs
+on an idle machine (or with OMP_WAIT_POLICY=PASSIVE set before Python starts).
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
 from collections.abc import Callable
 
@@ -22,9 +27,9 @@ from gscodec.raster.reference import rasterize_sum as ref_rasterize
 
 Raster = Callable[..., torch.Tensor]
 
-# Peak bytes the dense reference keeps alive per (image, Gaussian, pixel) under
-# autograd (four saved float32 maps plus a bool mask, plus transients).
-_REF_BYTES_PER_ELEMENT = 20
+# Peak bytes the dense reference needs per (image, Gaussian, pixel) for forward +
+# backward (measured: ~33; the float32 maps autograd saves plus transients).
+_REF_BYTES_PER_ELEMENT = 34
 
 
 def make_gaussians(
@@ -44,11 +49,11 @@ def make_gaussians(
 
 def time_fwd_bwd(
     raster: Raster, params: tuple[torch.Tensor, ...], width: int, height: int, iters: int, warmup: int = 1
-) -> float:
-    """Median ms of one forward + backward over ``iters`` runs (after ``warmup`` untimed runs)."""
+) -> tuple[float, float]:
+    """``(median, min)`` ms of one forward + backward over ``iters`` runs (after ``warmup`` untimed runs)."""
     leaves = [p.clone().requires_grad_(True) for p in params]
-    batch = params[0].shape[0] if params[0].ndim == 3 else 1
-    grad_out = torch.randn(batch, height, width, 3, generator=torch.Generator().manual_seed(1))
+    shape = (*params[0].shape[:-2], height, width, 3)
+    grad_out = torch.randn(shape, generator=torch.Generator().manual_seed(1))
     times = []
     for it in range(warmup + iters):
         t0 = time.perf_counter()
@@ -58,50 +63,48 @@ def time_fwd_bwd(
             times.append(time.perf_counter() - t0)
         del out
     times.sort()
-    return 1e3 * times[len(times) // 2]
+    return 1e3 * times[len(times) // 2], 1e3 * times[0]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--iters", type=int, default=20, help="timed runs of the numba backend")
+    parser.add_argument("--iters", type=int, default=30, help="timed runs of the numba backend")
     parser.add_argument("--ref-iters", type=int, default=1, help="timed runs of the dense reference")
     parser.add_argument("--ref-max-gb", type=float, default=4.0, help="skip the reference above this estimated peak")
     parser.add_argument("--batch", type=int, default=64, help="images in the batched case")
+    parser.add_argument("--threads", type=int, default=0, help="numba threads (0: numba's default)")
     parser.add_argument("--no-ref", action="store_true", help="skip the dense reference entirely")
     args = parser.parse_args()
+    if args.threads:
+        numba.set_num_threads(args.threads)
 
     cases = [(224, 224, n, 1) for n in (400, 900, 1600, 3136)]
     cases += [(768, 512, 10000, 1), (224, 224, 900, args.batch)]
-    print(f"numba {numba.__version__} ({numba.get_num_threads()} threads), torch {torch.__version__}")
-    header = f"{'case':<24}{'numba ms':>10}{'ms/img':>9}{'dense ms':>12}{'dense/numba':>13}"
+    omp = {k: os.environ[k] for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT") if k in os.environ}
+    print(
+        f"numba {numba.__version__} ({numba.get_num_threads()} threads), torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f}, {omp or 'default OpenMP waits'}"
+    )
+    print("numba: median (min) ms per forward+backward; dense: torch reference, same work, --ref-iters runs")
+    header = f"{'case':<22}{'numba ms':>16}{'ms/img':>9}{'dense ms':>13}{'dense/numba':>18}"
     print(header)
     print("-" * len(header))
     for width, height, n, batch in cases:
         params = make_gaussians(batch, n, width, height)
         if batch == 1:
             params = tuple(p[0] for p in params)
-
-            def raster(m: torch.Tensor, l: torch.Tensor, c: torch.Tensor, w: int, h: int, f: Raster) -> torch.Tensor:
-                return f(m, l, c, w, h)[None]
-
-        else:
-
-            def raster(m: torch.Tensor, l: torch.Tensor, c: torch.Tensor, w: int, h: int, f: Raster) -> torch.Tensor:
-                return f(m, l, c, w, h)
-
-        ms = time_fwd_bwd(lambda *a: raster(*a, cpu_rasterize), params, width, height, args.iters, warmup=2)
+        med, best = time_fwd_bwd(cpu_rasterize, params, width, height, args.iters, warmup=2)
         gb = _REF_BYTES_PER_ELEMENT * batch * n * width * height / 1e9
         if args.no_ref:
-            ref_text, ratio_text = "skipped", "-"
+            ref_text, ratio_text = "not run", "-"
         elif gb > args.ref_max_gb:
-            ref_text, ratio_text = f"skip>{args.ref_max_gb:g}GB", f"(~{gb:.0f} GB)"
+            ref_text, ratio_text = f"skip >{args.ref_max_gb:g} GB", f"(needs ~{gb:.0f} GB)"
         else:
-            ref_ms = time_fwd_bwd(
-                lambda *a: raster(*a, ref_rasterize), params, width, height, args.ref_iters, warmup=0
-            )
-            ref_text, ratio_text = f"{ref_ms:.0f}", f"{ref_ms / ms:.0f}x"
+            ref_ms, _ = time_fwd_bwd(ref_rasterize, params, width, height, args.ref_iters, warmup=0)
+            ref_text, ratio_text = f"{ref_ms:.0f}", f"{ref_ms / med:.0f}x"
         name = f"{width}x{height} N={n}" + (f" B={batch}" if batch > 1 else "")
-        print(f"{name:<24}{ms:>10.2f}{ms / batch:>9.2f}{ref_text:>12}{ratio_text:>13}")
+        numba_text = f"{med:.2f} ({best:.2f})"
+        print(f"{name:<22}{numba_text:>16}{med / batch:>9.2f}{ref_text:>13}{ratio_text:>18}")
 
 
 if __name__ == "__main__":

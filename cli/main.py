@@ -15,12 +15,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import click
-from rich.markup import escape
+# torch's and numba's OpenMP pools both run here; idle threads that spin steal the other pool's cores.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from .bench import bench
-from .clip_commands import classify, train_head
-from .common import display_path, err_console, error_text, human_bytes, out_console
+import click  # noqa: E402
+from rich.markup import escape  # noqa: E402
+
+from .bench import bench  # noqa: E402
+from .clip_commands import classify, train_head  # noqa: E402
+from .common import display_path, err_console, error_text, human_bytes, out_console  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
 

@@ -124,17 +124,37 @@ def test_anisotropic_large_l21() -> None:
     assert_matches_reference((means, torch.stack([l11, l21, l22], -1), colors), width, height, seed=6)
 
 
-def test_mask_is_bit_exact() -> None:
-    """One unit Gaussian per image: the footprint equals the float32 reference's ``d2 <= 9`` mask exactly."""
+def _unit_gaussian_per_image(means: torch.Tensor, chol: torch.Tensor, width: int, height: int) -> None:
+    """Forward and backward footprints of one unit-colour Gaussian per image equal the float32 reference mask."""
+    colors = torch.ones(means.shape[0], 1, 3, requires_grad=True)
+    out = rasterize_sum(means, chol, colors, width, height)
+    expected = reference(means, chol, colors.detach(), width, height)
+    assert torch.equal(out > 0, expected > 0)
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
+    # With an all-ones upstream gradient, dL/dcolor is the sum of the weights over the backward's footprint.
+    (grad,) = torch.autograd.grad(out, colors, torch.ones_like(out))
+    want = expected.double().sum((1, 2))[:, None, :]
+    torch.testing.assert_close(grad.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def test_mask_is_bit_exact_random() -> None:
     batch, width, height = 64, 29, 21
     means, chol, _ = random_gaussians(1, width, height, seed=7, sigma=4.0, batch=batch)
     chol[::3, :, 1] *= 6.0
     chol[1::3, :, 2] *= 0.1
-    colors = torch.ones(batch, 1, 3)
-    out = rasterize_sum(means, chol, colors, width, height)
-    expected = reference(means, chol, colors, width, height)
-    assert torch.equal(out > 0, expected > 0)
-    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
+    _unit_gaussian_per_image(means, chol, width, height)
+
+
+def test_mask_is_bit_exact_near_ties() -> None:
+    """Centres on pixel centres and l in thirds, sixths, ...: hundreds of pixels have d2 within 1e-5 of 9.
+
+    Comparing a float64 d2 with the cutoff instead of the reference's float32 one flips 84 of them.
+    """
+    sizes = [1 / 3, 0.6, 0.75, 1.0, 1.5, 3 / 2**0.5, 5 / 3, 2 / 3, 1 / 6]
+    chol = torch.tensor([[a, c, b] for a in sizes for b in sizes for c in (0.0, 0.5, -1.0, 1 / 3)])[:, None, :]
+    means = torch.full((chol.shape[0], 1, 2), 8.5)
+    means[1::2] += torch.tensor([0.25, -0.5])
+    _unit_gaussian_per_image(means, chol, 16, 16)
 
 
 def test_single_and_empty() -> None:

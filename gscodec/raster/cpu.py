@@ -4,19 +4,22 @@ Same semantics as :func:`gscodec.raster.reference.rasterize_sum` (normative): a
 Gaussian adds ``color * exp(-d2 / 2)`` to every pixel centre whose squared
 Mahalanobis distance ``d2`` is at most ``CUTOFF_SQ``. The per-pixel ``d2`` is
 computed in float32 with the reference's exact operation order, so the
-``d2 <= CUTOFF_SQ`` mask agrees bit for bit with the float32 reference.
+``d2 <= CUTOFF_SQ`` mask agrees bit for bit with the float32 reference; the
+weight uses a vectorizable float32 ``exp`` accurate to 1 ulp.
 
 Each Gaussian visits only the pixels of its 3-sigma ellipse: for every image row
 the ellipse's exact x-span is solved in float64 and widened by a small margin,
-then the exact float32 test decides per pixel.
+then the exact float32 test decides per pixel. Row loops are branch-free so LLVM
+vectorizes them.
 
-Parallelism (all kernels distribute their tasks cyclically over the numba threads):
+Parallelism (tasks are dealt cyclically to the numba threads):
 
-* forward: tasks are horizontal bands of rows of each image; a task zeroes its
-  rows and adds every Gaussian that reaches them, so no buffers or reductions
-  are needed and the result is deterministic.
-* backward: tasks are Gaussians; each owns its gradient rows and reads the
-  upstream gradient image over its footprint.
+* forward: tasks are horizontal bands of rows of each image; a task renders its
+  band into a planar scratch buffer from every Gaussian that reaches it, then
+  interleaves it into the ``(H, W, 3)`` output. No reductions across threads, so
+  the result is deterministic.
+* backward: tasks are Gaussians; each gathers its footprint pixels (weights,
+  ``z1, z2`` and the upstream gradient) and reduces them to its own gradient rows.
 
 Non-finite or degenerate (``l11 == 0`` or ``l22 == 0``) Gaussians and the
 padding beyond ``counts[b]`` contribute nothing and get zero gradients.
@@ -47,6 +50,8 @@ _PAD_REL = 1e-6
 # Row loops run over a multiple of _ROUND pixels so they stay in the vectorized
 # loop body; scratch rows carry _ROUND spare columns that absorb the overrun.
 _ROUND = 8
+# Backward: footprint pixels gathered per Gaussian before one vectorized reduction.
+_CHUNK = 2048
 # Forward bands: aim for this many bands per thread across the whole batch.
 _BANDS_PER_THREAD = 8
 # Per-Gaussian float64 footprint parameters stored by _prepare.
@@ -152,7 +157,7 @@ def _mahalanobis(
     return z1, z2, z1 * z1 + z2 * z2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _render_row(
     acc0: np.ndarray,
     acc1: np.ndarray,
@@ -178,7 +183,7 @@ def _render_row(
         acc2[t] += w * c2
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _weights_row(
     ws: np.ndarray,
     z1s: np.ndarray,
@@ -200,22 +205,22 @@ def _weights_row(
         z2s[t] = z2
 
 
-@njit(cache=True, fastmath=True)
-def _gradient_sums_row(
-    ws: np.ndarray,
-    z1s: np.ndarray,
-    z2s: np.ndarray,
-    grad: np.ndarray,
-    count: int,
-    c0: np.float32,
-    c1: np.float32,
-    c2: np.float32,
-    sums: np.ndarray,
-) -> None:
-    """Add one row's ``sum(w G)`` (3) and ``S[z1], S[z2], S[z1 z1], S[z1 z2], S[z2 z2]`` to ``sums`` (8,).
+@njit(cache=True, inline="always")
+def _gather_row(g0s: np.ndarray, g1s: np.ndarray, g2s: np.ndarray, grad: np.ndarray) -> None:
+    """De-interleave the ``(count, 3)`` upstream gradient of a row segment into three planes."""
+    for t in range(grad.shape[0]):
+        g0s[t] = grad[t, 0]
+        g1s[t] = grad[t, 1]
+        g2s[t] = grad[t, 2]
 
-    ``grad`` is the ``(count, 3)`` upstream gradient of the row segment; ``S[f] = sum(a f)``
-    with ``a = -w dot(G, color) / 2``. Only reductions here, so reassociation is harmless.
+
+@njit(cache=True, fastmath={"reassoc"})
+def _reduce(buf: np.ndarray, count: int, c0: np.float32, c1: np.float32, c2: np.float32, sums: np.ndarray) -> None:
+    """Add ``sum(w G)`` (3) and ``S[z1], S[z2], S[z1 z1], S[z1 z2], S[z2 z2]`` to ``sums`` ``(8,)`` float64.
+
+    ``buf[:, :count]`` holds gathered footprint pixels ``(w, z1, z2, G0, G1, G2)``;
+    ``S[f] = sum(a f)`` with ``a = -w dot(G, color) / 2``. Only reductions here, so
+    fastmath reassociation is harmless.
     """
     g0 = np.float32(0.0)
     g1 = np.float32(0.0)
@@ -225,22 +230,22 @@ def _gradient_sums_row(
     s11 = np.float32(0.0)
     s12 = np.float32(0.0)
     s22 = np.float32(0.0)
+    ws, z1s, z2s, gr, gg, gb = buf[0], buf[1], buf[2], buf[3], buf[4], buf[5]
     for t in range(count):
         w = ws[t]
-        gr = grad[t, 0]
-        gg = grad[t, 1]
-        gb = grad[t, 2]
-        g0 += w * gr
-        g1 += w * gg
-        g2 += w * gb
-        a = -_F32_HALF * w * (gr * c0 + gg * c1 + gb * c2)
-        az1 = a * z1s[t]
-        az2 = a * z2s[t]
+        z1 = z1s[t]
+        z2 = z2s[t]
+        g0 += w * gr[t]
+        g1 += w * gg[t]
+        g2 += w * gb[t]
+        a = -_F32_HALF * w * (gr[t] * c0 + gg[t] * c1 + gb[t] * c2)
+        az1 = a * z1
+        az2 = a * z2
         s1 += az1
         s2 += az2
-        s11 += az1 * z1s[t]
-        s12 += az1 * z2s[t]
-        s22 += az2 * z2s[t]
+        s11 += az1 * z1
+        s12 += az1 * z2
+        s22 += az2 * z2
     sums[0] += g0
     sums[1] += g1
     sums[2] += g2
@@ -350,11 +355,8 @@ def _backward(
     ntasks = nb * n
     nthreads = max(min(nthreads, ntasks), 1)
     for worker in prange(nthreads):
-        scratch = np.empty((3, width + _ROUND), dtype=np.float32)
-        ws = scratch[0]
-        z1s = scratch[1]
-        z2s = scratch[2]
-        row_sums = np.empty(8, dtype=np.float32)
+        buf = np.empty((6, _CHUNK + width + _ROUND), dtype=np.float32)
+        sums = np.empty(8, dtype=np.float64)
         for task in range(worker, ntasks, nthreads):
             b = task // n
             k = task - b * n
@@ -363,41 +365,33 @@ def _backward(
             l11 = chol[b, k, 0]
             l21 = chol[b, k, 1]
             l22 = chol[b, k, 2]
+            c0 = colors[b, k, 0]
+            c1 = colors[b, k, 1]
+            c2 = colors[b, k, 2]
             mu = params[b, k, _P_MU]
             sc = params[b, k, _P_SC]
             inv_syy = params[b, k, _P_INV_SYY]
             pad = params[b, k, _P_PAD]
             xd = np.float64(x)
             yd = np.float64(y)
-            g0 = 0.0
-            g1 = 0.0
-            g2 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s11 = 0.0
-            s12 = 0.0
-            s22 = 0.0
+            sums[:] = 0.0
+            # Footprint pixels are gathered into buf and reduced once per _CHUNK pixels.
+            fill = 0
             for i in range(rows[b, k, 0], rows[b, k, 1]):
                 j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
                 if j1 <= j0:
                     continue
                 dy = (np.float32(i) + _F32_HALF) - y
-                _weights_row(ws, z1s, z2s, px_all[j0:], (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND,
-                             x, dy, l11, l21, l22)
-                row_sums[:] = 0.0
-                _gradient_sums_row(
-                    ws, z1s, z2s, grad_out[b, i, j0:j1], j1 - j0,
-                    colors[b, k, 0], colors[b, k, 1], colors[b, k, 2], row_sums,
-                )
-                # Rows are summed in float32 (vectorized), rows into float64.
-                g0 += row_sums[0]
-                g1 += row_sums[1]
-                g2 += row_sums[2]
-                s1 += row_sums[3]
-                s2 += row_sums[4]
-                s11 += row_sums[5]
-                s12 += row_sums[6]
-                s22 += row_sums[7]
+                count = (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND
+                _weights_row(buf[0, fill:], buf[1, fill:], buf[2, fill:], px_all[j0:], count, x, dy, l11, l21, l22)
+                _gather_row(buf[3, fill:], buf[4, fill:], buf[5, fill:], grad_out[b, i, j0:j1])
+                fill += j1 - j0
+                if fill >= _CHUNK:
+                    _reduce(buf, fill, c0, c1, c2, sums)
+                    fill = 0
+            if fill:
+                _reduce(buf, fill, c0, c1, c2, sums)
+            g0, g1, g2, s1, s2, s11, s12, s22 = sums[0], sums[1], sums[2], sums[3], sums[4], sums[5], sums[6], sums[7]
             if rows[b, k, 1] > rows[b, k, 0]:
                 l11d = np.float64(l11)
                 l22d = np.float64(l22)
@@ -448,15 +442,14 @@ class _RasterizeSum(torch.autograd.Function):
         nb, n = m.shape[0], m.shape[1]
         params = np.empty((nb, n, 4), dtype=np.float64)
         rows = np.zeros((nb, n, 2), dtype=np.int64)
-        shape = (nb, height, width, 3) if means.ndim == 3 else (height, width, 3)
-        out = torch.empty(shape, dtype=torch.float32)
+        batched = means.ndim == 3
+        out = torch.empty((nb, height, width, 3) if batched else (height, width, 3), dtype=torch.float32)
         if nb and height and width:
             nthreads = numba.get_num_threads()
-            out_np = out.numpy()
-            _forward(m, l, c, counts, params, rows, _band_rows(nb, height, nthreads), nthreads,
-                     out_np if means.ndim == 3 else out_np[None])
+            out_np = out.numpy() if batched else out.numpy()[None]
+            _forward(m, l, c, counts, params, rows, _band_rows(nb, height, nthreads), nthreads, out_np)
         ctx.saved = (m, l, c, params, rows)
-        ctx.batched = means.ndim == 3
+        ctx.batched = batched
         return out if means.device.type == "cpu" else out.to(means.device)
 
     @staticmethod
@@ -470,11 +463,12 @@ class _RasterizeSum(torch.autograd.Function):
         grad_chol = torch.empty((*lead, 3), dtype=torch.float32)
         grad_colors = torch.empty((*lead, 3), dtype=torch.float32)
         if n:
-            g = grad_out.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
-            _backward(
-                m, l, c, params, rows, g if ctx.batched else g[None], numba.get_num_threads(),
-                *(t.numpy() if ctx.batched else t.numpy()[None] for t in (grad_means, grad_chol, grad_colors)),
+            g, gm, gl, gc = (
+                t.numpy() if ctx.batched else t.numpy()[None]
+                for t in (grad_out.detach().to(device="cpu", dtype=torch.float32).contiguous(),
+                          grad_means, grad_chol, grad_colors)
             )
+            _backward(m, l, c, params, rows, g, numba.get_num_threads(), gm, gl, gc)
         need = ctx.needs_input_grad
         device = grad_out.device
         return (
