@@ -95,7 +95,8 @@ def _device(device: str) -> str:
               help="Start from this head file (e.g. the distilled head for the contrastive stage).")
 @click.option("--model", help="open_clip model of the teacher/trunk (any ViT); default: the head config's.")
 @click.option("--pretrained", help="Teacher weights: an open_clip tag (e.g. openai), a checkpoint file, or 'none' "
-                                   "for random weights. Default: the head config's tag.")
+                                   "for random weights. Default: the head config's tag. (OpenAI weights given as a "
+                                   "file need a -quickgelu model, e.g. --model ViT-B-16-quickgelu.)")
 @click.option("--num-tokens", type=click.IntRange(1, 4096), help="Tokens K fed to the trunk (e.g. 98 or 196).")
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path),
               help="distill: folder with the original images, mirroring the folders of DATA. "
@@ -169,6 +170,9 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     if init_head is not None and (model or num_tokens or head_config != DEFAULT_HEAD):
         err.print("[yellow]warning:[/] --init-head given: --head-config, --model and --num-tokens are taken from "
                   "the head file")
+    if stage == "contrastive" and init_head is None and resume is None:
+        err.print("[yellow]warning:[/] contrastive stage without --init-head: the paper found that training the "
+                  "stem from scratch this way does not converge; distil first (--stage distill)")
     with _warnings_to_stderr(), _library_errors():
         torch.manual_seed(seed)  # a random-weights teacher must be the same on --resume
         with err.status("loading the teacher model...", spinner="dots"):
@@ -218,9 +222,10 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     if as_json:
         click.echo(json.dumps(row, indent=2))
     else:
+        speed = f", {row['images_per_s']} images/s" if result["images"] else ""
         out_console().print(
             f"wrote {escape(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
-            f"{result['loss']:.4f}, {row['images_per_s']} images/s")
+            f"{result['loss']:.4f}{speed}")
 
 
 def _run_with_progress(trainer: Any, err: Any) -> dict:

@@ -14,7 +14,6 @@ import tarfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -25,7 +24,7 @@ from gscodec.clip import (ConfigError, GsiDataset, GsiTarDataset, UnknownHeadErr
                           WeightsUnavailableError, batch_from_gaussians, collate_splats, create_head, embed_gaussians,
                           get_templates, list_heads, load_clip, load_head, open_dataset, read_head_metadata,
                           save_head)
-from gscodec.clip.data import read_pairs_csv, sample_from_gaussians
+from gscodec.clip.data import read_pairs_csv
 from gscodec.clip.train import TrainConfig, Trainer, trainable_summary
 from gscodec.clip.zeroshot import predict, text_classifier
 
@@ -294,6 +293,28 @@ def test_checkpoint_resumes_exactly(tmp_path, tiny):
         Trainer(copy.deepcopy(head0), clip, ds, other, device="cpu").resume(tmp_path / "ckpt" / "last.pt")
 
 
+def test_tar_stream_contrastive_resumes_exactly(tmp_path, tiny):
+    head0, clip = tiny
+    paths = _write_set(tmp_path / "d", n=6, originals=False)
+    shard = tmp_path / "shard.tar"
+    with tarfile.open(shard, "w") as tf:
+        for p in paths:
+            tf.add(p, arcname=p.name)
+            tf.add(p.with_suffix(".txt"), arcname=p.with_suffix(".txt").name)
+    ds = open_dataset([shard], need_caption=True, shuffle_buffer=3)
+    cfg = TrainConfig(stage="contrastive", steps=3, batch_size=4, lr=1e-3, seed=1)
+    straight = Trainer(copy.deepcopy(head0), clip, ds, cfg, device="cpu")
+    straight.run()
+    first = Trainer(copy.deepcopy(head0), clip, ds, cfg, device="cpu")
+    first.run(until=2)
+    first.save_checkpoint(tmp_path / "c.pt")
+    resumed = Trainer(copy.deepcopy(head0), clip, ds, cfg, device="cpu").resume(tmp_path / "c.pt")
+    resumed.run()
+    assert resumed.epoch == straight.epoch == 1
+    for (k, a), (_, b) in zip(straight.head.state_dict().items(), resumed.head.state_dict().items()):
+        assert torch.equal(a, b), k
+
+
 def test_head_file_roundtrip(tmp_path, tiny, images):
     head, clip = tiny
     path = tmp_path / "head.safetensors"
@@ -323,7 +344,11 @@ def test_zero_shot_predict(tiny, images):
     assert classifier.shape == (3, 32)
     preds = predict(embed_gaussians(head, images), classifier, ["cat", "dog", "car"], top_k=2)
     assert len(preds) == 3 and all(len(p) == 2 for p in preds)
-    assert all(abs(sum(x.probability for x in p) - 1) < 1 for p in preds)
+    for p in preds:
+        probs = [x.probability for x in p]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    full = predict(embed_gaussians(head, images), classifier, ["cat", "dog", "car"], top_k=10)
+    assert all(len(p) == 3 and abs(sum(x.probability for x in p) - 1) < 1e-5 for p in full)
 
 
 # --- command line ---------------------------------------------------------------------------------------

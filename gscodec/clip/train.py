@@ -381,6 +381,7 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "total_steps": self.total_steps,
             "calibrated": self.calibrated,
+            "last_loss": self.last_loss,
             "model": {k: v.detach().cpu() for k, v in self.head.state_dict().items()},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -427,7 +428,9 @@ class Trainer:
         if not math.isclose(state["teacher_fingerprint"], self._teacher_fingerprint(), rel_tol=1e-9):
             mismatch.append("the teacher's weights differ (another --pretrained or --seed?)")
         if mismatch:
-            raise CheckpointError(f"checkpoint {path} belongs to another run: {'; '.join(mismatch)}")
+            raise CheckpointError(f"checkpoint {path} belongs to another run: {'; '.join(mismatch)} (resume with "
+                                  "the options of the interrupted run; to train on, start a new run from the saved "
+                                  "head with --init-head)")
         self.head.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -435,6 +438,7 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.calibrated = state["calibrated"]
+        self.last_loss = float(state.get("last_loss", float("nan")))
         torch.set_rng_state(state["rng"]["torch"])
         py = state["rng"]["python"]
         random.setstate((py[0], tuple(py[1]), py[2]))
