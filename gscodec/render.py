@@ -50,7 +50,8 @@ def render_float(g: GaussianImage, width: int | None = None, height: int | None 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
     """Float image in display units to 8 bits: ``floor(clamp(v, 0, 1) * 255 + 0.5)``, as ``(H, W, 3)`` uint8."""
-    return torch.floor(image.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    v = image.detach().cpu().numpy()
+    return np.floor(np.clip(v, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
 
 
 def render(g: GaussianImage, width: int | None = None, height: int | None = None,
