@@ -104,7 +104,8 @@ def _device(device: str) -> str:
 @click.option("--steps", type=click.IntRange(1), help="Optimizer steps (required for tar shards).")
 @click.option("--epochs", type=click.FloatRange(0, min_open=True), default=1.0, show_default=True,
               help="Passes over the data when --steps is not given.")
-@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True,
+              help="Images per step (per process under torchrun).")
 @click.option("--lr", type=click.FloatRange(0, min_open=True),
               help="Peak learning rate.  [default: 5e-4 distill, 5e-5 contrastive]")
 @click.option("--weight-decay", type=click.FloatRange(0), default=0.05, show_default=True)
@@ -112,7 +113,7 @@ def _device(device: str) -> str:
 @click.option("--trainable-blocks", type=click.IntRange(0),
               help="contrastive: leading trunk blocks to train.  [default: the head config's, 2]")
 @click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
-              help="Data loading worker processes.")
+              help="Data loading worker processes (per process under torchrun).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
               help="auto: mixed precision on CUDA (bf16 if supported), fp32 on CPU.")
@@ -122,7 +123,8 @@ def _device(device: str) -> str:
 @click.option("--checkpoint-every", type=click.IntRange(1), default=500, show_default=True,
               help="Steps between checkpoints (with --checkpoint-dir).")
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
-              help="Continue from this checkpoint (same data and options).")
+              help="Continue from this checkpoint (same data, options and number of processes; --steps may be "
+                   "raised to train on). Under torchrun every process loads it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("--list-heads", is_flag=True, expose_value=False, is_eager=True, callback=_list_heads,
@@ -152,6 +154,15 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     the teacher's name and weights tag in the metadata. With --checkpoint-dir,
     an interrupted run continues exactly with --resume DIR/last.pt.
 
+    Under torchrun (WORLD_SIZE > 1) the head trains data-parallel with
+    DistributedDataParallel (gloo on CPU, NCCL with one GPU per process):
+    each process reads its own tar shards (give at least one per process) or
+    its slice of a file set, --batch-size is per process, and the
+    contrastive loss uses each process's batch for negatives. Rank 0 alone
+    prints progress and writes checkpoints and the head; every process
+    resumes from the same --resume file; at the end the processes check that
+    their parameters are identical.
+
     \b
     Examples:
       gsi train-head splats/ --images photos/ -o head-s1.safetensors --epochs 2
@@ -159,14 +170,52 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
           -o head.safetensors --steps 20000 --checkpoint-dir ckpt/
       gsi train-head 'shards/*.tar' --stage contrastive --steps 5000 -o head.safetensors
       gsi train-head splats/ -o tiny.safetensors --head-config gsi-tiny --pretrained none
+      torchrun --nproc-per-node 4 -m gscodec_cli.main train-head 'gsi-shards/*.tar' --stage contrastive \\
+          --init-head head-s1.safetensors --steps 5000 --checkpoint-dir ckpt/ -o head.safetensors
     """
     import torch
 
+    from gscodec import distributed
+
+    try:
+        env = distributed.env_info()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    dev = _device(device)
+    if env.world_size > 1:
+        if dev == "cuda":  # one GPU per process
+            dev = f"cuda:{env.local_rank}"
+        if dev.startswith("cuda"):
+            torch.cuda.set_device(torch.device(dev))
+        try:
+            distributed.init_from_env(backend="nccl" if dev.startswith("cuda") else "gloo")
+        except (ValueError, RuntimeError) as exc:
+            raise click.ClickException(f"cannot join the torchrun process group: {error_text(exc)}") from None
+    try:
+        _train_head(data, output, stage, head_config, init_head, model, pretrained, num_tokens, images, steps,
+                    epochs, batch_size, lr, weight_decay, warmup, trainable_blocks, workers, dev, precision, seed,
+                    checkpoint_dir, checkpoint_every, resume, cache_dir, as_json)
+    finally:
+        distributed.shutdown()
+
+
+def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str, init_head: Path | None,
+                model: str | None, pretrained: str | None, num_tokens: int | None, images: Path | None,
+                steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
+                warmup: int | None, trainable_blocks: int | None, workers: int, dev: str, precision: str,
+                seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
+                cache_dir: str | None, as_json: bool) -> None:
+    """The body of ``train-head`` in one process (of one or of a torchrun job: only rank 0 prints and writes)."""
+    import torch
+    from rich.console import Console
+
+    from gscodec import distributed
     from gscodec.clip import create_head, load_head, open_dataset, save_head
     from gscodec.clip.train import TrainConfig, Trainer, trainable_summary
 
-    err = err_console()
-    dev = _device(device)
+    main = distributed.is_main()
+    world = distributed.world_size()
+    err = err_console() if main else Console(stderr=True, quiet=True)
     if init_head is not None and (model or num_tokens or head_config != DEFAULT_HEAD):
         err.print("[yellow]warning:[/] --init-head given: --head-config, --model and --num-tokens are taken from "
                   "the head file")
@@ -174,7 +223,7 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
         err.print("[yellow]warning:[/] contrastive stage without --init-head: the paper found that training the "
                   "stem from scratch this way does not converge; distil first (--stage distill)")
     with _warnings_to_stderr(), _library_errors():
-        torch.manual_seed(seed)  # a random-weights teacher must be the same on --resume
+        torch.manual_seed(seed)  # a random-weights teacher must be the same on --resume (and on every rank)
         with err.status("loading the teacher model...", spinner="dots"):
             if init_head is not None:
                 head, clip = load_head(init_head, pretrained=pretrained, device=dev, cache_dir=cache_dir)
@@ -194,14 +243,26 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
             trainer.resume(resume)
         summary = trainable_summary(head, clip)
         n_data = "streamed" if trainer.iterable else f"{len(dataset)} image(s)"  # type: ignore[arg-type]
+        procs = f" x {world} processes ({'nccl' if dev.startswith('cuda') else 'gloo'})" if world > 1 else ""
+        resumed = ""
+        if trainer.step:
+            resumed = f", resuming at step {trainer.step}"
+            if trainer.resumed_total_steps is not None:
+                resumed += f" (the run had {trainer.resumed_total_steps} steps)"
         err.print(f"{stage}: {clip.model_name} (weights: {escape(clip.pretrained)}), head "
                   f"{escape(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
-                  f"steps of {batch_size} on {dev}"
-                  + (f", resuming at step {trainer.step}" if trainer.step else ""))
+                  f"steps of {batch_size}{procs} on {dev}{resumed}")
         err.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
                   f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
                   f"{100 * summary['fraction_of_head']:.1f}% of the head)")
-        result = _run_with_progress(trainer, err)
+        result = _run_with_progress(trainer, err, show=main)
+        digests = trainer.rank_digests()
+        images_seen = sum(distributed.all_gather_object(result["images"]))
+        if len(set(digests)) > 1:
+            raise click.ClickException(f"the {world} processes ended with different parameters (digests "
+                                       f"{', '.join(d[:12] for d in digests)}): the run is not usable")
+        if not main:
+            return
         meta = {"stage": stage, "steps": str(trainer.step), "final_loss": f"{result['loss']:.6g}",
                 "trainable_fraction": f"{summary['fraction_of_model']:.4f}",
                 "train_data": ", ".join(data)[:500]}
@@ -216,21 +277,29 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
            "pretrained": clip.pretrained, "head_config": head.config.name, "num_tokens": head.num_tokens,
            "steps": trainer.step, "final_loss": result["loss"], "mean_loss": result["mean_loss"],
            "seconds": round(result["seconds"], 2),
-           "images_per_s": round(result["images"] / max(result["seconds"], 1e-9), 2),
+           "images_per_s": round(images_seen / max(result["seconds"], 1e-9), 2),
            "trainable": summary["trainable"], "trainable_fraction_model": round(summary["fraction_of_model"], 4),
-           "trainable_fraction_head": round(summary["fraction_of_head"], 4)}
+           "trainable_fraction_head": round(summary["fraction_of_head"], 4),
+           "world_size": world, "parameter_digests": digests}
     if as_json:
         click.echo(json.dumps(row, indent=2))
     else:
-        speed = f", {row['images_per_s']} images/s" if result["images"] else ""
+        speed = f", {row['images_per_s']} images/s" if images_seen else ""
+        sync = f", {world} processes in sync" if world > 1 else ""
         out_console().print(
             f"wrote {escape(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
-            f"{result['loss']:.4f}{speed}")
+            f"{result['loss']:.4f}{speed}{sync}")
 
 
-def _run_with_progress(trainer: Any, err: Any) -> dict:
+def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
+
+    if not show:  # the other ranks of a torchrun job: rank 0 shows the progress
+        try:
+            return trainer.run()
+        except KeyboardInterrupt:
+            raise click.Abort() from None
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
@@ -249,6 +318,11 @@ def _run_with_progress(trainer: Any, err: Any) -> dict:
         try:
             return trainer.run(progress=update)
         except KeyboardInterrupt:
+            if trainer.world_size > 1:  # the other processes may be gone: no collective checkpoint now
+                if trainer.config.checkpoint_dir:
+                    err.print(f"interrupted at step {trainer.step}; resume from the last periodic checkpoint with "
+                              f"--resume {escape(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
+                raise click.Abort() from None
             if trainer.config.checkpoint_dir:
                 trainer.save_checkpoint(Path(trainer.config.checkpoint_dir) / "last.pt")
                 err.print(f"interrupted at step {trainer.step}; resume with --resume "

@@ -3,6 +3,8 @@
 The work unit is a *chunk* of jobs; same-size images inside a chunk are fitted
 together with :func:`gscodec.fit.fit_batch`. Every output is written atomically,
 so an interrupted run leaves only complete files and re-running it resumes.
+:func:`fit_images` is the one path from pixels to `.gsi` bytes and metadata,
+shared with the tar shard encoder (:mod:`.shard_encoding`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 import gscodec
 from gscodec.fit import FitConfig, fit, fit_batch
-from gscodec.format import GsiError, peek, write
+from gscodec.format import GsiError, peek, write_atomic
+from gscodec.format import encode as encode_gsi
 from gscodec.imageio import ImageReadError, load_image, resize_for_clip
 from gscodec.limits import MAX_GAUSSIANS
 from gscodec.quantize import PRESETS, Quantization
@@ -116,11 +119,65 @@ def check_existing(job: Job) -> Record | None:
                   bpp=round(8 * size / (h.width * h.height), 4), width=h.width, height=h.height, gaussians=h.count)
 
 
+@dataclass
+class Fitted:
+    """One image fitted and serialized: the `.gsi` bytes and what the records and manifests report."""
+
+    data: bytes
+    psnr: float
+    seconds: float
+    width: int
+    height: int
+    gaussians: int
+
+
+def prepare_image(image: np.ndarray, settings: Settings) -> np.ndarray:
+    """The array the fitter sees: ``image`` resized and cropped as ``--resize`` asks."""
+    return resize_for_clip(image, settings.resize) if settings.resize is not None else image
+
+
 def _load(job: Job, settings: Settings) -> np.ndarray:
-    image = load_image(job.input)
-    if settings.resize is not None:
-        image = resize_for_clip(image, settings.resize)
-    return image
+    return prepare_image(load_image(job.input), settings)
+
+
+def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
+               progress: ProgressFn | None = None) -> list[Fitted | str]:
+    """Fit ``images`` and serialize them; per image a :class:`Fitted` or the reason it failed.
+
+    The one code path of ``gsi encode`` for fitting and metadata (files and tar
+    shards alike): same-size images are fitted together with
+    :func:`gscodec.fit.fit_batch`; each file's metadata names its ``source``
+    (a file or tar member name), the fitted PSNR and the encoder.
+    ``progress(name, info)`` receives the fitter's progress dicts.
+    """
+    out: list[Fitted | str] = ["not fitted"] * len(images)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, image in enumerate(images):
+        groups.setdefault(image.shape, []).append(i)
+    for shape, idx in groups.items():
+        height, width = shape[0], shape[1]
+        name = ", ".join(sources[i] for i in idx)
+        callback = (lambda info, name=name: progress(name, info)) if progress is not None else None
+        try:
+            config = settings.config(width, height)
+            batch = [images[i] for i in idx]
+            results = fit_batch(batch, config, callback) if len(batch) > 1 else [fit(batch[0], config, callback)]
+        except Exception as exc:  # a fitter failure fails these images, not the run
+            for i in idx:
+                out[i] = f"fitting failed: {error_text(exc)}"
+            continue
+        for i, res in zip(idx, results):
+            start = time.perf_counter()
+            metadata = {"source": sources[i], "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
+            try:
+                data = encode_gsi(res.gaussians, mode=settings.mode,
+                                  quantization=QUALITIES[settings.quality] or Quantization(), metadata=metadata)
+            except GsiError as exc:
+                out[i] = error_text(exc)
+                continue
+            out[i] = Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height,
+                            res.gaussians.count)
+    return out
 
 
 def _prepare_output(job: Job) -> None:
@@ -159,36 +216,24 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
             continue
         loaded[i] = (image, time.perf_counter() - start)
 
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, (image, _) in loaded.items():
-        groups.setdefault(image.shape, []).append(i)
-    for shape, idx in groups.items():
-        height, width = shape[0], shape[1]
-        name = ", ".join(jobs[i].input.name for i in idx)
-        callback = (lambda info, name=name: progress(name, info)) if progress is not None else None
-        try:
-            config = settings.config(width, height)
-            images = [loaded[i][0] for i in idx]
-            results = fit_batch(images, config, callback) if len(images) > 1 else [fit(images[0], config, callback)]
-        except Exception as exc:  # a fitter failure fails these images, not the run
-            for i in idx:
-                records[i] = Record(str(jobs[i].input), str(jobs[i].output), "failed",
-                                    error=f"fitting failed: {error_text(exc)}")
+    idx = list(loaded)
+    fitted = fit_images([loaded[i][0] for i in idx], [jobs[i].input.name for i in idx], settings, progress)
+    for i, res in zip(idx, fitted):
+        job = jobs[i]
+        if isinstance(res, str):
+            records[i] = Record(str(job.input), str(job.output), "failed", error=res)
             continue
-        for i, res in zip(idx, results):
-            job = jobs[i]
-            start = time.perf_counter()
-            metadata = {"source": job.input.name, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
-            try:
-                size = write(res.gaussians, job.output, mode=settings.mode,
-                             quantization=QUALITIES[settings.quality] or Quantization(), metadata=metadata)
-            except (GsiError, OSError) as exc:
-                records[i] = Record(str(job.input), str(job.output), "failed", error=error_text(exc))
-                continue
-            seconds = loaded[i][1] + res.seconds + time.perf_counter() - start
-            records[i] = Record(str(job.input), str(job.output), "encoded", psnr=round(res.psnr, 3), bytes=size,
-                                bpp=round(8 * size / (width * height), 4), seconds=round(seconds, 3),
-                                width=width, height=height, gaussians=res.gaussians.count)
+        start = time.perf_counter()
+        try:
+            write_atomic(job.output, res.data)
+        except (GsiError, OSError) as exc:
+            records[i] = Record(str(job.input), str(job.output), "failed", error=error_text(exc))
+            continue
+        size = len(res.data)
+        seconds = loaded[i][1] + res.seconds + time.perf_counter() - start
+        records[i] = Record(str(job.input), str(job.output), "encoded", psnr=round(res.psnr, 3), bytes=size,
+                            bpp=round(8 * size / (res.width * res.height), 4), seconds=round(seconds, 3),
+                            width=res.width, height=res.height, gaussians=res.gaussians)
     return [records[i] for i in range(len(jobs))]
 
 

@@ -1,6 +1,8 @@
 """The ``gsi`` command line: ``info``, ``view`` and ``encode`` for `.gsi` splat images.
 
-``train-head`` and ``classify`` live in :mod:`.clip_commands` and are registered here.
+``train-head`` and ``classify`` live in :mod:`.clip_commands`, ``verify`` (tar shard sets) in
+:mod:`.verify`, ``bench`` in :mod:`.bench`; they are registered here. Tar shard encoding is
+:mod:`.shard_encoding`.
 
 Library errors become :class:`click.ClickException` here (exit status 1);
 usage errors exit with 2 as click does; Ctrl-C exits with 130. Progress and diagnostics go to
@@ -24,6 +26,7 @@ from rich.markup import escape  # noqa: E402
 from .bench import bench  # noqa: E402
 from .clip_commands import classify, train_head  # noqa: E402
 from .common import display_path, err_console, error_text, human_bytes, out_console  # noqa: E402
+from .verify import verify  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
 
@@ -41,6 +44,7 @@ def cli() -> None:
       gsi info splats/*.gsi
       gsi view splats/cat.gsi --scale 2 -o cat.png
       gsi classify splats/*.gsi --labels cat,dog,car
+      gsi encode 'shards/*.tar' -o gsi-shards/ --resize 224 && gsi verify gsi-shards/
     """
 
 
@@ -141,9 +145,18 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("-o", "--output-dir", "outdir", type=click.Path(file_okay=False, path_type=Path),
-              help="Write outputs here, mirroring the input folders. Default: next to each input.")
+              help="Write outputs here, mirroring the input folders. Default: next to each input. "
+                   "Required for tar shards and --input-list.")
+@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="Encode the images listed in FILE (one path per line, relative to FILE's folder; blank lines and "
+                   "# comments skipped) into tar shards of --shard-size images, list-000000.tar, ... under -o.")
+@click.option("--shard", metavar="I/N",
+              help="Tar shards and --input-list: encode only part I of N (I from 0): the output shards whose "
+                   "index is I modulo N. Default: RANK/WORLD_SIZE as torchrun sets them, else all.")
+@click.option("--shard-size", type=click.IntRange(1), default=1000, show_default=True,
+              help="Images per output shard with --input-list.")
 @click.option("--points", type=click.IntRange(1), help="Gaussians per image.  [default: 900]")
 @click.option("--density", type=click.FloatRange(0, 1, min_open=True),
               help="Gaussians per pixel (e.g. 0.02), instead of --points.")
@@ -154,17 +167,20 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
               show_default=True, help="Quantization preset, or unquantized float storage.")
 @click.option("--target-psnr", type=float, help="Stop fitting an image once it reaches this PSNR (dB).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the fitter.")
-@click.option("--force", is_flag=True, help="Re-encode images whose output already exists.")
+@click.option("--force", is_flag=True, help="Re-encode images whose output already exists (or complete tar shards).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes (each uses one thread).")
 @click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Fit up to this many same-size images together (faster with --resize).")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print a JSON summary list (input, output, psnr, bytes, bpp, seconds, status, error) on stdout.")
-def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, density: float | None,
-           iterations: int | None, resize: int | None, quality: str, target_psnr: float | None, seed: int,
-           force: bool, workers: int, batch: int, as_json: bool) -> None:
-    """Fit images to Gaussians and write .gsi files.
+              help="Print a JSON summary list (input, output, psnr, bytes, bpp, seconds, status, error) on stdout; "
+                   "for tar shards one object per output shard (shard, status, source, samples, failures, bytes, "
+                   "seconds, rank, errors).")
+def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None, shard: str | None,
+           shard_size: int, points: int | None, density: float | None, iterations: int | None, resize: int | None,
+           quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int,
+           as_json: bool) -> None:
+    """Fit images to Gaussians and write .gsi files (or .gsi tar shards).
 
     INPUTS are image files (any format Pillow reads), folders (searched
     recursively for image extensions) or glob patterns. Each output is the
@@ -174,18 +190,55 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, den
     atomically, so Ctrl-C never leaves a partial file. Images that cannot be
     read are reported and skipped; the exit status is then 1.
 
+    Tar shards: when INPUTS are webdataset-style tar shards (.tar files, a
+    quoted pattern such as 'in/{000..009}.tar' or 'in/*.tar', or a folder
+    with .tar files and no images at its top level), each input shard becomes
+    OUTDIR/NAME.tar with the same keys: KEY.gsi in place of the image member,
+    captions and every other member (KEY.txt, KEY.json, ...) copied byte for
+    byte. --input-list FILE does the same for listed images (keys are the
+    line numbers from 0, 000000000, ...; NAME.txt/NAME.json next to an image
+    go along). A shard is written under a temporary name and renamed when
+    complete, then OUTDIR/NAME.manifest.json records its keys, sizes, PSNRs,
+    failures and its input's size and time; shards whose manifest matches
+    their input are skipped, so a rerun resumes without duplicates. Shards
+    are split over processes by index: --shard I/N, or torchrun's RANK and
+    WORLD_SIZE (then rank 0 prints the summary of all). Check the result with
+    gsi verify.
+
     \b
     Examples:
       gsi encode cat.jpg
       gsi encode photos/ -o splats/ --resize 224 --points 900
       gsi encode 'shots/**/*.png' -o out/ --density 0.02 --workers 2
       gsi encode photos/ -o splats/ --resize 224 --batch 8 --json > summary.json
+      gsi encode 'shards/{000..009}.tar' -o gsi-shards/ --resize 224 --batch 8
+      gsi encode shards/ -o gsi-shards/ --resize 224 --shard 1/4      # one machine of four
+      torchrun --nproc-per-node 2 -m gscodec_cli.main encode shards/ -o gsi-shards/ --resize 224
+      gsi encode --input-list photos.txt -o gsi-shards/ --shard-size 1000
+      gsi verify gsi-shards/ --inputs shards/
     """
     from gscodec.limits import MAX_DIMENSION, MAX_GAUSSIANS
 
     from .encoding import Record, Settings, run
-    from .inputs import discover
+    from .inputs import discover, input_kind
 
+    if not inputs and input_list is None:
+        raise click.UsageError("give INPUTS (images, folders, globs or tar shards) or --input-list FILE")
+    sharded = input_list is not None or input_kind(list(inputs)) == "shards"
+    if input_list is not None and inputs:
+        raise click.UsageError("give either INPUTS or --input-list, not both")
+    if not sharded and input_kind(list(inputs)) == "mixed":
+        raise click.UsageError("INPUTS mix tar shards with images: encode them in separate runs")
+    if not sharded and shard is not None:
+        raise click.UsageError("--shard applies to tar shards and --input-list")
+    if sharded and outdir is None:
+        raise click.UsageError("tar shards and --input-list need an output folder: -o OUTDIR")
+    if not sharded and _world_size() > 1:
+        raise click.UsageError("under torchrun, encode tar shards or an --input-list (split by rank); image files "
+                               "and folders are encoded by one process (use --workers)")
+    if sharded and workers > 1:
+        raise click.UsageError("--workers applies to image files; run tar shards in parallel with torchrun "
+                               "(torchrun --nproc-per-node N -m gscodec_cli.main encode ...) or --shard I/N")
     if points is not None and density is not None:
         raise click.UsageError("give either --points or --density, not both")
     if points is not None and points > MAX_GAUSSIANS:
@@ -199,6 +252,15 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, den
         if outdir.is_dir() and not os.access(outdir, os.W_OK | os.X_OK):
             raise click.ClickException(f"cannot write to output folder {outdir}: permission denied")
 
+    settings = Settings(points=points or 900, density=density, iterations=iterations, resize=resize,
+                        quality=quality, force=force, seed=seed, target_psnr=target_psnr)
+    if sharded:
+        from .shard_encoding import encode_sharded
+
+        assert outdir is not None
+        encode_sharded(inputs, input_list, outdir, settings, batch, shard, shard_size, as_json, err)
+        return
+
     found = discover(list(inputs), outdir)
     for folder in found.empty_folders:
         err.print(f"[yellow]warning:[/] no images in folder {escape(str(folder))}")
@@ -206,8 +268,6 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, den
         raise click.ClickException(f"no images to encode in {', '.join(inputs)} (folders are searched recursively "
                                    f"for files Pillow reads: .png, .jpg, .webp, .tif, .bmp, .gif, ...)")
 
-    settings = Settings(points=points or 900, density=density, iterations=iterations, resize=resize,
-                        quality=quality, force=force, seed=seed, target_psnr=target_psnr)
     records = [Record(spec, None, "failed", error=reason) for spec, reason in found.problems]
     for r in records:
         err.print(f"[red]✗[/] {escape(r.input)}: {escape(r.error or '')}")
@@ -233,9 +293,20 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, points: int | None, den
         raise click.ClickException(f"{len(failed)} of {len(records)} input(s) failed:\n{lines}")
 
 
+def _world_size() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 without)."""
+    from gscodec.distributed import env_info
+
+    try:
+        return env_info().world_size
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 cli.add_command(train_head)
 cli.add_command(classify)
 cli.add_command(bench)
+cli.add_command(verify)
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Reading ordinary images into 8-bit RGB arrays, CLIP-style resizing, and atomic PNG writing.
 
-:func:`load_image` turns anything Pillow reads into an ``(H, W, 3)`` uint8 array:
+:func:`load_image` (a file) and :func:`load_image_bytes` (bytes in memory, e.g. a tar member) turn
+anything Pillow reads into an ``(H, W, 3)`` uint8 array:
 
 * the EXIF orientation is applied (``ImageOps.exif_transpose``);
 * greyscale is repeated to RGB; CMYK, YCbCr and other colour modes go through
@@ -24,6 +25,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -56,11 +58,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`ImageReadError` for every failure.
     """
     path = Path(path)
+    return _load(path, lambda: Image.open(path))
+
+
+def load_image_bytes(data: bytes, name: str) -> np.ndarray:
+    """:func:`load_image` for encoded image bytes in memory (e.g. a tar member); ``name`` labels errors."""
+    return _load(Path(name), lambda: Image.open(io.BytesIO(data)))
+
+
+def _load(path: Path, opener: Callable[[], Image.Image]) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                data, maxval = _decode(im, path)
+            with opener() as im:
+                data, maxval = _decode(im, opener)
     except ImageReadError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -92,24 +103,24 @@ def _png16_rawmode(im: Image.Image) -> str | None:
     return rawmode if rawmode in ("RGB;16B", "RGBA;16B") else None
 
 
-def _png16_low_bytes(path: Path, rawmode: str) -> Image.Image:
+def _png16_low_bytes(opener: Callable[[], Image.Image], rawmode: str) -> Image.Image:
     """Decode a 16-bit colour PNG a second time keeping each sample's low byte instead of its high byte.
 
     Pillow's PNG decoder unfilters the 16-bit samples and then keeps the high
     byte; the little-endian unpacker of the same width picks the other byte.
     """
-    low = Image.open(path)
+    low = opener()
     low.tile = [low.tile[0]._replace(args=rawmode.replace(";16B", ";16L"))]
     low.load()
     return low
 
 
-def _decode(im: Image.Image, path: Path) -> tuple[np.ndarray, int]:
+def _decode(im: Image.Image, opener: Callable[[], Image.Image]) -> tuple[np.ndarray, int]:
     """``(array, maxval)``: the first frame, oriented, as an integer ``(H, W, C)`` array, C in 1..4."""
     rawmode = _png16_rawmode(im)
     if rawmode is not None:
         high = np.asarray(ImageOps.exif_transpose(im)).astype(np.uint16)
-        with _png16_low_bytes(path, rawmode) as low_im:
+        with _png16_low_bytes(opener, rawmode) as low_im:
             low = np.asarray(ImageOps.exif_transpose(low_im)).astype(np.uint16)
         if low.shape != high.shape:
             raise ValueError("inconsistent 16-bit PNG decode")
@@ -194,4 +205,4 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
     write_atomic(Path(path), buf.getvalue())
 
 
-__all__ = ["ImageReadError", "image_extensions", "load_image", "resize_for_clip", "save_png"]
+__all__ = ["ImageReadError", "image_extensions", "load_image", "load_image_bytes", "resize_for_clip", "save_png"]

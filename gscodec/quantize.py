@@ -11,10 +11,10 @@ The quantized representation (normative, ``spec/gsi.md`` section "Quantized mode
   ``Cg = (2G - R - B) / 4``) or in RGB.
 * Steps come from bits per field: a field of nominal range ``R`` quantized
   with ``b`` bits has ``step = R / 2**b`` (a value inside the nominal range
-  then costs at most ``b`` bits before entropy coding). ``offset`` is the
-  field's median snapped to the step grid, so codes centre on zero and every
-  value lies on the absolute grid ``step * k``: quantizing a dequantized image
-  again gives the same codes.
+  then costs at most ``b`` bits before entropy coding). Values snap to the
+  absolute grid ``step * k``; ``offset`` is ``step`` times the lower median of
+  the ``k``, so codes centre on zero and quantizing a dequantized image again
+  gives the same codes.
 """
 
 from __future__ import annotations
@@ -200,9 +200,11 @@ def quantize(g: GaussianImage, q: Quantization = Quantization()) -> QuantizedGau
     codes = np.zeros(fields.shape, dtype=np.int64)
     for f in range(len(FIELD_NAMES)):
         step = float(steps[f])
-        if fields.shape[1]:
-            offsets[f] = np.float32(step * np.rint(np.median(fields[f]) / step))
-        codes[f] = np.rint((fields[f] - float(offsets[f])) / step).astype(np.int64)
+        grid = np.rint(fields[f] / step).astype(np.int64)
+        # the lower median of the grid indices: an integer, so decoded values re-quantize to the same codes
+        centre = int(np.partition(grid, (grid.size - 1) // 2)[(grid.size - 1) // 2]) if grid.size else 0
+        offsets[f] = np.float32(step * centre)
+        codes[f] = grid - centre
     return QuantizedGaussians(g.width, g.height, q.position_bits, q.color_transform, ix, iy, offsets, steps, codes)
 
 

@@ -39,6 +39,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from ..format import GsiError, decode, read
 from ..gaussians import GaussianImage
+from ..shards.tar import split_key
 from .config import ClipHeadError
 from .stem import PARAMS
 
@@ -185,41 +186,49 @@ class GsiDataset(Dataset):
         return sample
 
 
-def _split_key(name: str) -> tuple[str, str]:
-    """webdataset convention: ``dir/abc.seg.gsi`` -> key ``dir/abc``, extension ``seg.gsi``."""
-    d, base = os.path.split(name)
-    if "." not in base:
-        return name, ""
-    stem, ext = base.split(".", 1)
-    return (f"{d}/{stem}" if d else stem), ext.lower()
-
-
 class GsiTarDataset(IterableDataset):
     """Stream of samples from webdataset-style tar shards (``KEY.gsi`` with ``KEY.txt`` and/or ``KEY.jpg``).
 
     Members of one sample must be adjacent in the tar (as webdataset writes
-    them). Shards are divided among DataLoader workers. Samples without a
-    `.gsi` member, or without the caption or image that is required, are skipped.
+    them). Shards are divided among distributed ranks (rank ``r`` of ``w``
+    reads shards ``r, r + w, ...``; see :meth:`set_rank`), then among the
+    DataLoader workers of each rank, so every shard is read by exactly one
+    worker of one process. Samples without a `.gsi` member, or without the
+    caption or image that is required, are skipped.
 
     Args:
         shards: tar files (plain or compressed).
         need_caption: require a ``.txt`` member.
         image_transform: when given, require an image member and yield its transformed pixels.
-        shuffle_buffer: > 0 shuffles within a buffer of this many samples (seeded by ``seed`` and the epoch).
+        shuffle_buffer: > 0 shuffles within a buffer of this many samples (seeded by ``seed``, the epoch
+            and the worker's place among all workers of all ranks).
+        rank, world_size: this process's part of the shards (``0, 1``: all of them).
     """
 
     def __init__(self, shards: Sequence[str | os.PathLike], need_caption: bool = False,
-                 image_transform: Callable | None = None, shuffle_buffer: int = 0, seed: int = 0) -> None:
+                 image_transform: Callable | None = None, shuffle_buffer: int = 0, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
         self.shards = [str(s) for s in shards]
         self.need_caption = need_caption
         self.image_transform = image_transform
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.epoch = 0
+        self.set_rank(rank, world_size)
 
     def set_epoch(self, epoch: int) -> None:
         """Reseed the shuffle for ``epoch``."""
         self.epoch = epoch
+
+    def set_rank(self, rank: int, world_size: int) -> None:
+        """Read only the shards of process ``rank`` of ``world_size``: ``shards[rank::world_size]``."""
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
+        self.rank, self.world_size = rank, world_size
+
+    def rank_shards(self) -> list[str]:
+        """The shards this process reads (all of them in a single process)."""
+        return self.shards[self.rank::self.world_size]
 
     def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
         try:
@@ -233,7 +242,7 @@ class GsiTarDataset(IterableDataset):
                 for member in tf:
                     if not member.isfile():
                         continue
-                    key, ext = _split_key(member.name)
+                    key, ext = split_key(member.name)
                     if key != current:
                         if current is not None:
                             s = self._make(shard, current, parts)
@@ -273,13 +282,14 @@ class GsiTarDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        shards = self.shards if info is None else self.shards[info.id::info.num_workers]
+        mine = self.rank_shards()
+        shards = mine if info is None else mine[info.id::info.num_workers]
         stream = (s for shard in shards for s in self._samples(shard))
         if self.shuffle_buffer <= 0:
             yield from stream
             return
-        wid = 0 if info is None else info.id
-        rng = random.Random(hash((self.seed, self.epoch, wid)) & 0xFFFFFFFF)
+        workers, wid = (1, 0) if info is None else (info.num_workers, info.id)
+        rng = random.Random(hash((self.seed, self.epoch, self.rank * workers + wid)) & 0xFFFFFFFF)
         buf: list[dict[str, Any]] = []
         for s in stream:
             buf.append(s)

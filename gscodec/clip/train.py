@@ -14,6 +14,15 @@ train.
 Mixed precision (autocast; bf16, or fp16 with a gradient scaler) is used only
 on CUDA. Checkpoints hold the head, optimizer, scheduler, step, data position
 and RNG states, so a resumed run continues exactly as an uninterrupted one.
+
+Distributed (data parallel): when a ``torch.distributed`` group of more than
+one process exists (``torchrun``; see :mod:`gscodec.distributed`), the head is
+wrapped in ``DistributedDataParallel``, each process reads its own part of the
+data (tar shards split by rank, map-style datasets by a per-rank slice of each
+epoch's permutation), ``batch_size`` is per process, and the contrastive loss
+takes its negatives from the process's own batch. Checkpoints are written by
+rank 0 with every rank's data position and RNG states, and every rank resumes
+from the same file.
 """
 
 from __future__ import annotations
@@ -28,8 +37,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
+from .. import distributed
 from .config import ClipHeadError
 from .data import DataError, SplatBatch, collate_splats
 from .model import GaussianCLIPHead
@@ -64,6 +75,9 @@ class TrainConfig:
         cache_targets: keep teacher (or text) embeddings per dataset index (map-style data).
         checkpoint_every: save a checkpoint every this many steps (0: only at the end when a directory is set).
         checkpoint_dir: folder for ``last.pt``.
+
+    Under ``torchrun`` every process uses the same config; ``batch_size`` and
+    ``workers`` are per process.
     """
 
     stage: str = "distill"
@@ -98,17 +112,22 @@ class TrainConfig:
 
 
 class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, starting at ``start`` (to resume mid-epoch)."""
+    """A seeded permutation per epoch, starting at ``start`` (to resume mid-epoch).
 
-    def __init__(self, n: int, seed: int, epoch: int, start: int = 0) -> None:
+    With ``world_size > 1`` process ``rank`` takes every ``world_size``-th index
+    of the permutation, from its ``rank``-th: the processes see disjoint parts.
+    """
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.seed, self.epoch, self.start = n, seed, epoch, start
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self) -> Iterator[int]:
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return iter(torch.randperm(self.n, generator=gen)[self.start:].tolist())
+        return iter(torch.randperm(self.n, generator=gen)[self.rank::self.world_size][self.start:].tolist())
 
     def __len__(self) -> int:
-        return max(0, self.n - self.start)
+        return max(0, len(range(self.rank, self.n, self.world_size)) - self.start)
 
 
 def trainable_summary(head: GaussianCLIPHead, clip: ClipBundle) -> dict[str, Any]:
@@ -160,17 +179,24 @@ class Trainer:
         clip.model.requires_grad_(False)
         self.dataset = dataset
         self.iterable = isinstance(dataset, IterableDataset)
+        self.rank, self.world_size = distributed.rank(), distributed.world_size()
         if self.iterable and config.steps is None:
             raise DataError("streamed (tar) data has no length: give the number of steps")
         if not self.iterable and len(dataset) == 0:  # type: ignore[arg-type]
             raise DataError("the training set is empty")
-        self.steps_per_epoch = None if self.iterable else math.ceil(len(dataset) / config.batch_size)  # type: ignore
+        if self.world_size > 1:
+            self._split_data()
+        per_rank = None if self.iterable else math.ceil(len(dataset) / self.world_size)  # type: ignore[arg-type]
+        self.steps_per_epoch = None if per_rank is None else math.ceil(per_rank / config.batch_size)
         self.total_steps = config.steps or max(1, math.ceil(config.epochs * self.steps_per_epoch))  # type: ignore
         self.warmup_steps = (config.warmup_steps if config.warmup_steps is not None
                              else int(0.05 * self.total_steps))
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         head.set_trainable(config.stage, config.trainable_blocks)
+        self.model: torch.nn.Module = head
+        if self.world_size > 1:  # after set_trainable: DDP reduces the gradients of the trainable parameters
+            self.model = DistributedDataParallel(head, device_ids=[self.device] if self.device.type == "cuda" else None)
         decay, no_decay = [], []
         for name, p in head.named_parameters():
             if p.requires_grad:
@@ -189,6 +215,7 @@ class Trainer:
         self._cache: dict[int, torch.Tensor] = {}
         self._batches: Iterator[SplatBatch | None] | None = None
         self.last_loss = float("nan")
+        self.resumed_total_steps: int | None = None
 
     def _amp_dtype(self) -> torch.dtype | None:
         p = self.config.precision
@@ -204,6 +231,20 @@ class Trainer:
 
     # --- data ---------------------------------------------------------------------------------------------
 
+    def _split_data(self) -> None:
+        """Give this process its part of the data (tar shards by rank); fail when a process would get none."""
+        if self.iterable:
+            shards = getattr(self.dataset, "shards", None)
+            if shards is not None and len(shards) < self.world_size:
+                raise DataError(f"{len(shards)} tar shard(s) for {self.world_size} processes: every process reads "
+                                "whole shards, so give at least one shard per process")
+            if not hasattr(self.dataset, "set_rank"):
+                raise DataError(f"{type(self.dataset).__name__} cannot be split among processes (no set_rank)")
+            self.dataset.set_rank(self.rank, self.world_size)  # type: ignore[attr-defined]
+        elif len(self.dataset) < self.world_size:  # type: ignore[arg-type]
+            raise DataError(f"{len(self.dataset)} image(s) for {self.world_size} processes: "  # type: ignore
+                            "give at least one per process")
+
     def _loader(self) -> DataLoader:
         cfg = self.config
         common = dict(batch_size=cfg.batch_size, collate_fn=collate_splats, num_workers=cfg.workers,
@@ -213,7 +254,7 @@ class Trainer:
                 self.dataset.set_epoch(self.epoch)  # type: ignore[attr-defined]
             return DataLoader(self.dataset, **common)
         sampler = EpochSampler(len(self.dataset), cfg.seed, self.epoch,  # type: ignore[arg-type]
-                               self.batch_in_epoch * cfg.batch_size)
+                               self.batch_in_epoch * cfg.batch_size, self.rank, self.world_size)
         return DataLoader(self.dataset, sampler=sampler, **common)
 
     def _batch_stream(self) -> Iterator[SplatBatch | None]:
@@ -274,7 +315,7 @@ class Trainer:
         """The stage's loss for one batch (on the trainer's device)."""
         b = batch.to(self.device, non_blocking=True)
         with self._autocast():
-            emb = self.head(b.params, b.mask, b.sizes)
+            emb = self.model(b.params, b.mask, b.sizes)
         emb = F.normalize(emb.float(), dim=-1)
         if self.config.stage == "distill":
             target = self._teacher_targets(batch)
@@ -302,8 +343,9 @@ class Trainer:
         if not self.calibrated:
             self.head.stem.calibrate(batch.params.to(self.device), batch.mask.to(self.device),
                                      batch.sizes.to(self.device))
+            distributed.broadcast_tensors(list(self.head.stem.buffers()))  # every rank takes rank 0's statistics
             self.calibrated = True
-        self.head.train()
+        self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(batch)
         if not torch.isfinite(loss):
@@ -362,11 +404,21 @@ class Trainer:
         return float(sum(p.detach().double().abs().sum() for p in (model.visual.proj, model.visual.class_embedding)
                          if p is not None))
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything a resume needs (tensors on CPU)."""
+    def _position(self) -> dict[str, Any]:
+        """This process's data position and RNG states."""
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng}
+
+    def state_dict(self, positions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything a resume needs (tensors on CPU).
+
+        ``positions``: every rank's :meth:`_position` (gathered by
+        :meth:`save_checkpoint`); default: this process's only.
+        """
+        positions = positions if positions is not None else [self._position()]
+        rng = positions[0]["rng"]
         return {
             "format": CHECKPOINT_FORMAT,
             "version": 1,
@@ -387,22 +439,52 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng,
+            "world_size": self.world_size,
+            "ranks": positions,
         }
 
     def save_checkpoint(self, path: str | os.PathLike) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        """Write :meth:`state_dict` to ``path`` atomically.
+
+        Distributed, every rank must call it: the ranks' data positions are
+        gathered, rank 0 writes the file and the others wait until it is written.
+        """
+        positions = distributed.all_gather_object(self._position())
+        if self.rank == 0:
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            try:
+                torch.save(self.state_dict(positions), tmp)
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
+        distributed.barrier()
+
+    def parameter_digest(self) -> str:
+        """SHA-256 of the head's whole state (parameters and buffers): equal on ranks that are in sync."""
+        import hashlib
+
+        h = hashlib.sha256()
+        for name, t in self.head.state_dict().items():
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+        return h.hexdigest()
+
+    def rank_digests(self) -> list[str]:
+        """Every rank's :meth:`parameter_digest`, in rank order (one in a single process); all ranks must call it."""
+        return distributed.all_gather_object(self.parameter_digest())
 
     def resume(self, path: str | os.PathLike) -> "Trainer":
-        """Restore a checkpoint written by :meth:`save_checkpoint` for this same run; returns ``self``."""
+        """Restore a checkpoint written by :meth:`save_checkpoint` for this same run; returns ``self``.
+
+        Same run: stage, batch size, seed, head, teacher and number of
+        processes. ``steps`` may be raised to train on from the checkpoint (the
+        learning-rate schedule then follows the new total; the old one is in
+        :attr:`resumed_total_steps`). Distributed, every rank loads the same
+        file and takes its own data position and RNG states from it.
+        """
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except FileNotFoundError:
@@ -423,8 +505,13 @@ class Trainer:
             mismatch.append("head config differs")
         if state["clip_model"] != self.clip.model_name:
             mismatch.append(f"teacher {state['clip_model']!r} != {self.clip.model_name!r}")
-        if state["total_steps"] != self.total_steps:
-            mismatch.append(f"total steps {state['total_steps']} != {self.total_steps}")
+        if state["step"] > self.total_steps:
+            mismatch.append(f"the checkpoint is at step {state['step']}, beyond the {self.total_steps} steps of "
+                            "this run")
+        saved_world = int(state.get("world_size", 1))
+        if saved_world != self.world_size:
+            mismatch.append(f"{saved_world} process(es) != {self.world_size} (each process's data position is "
+                            "saved; resume with the same number)")
         if not math.isclose(state["teacher_fingerprint"], self._teacher_fingerprint(), rel_tol=1e-9):
             mismatch.append("the teacher's weights differ (another --pretrained or --seed?)")
         if mismatch:
@@ -436,14 +523,18 @@ class Trainer:
         self.scheduler.load_state_dict(state["scheduler"])
         if self.scaler is not None and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        position = state["ranks"][self.rank] if "ranks" in state else state
+        self.step = state["step"]
+        self.epoch, self.batch_in_epoch = position["epoch"], position["batch_in_epoch"]
         self.calibrated = state["calibrated"]
         self.last_loss = float(state.get("last_loss", float("nan")))
-        torch.set_rng_state(state["rng"]["torch"])
-        py = state["rng"]["python"]
+        self.resumed_total_steps = state["total_steps"] if state["total_steps"] != self.total_steps else None
+        rng = position["rng"]
+        torch.set_rng_state(rng["torch"])
+        py = rng["python"]
         random.setstate((py[0], tuple(py[1]), py[2]))
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         self._batches = None
         self._cache.clear()
         return self

@@ -1,0 +1,143 @@
+"""``gsi verify``: check a set of `.gsi` tar shards against their manifests and, optionally, their inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+
+from .common import display_path, err_console, error_text, human_bytes, out_console
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from gscodec.shards import VerifyReport
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _output_shards(specs: tuple[str, ...]) -> list[Path]:
+    """Shard paths from files, patterns and folders; a folder's manifests name shards too (even missing ones)."""
+    from gscodec.shards import is_tar_name
+    from gscodec.shards.manifest import MANIFEST_SUFFIX
+
+    from .inputs import discover_shards, expand_braces
+
+    tars: list[str] = []
+    extra: list[Path] = []
+    for spec in specs:
+        for item in expand_braces(spec):
+            path = Path(item)
+            if path.is_dir():
+                extra += [m.with_name(m.name[: -len(MANIFEST_SUFFIX)] + ".tar")
+                          for m in sorted(path.glob(f"*{MANIFEST_SUFFIX}")) if not m.name.startswith(".")]
+                if any(is_tar_name(p.name) for p in path.iterdir()):
+                    tars.append(item)
+            elif item.endswith(MANIFEST_SUFFIX):
+                extra.append(path.with_name(path.name[: -len(MANIFEST_SUFFIX)] + ".tar"))
+            else:
+                tars.append(item)
+    found = discover_shards(tars) if tars else None
+    if found is not None and found.problems:
+        lines = "\n".join(f"  {spec}: {reason}" for spec, reason in found.problems)
+        raise click.ClickException(f"shard(s) not found:\n{lines}")
+    shards = {p.resolve(): p for p in (found.shards if found else [])}
+    for p in extra:
+        shards.setdefault(p.resolve(), p)
+    if not shards:
+        raise click.ClickException(f"no tar shards or manifests in {', '.join(specs)}")
+    return sorted(shards.values(), key=str)
+
+
+@click.command("verify", context_settings=CONTEXT)
+@click.argument("shards", nargs=-1, required=True)
+@click.option("--inputs", "input_specs", multiple=True, metavar="SHARDS",
+              help="The input tar shards the set was encoded from (a folder, a file, or a quoted pattern such as "
+                   "'in/*.tar' or 'in/{000..009}.tar'; repeatable): every input key must be encoded or listed as a "
+                   "failure exactly once.")
+@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+              help="The input list the set was encoded from (gsi encode --input-list): every line must be encoded "
+                   "or listed as a failure exactly once.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON report (ok, shards, problems, totals) on stdout.")
+def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Path | None, as_json: bool) -> None:
+    """Check .gsi tar shards written by gsi encode; exit status 1 on any problem.
+
+    SHARDS are output folders (their .tar files and manifests), shard files
+    or quoted patterns. Checked: every shard reads and has a manifest; every
+    .gsi member decodes (checksum and parameters); the shard's keys, members
+    and size match its manifest; no key is repeated inside a shard or
+    accounted for (encoded or failed) by two shards. With --inputs or
+    --input-list also: every input key is encoded or listed as a failure in
+    its manifest exactly once, no shard comes from another input, and no
+    input changed since it was encoded. Prints a table per shard and the
+    problems (stderr), or a --json report.
+
+    \b
+    Examples:
+      gsi verify gsi-shards/
+      gsi verify gsi-shards/ --inputs shards/
+      gsi verify 'gsi-shards/{000..009}.tar' --inputs 'shards/{000..009}.tar' --json
+      gsi verify gsi-shards/ --input-list photos.txt
+    """
+    from gscodec.shards import ShardError, verify_shards
+
+    from .inputs import discover_shards, read_input_list
+
+    outputs = _output_shards(shards)
+    input_shards = None
+    if input_specs:
+        found = discover_shards(list(input_specs))
+        if found.problems:
+            lines = "\n".join(f"  {spec}: {reason}" for spec, reason in found.problems)
+            raise click.ClickException(f"input shard(s) not found:\n{lines}")
+        input_shards = found.shards
+    listed = None
+    if input_list is not None:
+        try:
+            listed = read_input_list(input_list)
+        except OSError as exc:
+            raise click.ClickException(f"cannot read {input_list}: {error_text(exc)}") from None
+    err = err_console()
+    try:
+        with err.status(f"verifying {len(outputs)} shard(s)...", spinner="dots"):
+            report = verify_shards(outputs, input_shards, listed)
+    except (ShardError, OSError) as exc:
+        raise click.ClickException(error_text(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        out_console().print(_table(report))
+    problems = report.all_problems()
+    for p in problems:
+        err.print(f"[red]✗[/] {escape(p)}")
+    totals = report.to_json()["totals"]
+    compared = f"; {report.input_keys} input key(s) compared" if report.input_keys is not None else ""
+    err.print(f"{totals['shards']} shard(s), {totals['samples']} sample(s), {totals['failures']} recorded "
+              f"failure(s), {human_bytes(totals['bytes'])}{compared}")
+    if problems:
+        raise click.ClickException(f"{len(problems)} problem(s) found")
+    err.print("[green]ok[/]")
+
+
+def _table(report: VerifyReport) -> Table:
+    from rich.table import Table
+
+    table = Table(title="gsi shards")
+    table.add_column("Shard", overflow="fold")
+    table.add_column("Samples", justify="right")
+    table.add_column("Failed", justify="right")
+    table.add_column("Size", justify="right")
+    table.add_column("Input", overflow="fold")
+    table.add_column("Status", overflow="fold")
+    for s in report.shards:
+        source = (Path(s.inputs[0]).name if len(s.inputs) == 1 else f"{len(s.inputs)} files") if s.inputs else "-"
+        status = "[green]ok[/]" if s.ok else f"[red]{len(s.problems)} problem(s)[/]: {escape(s.problems[0])}"
+        table.add_row(escape(display_path(s.shard)), str(s.samples), str(s.failures), human_bytes(s.bytes),
+                      escape(source), status)
+    return table
+
+
+__all__ = ["verify"]
