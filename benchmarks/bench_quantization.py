@@ -27,7 +27,14 @@ from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.refit import quantize_refit  # noqa: E402
 from gscodec.quantize import COLOR_RGB, PRESETS, Quantization  # noqa: E402
 
-LEVELS = {**PRESETS, "medium-rgb": Quantization(color_transform=COLOR_RGB)}
+LEVELS = {
+    **PRESETS,
+    "medium-rgb": Quantization(color_transform=COLOR_RGB),
+    "medium-luma7": Quantization(color_bits=7),
+    "medium-shear6": Quantization(shear_bits=6),
+    "medium-pos3": Quantization(position_bits=3),
+    "medium-chroma7": Quantization(chroma_bits=7),
+}
 
 
 def main() -> None:

@@ -10,6 +10,8 @@ least-squares problem. :func:`quantize_refit` therefore
 2. re-solves the colours for the snapped geometry by conjugate gradients,
    starting from the float colours (batched over images, fast renderer),
 3. snaps again (only the colours move; the geometry is already on the grid),
+4. moves colour codes by single steps where that lowers the error
+   (:mod:`gscodec.fit.codes`),
 
 and keeps, per image, whichever of the plain and the refitted snap renders
 closer to the target, so the refit can only help.
@@ -23,6 +25,7 @@ import torch
 from ..gaussians import GaussianImage
 from ..quantize import Quantization, morton_encode, snap
 from ..raster import rasterize_sum
+from .codes import refine_color_codes
 from .init import solve_colors
 
 
@@ -67,6 +70,7 @@ def quantize_refit(
     q: Quantization,
     iters: int = 20,
     backend: str = "cpu",
+    code_sweeps: int = 24,
 ) -> tuple[list[GaussianImage], torch.Tensor]:
     """Snap each fit to the grid of ``q``, refitting colours for the snapped geometry.
 
@@ -75,6 +79,8 @@ def quantize_refit(
         targets: ``(B, H, W, 3)`` float targets in [0, 1].
         q: the file's quantization.
         iters: conjugate-gradient steps of the colour refit; 0 gives plain snapping.
+        code_sweeps: sweeps of :func:`gscodec.fit.codes.refine_color_codes` on the
+            snapped colour codes (0 keeps rounding to the nearest code).
         backend: rasterizer backend.
 
     Returns:
@@ -99,6 +105,9 @@ def quantize_refit(
     p_refit = psnr_batch(render_batch(refit, backend), targets)
     better = p_refit > p_plain
     out = [r if bool(better[i]) else p for i, (r, p) in enumerate(zip(refit, plain))]
+    if code_sweeps > 0:
+        out = [refine_color_codes(g, targets[i], q, code_sweeps, backend=backend) for i, g in enumerate(out)]
+        return out, psnr_batch(render_batch(out, backend), targets)
     return out, torch.where(better, p_refit, p_plain)
 
 
