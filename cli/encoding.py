@@ -26,7 +26,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
                            TimeElapsedColumn, TimeRemainingColumn)
 
 import gscodec
-from gscodec.fit import FitConfig, fit, fit_batch
+from gscodec.fit import FitConfig, FitResult, fit, fit_batch
 from gscodec.format import GsiError, peek, write_atomic
 from gscodec.format import encode as encode_gsi
 from gscodec.imageio import ImageReadError, load_image, resize_for_clip
@@ -41,6 +41,16 @@ QUALITIES: dict[str, Quantization | None] = {**PRESETS, "float16": None, "float3
 
 ENCODER = f"gscodec {gscodec.__version__}"
 
+BYTES_PER_GAUSSIAN = {"low": 4.4, "medium": 5.8, "high": 6.8, "max": 9.0, "float16": 16.1, "float32": 32.1}
+"""Typical file bytes per Gaussian of each --quality, measured by benchmarks/bench_quantization.py;
+``--bpp`` starts from it and corrects once from the real size."""
+
+PSNR_MARGIN = 0.35
+"""dB a ``--psnr`` fit aims above its target to leave room for the typical quantization loss."""
+
+RATE_TOLERANCE = 0.08
+"""Relative miss of the ``--bpp`` size that triggers one refit with a corrected Gaussian count."""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -48,6 +58,7 @@ class Settings:
 
     points: int = 900
     density: float | None = None
+    bpp: float | None = None
     iterations: int | None = None
     resize: int | None = None
     quality: str = "medium"
@@ -59,15 +70,24 @@ class Settings:
     def mode(self) -> str:
         return self.quality if self.quality in ("float16", "float32") else "quantized"
 
+    def target_bytes(self, width: int, height: int) -> int | None:
+        """The ``--bpp`` file size of a ``width`` x ``height`` image, if one was asked for."""
+        return None if self.bpp is None else int(self.bpp * width * height / 8)
+
     def points_for(self, width: int, height: int) -> int:
         """The Gaussian budget of a ``width`` x ``height`` image."""
+        if self.bpp is not None:
+            per_gaussian = BYTES_PER_GAUSSIAN[self.quality]
+            return int(min(MAX_GAUSSIANS, max(1, round((self.target_bytes(width, height) - 100) / per_gaussian))))
         if self.density is None:
             return self.points
         return int(min(MAX_GAUSSIANS, max(1, round(self.density * width * height))))
 
-    def config(self, width: int, height: int) -> FitConfig:
-        kwargs: dict[str, Any] = dict(points=self.points_for(width, height), quantization=QUALITIES[self.quality],
-                                      seed=self.seed, target_psnr=self.target_psnr)
+    def config(self, width: int, height: int, points: int | None = None) -> FitConfig:
+        quantized = QUALITIES[self.quality] is not None
+        target = None if self.target_psnr is None else self.target_psnr + (PSNR_MARGIN if quantized else 0.0)
+        kwargs: dict[str, Any] = dict(points=points or self.points_for(width, height),
+                                      quantization=QUALITIES[self.quality], seed=self.seed, target_psnr=target)
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         return FitConfig(**kwargs)
@@ -167,17 +187,28 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
                 out[i] = f"fitting failed: {error_text(exc)}"
             continue
         for i, res in zip(idx, results):
-            start = time.perf_counter()
-            metadata = {"source": sources[i], "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
             try:
-                data = encode_gsi(res.gaussians, mode=settings.mode,
-                                  quantization=QUALITIES[settings.quality] or Quantization(), metadata=metadata)
+                out[i] = _serialize(res, sources[i], settings, width, height)
+                target = settings.target_bytes(width, height)
+                if target is not None and abs(len(out[i].data) - target) > RATE_TOLERANCE * target:
+                    points = max(1, round(res.gaussians.count * (target - 100) / max(1, len(out[i].data) - 100)))
+                    refit = fit(images[i], settings.config(width, height, min(points, MAX_GAUSSIANS)), callback)
+                    refit.seconds += res.seconds
+                    out[i] = _serialize(refit, sources[i], settings, width, height)
             except GsiError as exc:
                 out[i] = error_text(exc)
-                continue
-            out[i] = Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height,
-                            res.gaussians.count)
+            except Exception as exc:  # a fitter failure fails this image, not the run
+                out[i] = f"fitting failed: {error_text(exc)}"
     return out
+
+
+def _serialize(res: FitResult, source: str, settings: Settings, width: int, height: int) -> Fitted:
+    """The `.gsi` bytes of one fit, with its metadata."""
+    start = time.perf_counter()
+    metadata = {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
+    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=QUALITIES[settings.quality] or Quantization(),
+                      metadata=metadata)
+    return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
 
 
 def _prepare_output(job: Job) -> None:

@@ -165,7 +165,11 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
               help="Shorter side to SIZE, then centre crop to SIZE x SIZE (as CLIP, e.g. 224). Default: native size.")
 @click.option("--quality", type=click.Choice(["low", "medium", "high", "max", "float16", "float32"]), default="medium",
               show_default=True, help="Quantization preset, or unquantized float storage.")
-@click.option("--target-psnr", type=float, help="Stop fitting an image once it reaches this PSNR (dB).")
+@click.option("--bpp", type=click.FloatRange(0, 64, min_open=True),
+              help="Target file size in bits per pixel, instead of --points (one corrective refit if off by >8%).")
+@click.option("--psnr", "--target-psnr", "target_psnr", type=float,
+              help="Stop fitting once the written file should reach this PSNR (dB): the fit stops 0.35 dB above it, "
+                   "the typical quantization loss.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed of the fitter.")
 @click.option("--force", is_flag=True, help="Re-encode images whose output already exists (or complete tar shards).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
@@ -177,7 +181,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
                    "for tar shards one object per output shard (shard, status, source, samples, failures, bytes, "
                    "seconds, rank, errors).")
 def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None, shard: str | None,
-           shard_size: int, points: int | None, density: float | None, iterations: int | None, resize: int | None,
+           shard_size: int, points: int | None, density: float | None, bpp: float | None, iterations: int | None,
+           resize: int | None,
            quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int,
            as_json: bool) -> None:
     """Fit images to Gaussians and write .gsi files (or .gsi tar shards).
@@ -210,6 +215,8 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
       gsi encode cat.jpg
       gsi encode photos/ -o splats/ --resize 224 --points 900
       gsi encode 'shots/**/*.png' -o out/ --density 0.02 --workers 2
+      gsi encode photo.jpg --bpp 0.5            # rate control: about 0.5 bits per pixel
+      gsi encode photo.jpg --psnr 30 --density 0.05   # stop once the file reaches ~30 dB
       gsi encode photos/ -o splats/ --resize 224 --batch 8 --json > summary.json
       gsi encode 'shards/{000..009}.tar' -o gsi-shards/ --resize 224 --batch 8
       gsi encode shards/ -o gsi-shards/ --resize 224 --shard 1/4      # one machine of four
@@ -239,8 +246,6 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
     if sharded and workers > 1:
         raise click.UsageError("--workers applies to image files; run tar shards in parallel with torchrun "
                                "(torchrun --nproc-per-node N -m gscodec_cli.main encode ...) or --shard I/N")
-    if points is not None and density is not None:
-        raise click.UsageError("give either --points or --density, not both")
     if points is not None and points > MAX_GAUSSIANS:
         raise click.BadParameter(f"at most {MAX_GAUSSIANS}", param_hint="'--points'")
     if resize is not None and resize > MAX_DIMENSION:
@@ -252,7 +257,9 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         if outdir.is_dir() and not os.access(outdir, os.W_OK | os.X_OK):
             raise click.ClickException(f"cannot write to output folder {outdir}: permission denied")
 
-    settings = Settings(points=points or 900, density=density, iterations=iterations, resize=resize,
+    if sum(v is not None for v in (points, density, bpp)) > 1:
+        raise click.UsageError("give only one of --points, --density and --bpp")
+    settings = Settings(points=points or 900, density=density, bpp=bpp, iterations=iterations, resize=resize,
                         quality=quality, force=force, seed=seed, target_psnr=target_psnr)
     if sharded:
         from .shard_encoding import encode_sharded

@@ -392,3 +392,30 @@ def test_quality_choices_match_the_library_presets() -> None:
 
     option = next(p for p in gsi.commands["encode"].params if p.name == "quality")
     assert set(option.type.choices) == set(QUALITIES)
+
+
+PHOTO = Path(__file__).resolve().parent / "data" / "coffee.png"
+
+
+def test_encode_bpp_reaches_the_target_size(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--bpp", "1.5", "--iterations", "80",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)[0]
+    assert abs(record["bpp"] - 1.5) <= 0.12 * 1.5
+    assert record["gaussians"] < 900
+
+
+def test_encode_psnr_target_stops_early(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--psnr", "22", "--points", "300",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)[0]
+    assert record["psnr"] >= 22 - 0.35
+    cfg = cli_encoding.Settings(target_psnr=22.0).config(150, 100)
+    assert cfg.target_psnr == pytest.approx(22.0 + cli_encoding.PSNR_MARGIN)
+
+
+def test_encode_rate_options_are_exclusive(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["encode", str(PHOTO), "--points", "10", "--bpp", "1"])
+    assert result.exit_code == 2
