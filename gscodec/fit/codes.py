@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import COLOR_YCOCG, Quantization, dequantize, quantize
+from ..quantize import COLOR_YCOCG, Quantization, dequantize, quantize, snap
 from ..raster import rasterize_sum
 
 
@@ -91,7 +91,7 @@ def refine_color_codes(
             codes[3 + m % 3, sel] += 1 if m < 3 else -1
         trial = type(qg)(qg.width, qg.height, qg.position_bits, qg.color_transform, qg.ix, qg.iy,
                          qg.offsets, qg.steps, codes.copy())
-        current = dequantize(trial)
+        current = snap(dequantize(trial), q)  # re-centres the offsets, so the file holds exactly these values
     with torch.no_grad():
         final = float(_loss(current, target, current.colors, backend))
     return current if final < best_loss else best
