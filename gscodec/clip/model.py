@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .config import HeadConfig
 from .resampler import PerceiverResampler
-from .stem import SplatStem
+from .stem import SplatStem, scalar_features
 
 
 def _trunk_heads(trunk: nn.Module) -> int:
@@ -50,6 +50,16 @@ class GaussianCLIPHead(nn.Module):
     ``forward(params (B, N, 8), mask (B, N) bool True = real Gaussian, sizes (B, 2)) -> (B, E)``.
     """
 
+    chunk_gaussians: int = 8192
+    """Stem and resampler run on chunks of whole images of at most about this
+    many (padded) Gaussians; 0: the whole batch at once. The work is per image
+    either way; chunks keep the largest intermediate (the keys and values,
+    ``chunk x 2 attn_dim`` floats: 16 MB at 8192 x 512) below glibc's 32 MB
+    mmap threshold, so it is reused from the heap instead of being mapped and
+    page-faulted afresh on every call. Smaller chunks help a little more on an
+    idle CPU, but multiply the parallel regions, which costs more under CPU
+    contention."""
+
     def __init__(self, config: HeadConfig, visual: nn.Module) -> None:
         super().__init__()
         from open_clip.transformer import VisionTransformer
@@ -64,11 +74,14 @@ class GaussianCLIPHead(nn.Module):
         width = trunk.transformer.width
         self.width = width
         self.embed_dim = int(trunk.output_dim)
-        heads = config.resampler.heads or _trunk_heads(trunk)
-        self.stem = SplatStem(config.stem, width)
-        self.resampler = PerceiverResampler(width, config.num_tokens, config.resampler.depth, heads,
-                                            config.resampler.mlp_ratio)
+        rc = config.resampler
+        dim = rc.token_dim(width)
+        heads = rc.num_heads(dim, _trunk_heads(trunk))
+        self.stem = SplatStem(config.stem, dim)
+        self.resampler = PerceiverResampler(dim, config.num_tokens, rc.depth, heads, rc.mlp_ratio, width=width,
+                                            norm_tokens=rc.attn_dim is None)
         self.slots = slot_grid(config.num_tokens, tuple(trunk.grid_size))
+        self._slot_pos_cache: tuple[tuple, torch.Tensor] | None = None
 
     @property
     def num_tokens(self) -> int:
@@ -76,27 +89,51 @@ class GaussianCLIPHead(nn.Module):
         return self.config.num_tokens
 
     def slot_pos_embed(self) -> torch.Tensor:
-        """``(K, D)``: the trunk's patch positional embedding resampled (bicubic) to the K-slot grid."""
-        pos = self.trunk.positional_embedding[1:]
+        """``(K, D)``: the trunk's patch positional embedding resampled (bicubic) to the K-slot grid.
+
+        The resampled grid is cached (the positional embedding is frozen; the
+        cache is keyed on its storage, version counter, device and dtype).
+        """
+        full = self.trunk.positional_embedding
+        pos = full[1:]
         gh, gw = self.trunk.grid_size
         rows, cols = self.slots
         if (rows, cols) == (gh, gw):
             return pos
+        key = (full.data_ptr(), full._version, full.device, full.dtype, torch.is_inference_mode_enabled(),
+               full.requires_grad and torch.is_grad_enabled())
+        if self._slot_pos_cache is not None and self._slot_pos_cache[0] == key:
+            return self._slot_pos_cache[1]
         grid = pos.reshape(1, gh, gw, -1).permute(0, 3, 1, 2).float()
         grid = F.interpolate(grid, size=(rows, cols), mode="bicubic", align_corners=False)
-        return grid.permute(0, 2, 3, 1).reshape(rows * cols, -1).to(pos.dtype)
+        out = grid.permute(0, 2, 3, 1).reshape(rows * cols, -1).to(pos.dtype)
+        if not out.requires_grad:
+            self._slot_pos_cache = (key, out)
+        return out
 
     def tokens(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """``(B, K, D)`` resampled tokens, before the trunk."""
-        x = self.stem(params, sizes)
-        x = self.resampler(x, ~mask)
+        """``(B, K, D)`` resampled tokens, before the trunk (stem + resampler + slot positions)."""
+        b, n = mask.shape
+        step = max(1, self.chunk_gaussians // max(n, 1)) if self.chunk_gaussians > 0 else b
+        # Once per batch, not per chunk: the (small) per-Gaussian scalar features, the first layer's queries.
+        scal = scalar_features(params, sizes)
+        shared = self.resampler.shared(self.stem.norm.weight.dtype)
+        pad = ~mask
+        if step >= b:
+            x = self.resampler(self.stem.project(scal), pad, shared)
+        else:
+            x = torch.cat([self.resampler(self.stem.project(scal[i:i + step]), pad[i:i + step], shared)
+                           for i in range(0, b, step)])
         if self.config.resampler.add_pos_embed:
             x = x + self.slot_pos_embed().to(x.dtype)
         return x
 
     def forward(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor,
                 normalize: bool = False) -> torch.Tensor:
-        x = self.tokens(params, mask, sizes)
+        return self.encode_tokens(self.tokens(params, mask, sizes), normalize=normalize)
+
+    def encode_tokens(self, x: torch.Tensor, normalize: bool = False) -> torch.Tensor:
+        """The trunk on ``(B, K, D)`` tokens from :meth:`tokens` -> ``(B, E)`` embeddings."""
         t = self.trunk
         cls = (t.class_embedding + t.positional_embedding[0]).to(x.dtype)
         x = torch.cat([cls.view(1, 1, -1).expand(x.shape[0], -1, -1), x], 1)

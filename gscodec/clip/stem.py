@@ -86,15 +86,31 @@ def fourier_features(uv: torch.Tensor, frequencies: torch.Tensor) -> torch.Tenso
     Returns:
         ``(..., 4F)``: ``sin`` for both axes, then ``cos`` for both axes.
     """
-    angles = 2 * math.pi * uv.unsqueeze(-1) * frequencies  # (..., 2, F)
-    angles = angles.flatten(-2)
+    angles = (uv.unsqueeze(-1) * (2 * math.pi * frequencies)).flatten(-2)  # (..., 2F)
     return torch.cat([angles.sin(), angles.cos()], -1)
+
+
+def fourier_affine(frequencies: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(M (2, 4F), c (4F,))`` with ``sin(s @ M + c)`` = :func:`fourier_features` of ``u = (s + 1) / 2``.
+
+    ``s`` is the position in ``[-1, 1]`` (the first two scalar features);
+    ``2 pi f u = pi f s + pi f``, and ``cos a = sin(a + pi / 2)``, so all
+    ``4F`` features come from one small matrix product and one ``sin``.
+    """
+    w = math.pi * frequencies.float()
+    z = torch.zeros_like(w)
+    m = torch.stack([torch.cat([w, z, w, z]), torch.cat([z, w, z, w])])
+    c = torch.cat([w, w, w + 0.5 * math.pi, w + 0.5 * math.pi])
+    return m, c
 
 
 class SplatStem(nn.Module):
     """Per-Gaussian tokens for the resampler.
 
-    ``forward(params (B, N, 8), sizes (B, 2)) -> (B, N, width)``.
+    ``forward(params (B, N, 8), sizes (B, 2)) -> (B, N, width)``, where
+    ``width`` is the resampler's inner width (``resampler.attn_dim``), not
+    necessarily the trunk's: the stem's projection and layer norm run on every
+    Gaussian, so their width is a per-Gaussian cost.
     """
 
     def __init__(self, config: StemConfig, width: int) -> None:
@@ -119,12 +135,15 @@ class SplatStem(nn.Module):
         self.norm = nn.LayerNorm(width)
 
     def features(self, params: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """``(B, N, in_dim)`` standardized scalar features followed by Fourier features."""
+        """``(B, N, in_dim)`` standardized scalar features followed by Fourier features.
+
+        The reference definition of the stem's input: :meth:`forward` computes
+        ``norm(proj(features))`` without materializing it (see there).
+        """
         scal = scalar_features(params, sizes)
         parts = [(scal - self.feature_mean) / self.feature_std]
         if self.frequencies.numel():
-            uv = (scal[..., :2] + 1) * 0.5
-            parts.append(fourier_features(uv, self.frequencies))
+            parts.append(fourier_features((scal[..., :2] + 1) * 0.5, self.frequencies))
         return torch.cat(parts, -1)
 
     @torch.no_grad()
@@ -141,5 +160,30 @@ class SplatStem(nn.Module):
         self.feature_std.copy_(scal.std(0).clamp_min(1e-3))
 
     def forward(self, params: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        x = self.features(params, sizes).to(self.norm.weight.dtype)
-        return self.norm(self.proj(x))
+        """``norm(proj(features(params, sizes)))``: :meth:`project` of :func:`scalar_features`."""
+        return self.project(scalar_features(params, sizes))
+
+    def project(self, scal: torch.Tensor) -> torch.Tensor:
+        """Tokens ``(..., width)`` from :func:`scalar_features` ``(..., 9)``, without the feature tensor.
+
+        The standardization is folded into the first linear layer (its weight
+        columns divided by the std, the mean moved into the bias: a ``D x 9``
+        rescale per call), and the Fourier features are one ``(BN, 2) x (2, 4F)``
+        product and one in-place ``sin`` (:func:`fourier_affine`); the two
+        parts are accumulated into the projection's output (no concatenation).
+        Equal to ``norm(proj(features))`` up to float rounding.
+        """
+        first = self.proj if isinstance(self.proj, nn.Linear) else self.proj[0]
+        dtype = first.weight.dtype
+        lead, ns = scal.shape[:-1], scal.shape[-1]
+        flat = scal.reshape(-1, ns)
+        w_scal = first.weight[:, :ns] / self.feature_std.to(dtype)
+        bias = first.bias - w_scal @ self.feature_mean.to(dtype)
+        x = torch.addmm(bias, flat.to(dtype), w_scal.t())
+        if self.frequencies.numel():
+            m, c = fourier_affine(self.frequencies)
+            angles = torch.addmm(c, flat[:, :2].float(), m).sin_()  # float32 angles (up to 2 pi max_frequency)
+            x = x.addmm_(angles.to(dtype), first.weight[:, ns:].t())
+        if not isinstance(self.proj, nn.Linear):
+            x = self.proj[2](self.proj[1](x))
+        return self.norm(x.view(*lead, x.shape[-1]))

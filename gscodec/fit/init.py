@@ -238,6 +238,33 @@ def solve_colors(
     return x
 
 
+SHEAR_LIMIT = 6.0
+"""Largest |l21 / l22| the optimizer allows."""
+
+
+def chol_from_shape(shape: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` Cholesky factors from the optimizer's ``(log l11, shear = l21 / l22, log l22)``."""
+    l11 = shape[..., 0].exp()
+    l22 = shape[..., 2].exp()
+    return torch.stack([l11, shape[..., 1] * l22, l22], -1)
+
+
+def shape_from_chol(chol: torch.Tensor) -> torch.Tensor:
+    """Inverse of :func:`chol_from_shape` (diagonal floored at :data:`MIN_SCALE`, shear clamped)."""
+    l11 = chol[..., 0].clamp_min(MIN_SCALE)
+    l22 = chol[..., 2].clamp_min(MIN_SCALE)
+    return torch.stack([l11.log(), (chol[..., 1] / l22).clamp(-SHEAR_LIMIT, SHEAR_LIMIT), l22.log()], -1)
+
+
+def shape_grad(g_chol: torch.Tensor, chol: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """Chain rule from a gradient w.r.t. ``chol`` to one w.r.t. the ``shape`` parametrization."""
+    l11 = chol[..., 0]
+    l22 = chol[..., 2]
+    return torch.stack(
+        [g_chol[..., 0] * l11, g_chol[..., 1] * l22, g_chol[..., 1] * shape[..., 1] * l22 + g_chol[..., 2] * l22], -1
+    )
+
+
 def luminance_abs(colors: torch.Tensor) -> torch.Tensor:
     """Luminance of the absolute colour, ``0.2126|R| + 0.7152|G| + 0.0722|B|`` (the pruning criterion)."""
     return luminance(colors.abs())
@@ -245,7 +272,9 @@ def luminance_abs(colors: torch.Tensor) -> torch.Tensor:
 
 __all__ = [
     "MIN_SCALE",
+    "SHEAR_LIMIT",
     "adaptive_init",
+    "chol_from_shape",
     "density_scale",
     "grid_init",
     "grid_shape",
@@ -254,5 +283,7 @@ __all__ = [
     "mean_spacing",
     "sample_by_error",
     "sample_pixels",
+    "shape_from_chol",
+    "shape_grad",
     "solve_colors",
 ]

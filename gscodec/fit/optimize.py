@@ -41,19 +41,19 @@ from ..raster import rasterize_sum
 from .imageio import as_target
 from .init import (
     MIN_SCALE,
+    SHEAR_LIMIT,
     adaptive_init,
+    chol_from_shape,
     density_scale,
     grid_init,
     local_density,
     luminance_abs,
     mean_spacing,
     sample_by_error,
+    shape_from_chol,
+    shape_grad,
     solve_colors,
 )
-
-SHEAR_LIMIT = 6.0
-"""Largest |l21 / l22| the optimizer allows."""
-
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -71,8 +71,11 @@ class FitConfig:
         uniform_share: uniform share of the adaptive sampling density.
         grad_blur: blur (px) of the gradient-magnitude map of the adaptive init.
         init_color_iters: conjugate-gradient steps solving the initial colours.
-        lr_means, lr_shape, lr_colors: Adam learning rates (px; log units and
-            shear; colour units).
+        lr_means: Adam learning rate of the positions, in units of the mean
+            spacing ``sqrt(H * W / points)`` (0.134 is 1 px at 224x224 with 900
+            Gaussians), so it carries over across budgets and image sizes.
+        lr_shape, lr_colors: Adam learning rates of the log-scales and shear,
+            and of the colours.
         lr_final: learning rate at the end of the cosine decay, relative.
         betas: Adam betas.
         lambda_reg: weight of ``sum |colors|`` next to the per-pixel MSE.
@@ -84,13 +87,19 @@ class FitConfig:
         error_blur: blur (px) of the squared-error map that new centres are sampled from.
         event_color_iters: conjugate-gradient colour steps after every event.
         final_color_iters: conjugate-gradient colour steps after the last Adam step.
+        color_solve_every, color_solve_iters: every this many steps (0: never)
+            re-solve all colours by this many conjugate-gradient steps.
         check_every: steps between PSNR checks (early stop, target, progress).
-        patience, min_delta: stop when ``patience`` consecutive checks after the
-            last event each gain less than ``min_delta`` dB.
+        patience, min_delta: a plateau is ``patience`` consecutive checks after
+            the last event without a gain of ``min_delta`` dB over the best so far;
+            the image then finishes its learning-rate decay within ``anneal``
+            (fraction of ``iterations``) steps and stops.
         quantization: the file's quantizer; when set the result is snapped to
             its grid (with the colour refit of :mod:`gscodec.fit.refit`).
         refit_iters: conjugate-gradient steps of the quantization-aware colour
             refit (0 disables it).
+        refit_shape_iters: Adam steps on shapes and colours after the positions
+            are snapped, before the shapes are (0 disables it).
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
         backend: rasterizer backend (see :mod:`gscodec.raster`).
@@ -104,25 +113,29 @@ class FitConfig:
     uniform_share: float = 0.3
     grad_blur: float = 2.0
     init_color_iters: int = 10
-    lr_means: float = 0.25
-    lr_shape: float = 0.02
-    lr_colors: float = 0.01
-    lr_final: float = 0.05
+    lr_means: float = 0.134
+    lr_shape: float = 0.1
+    lr_colors: float = 0.04
+    lr_final: float = 0.1
     betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = 1e-6
-    tau_th: float = 0.02
+    tau_th: float = 0.05
     events: int = 4
     events_until: float = 0.5
     densify_events: int = 3
     prune_from: int = 2
     error_blur: float = 1.0
     event_color_iters: int = 5
-    final_color_iters: int = 0
+    final_color_iters: int = 20
+    color_solve_every: int = 0
+    color_solve_iters: int = 5
     check_every: int = 25
     patience: int = 3
     min_delta: float = 0.01
+    anneal: float = 0.15
     quantization: Quantization | None = field(default_factory=Quantization)
-    refit_iters: int = 20
+    refit_iters: int = 40
+    refit_shape_iters: int = 50
     seed: int = 0
     target_psnr: float | None = None
     backend: str = "cpu"
@@ -177,16 +190,8 @@ def _psnr_batch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-20))
 
 
-def _chol(shape: torch.Tensor) -> torch.Tensor:
-    l11 = shape[..., 0].exp()
-    l22 = shape[..., 2].exp()
-    return torch.stack([l11, shape[..., 1] * l22, l22], -1)
-
-
-def _shape(chol: torch.Tensor) -> torch.Tensor:
-    l11 = chol[..., 0].clamp_min(MIN_SCALE)
-    l22 = chol[..., 2].clamp_min(MIN_SCALE)
-    return torch.stack([l11.log(), (chol[..., 1] / l22).clamp(-SHEAR_LIMIT, SHEAR_LIMIT), l22.log()], -1)
+_chol = chol_from_shape
+_shape = shape_from_chol
 
 
 class _State:
@@ -219,7 +224,7 @@ class _State:
         return (self.p["means"][i, :n].clone(), _chol(self.p["shape"][i, :n]), self.p["colors"][i, :n].clone(), n)
 
 
-def _adam(state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, float], betas: tuple[float, float]) -> None:
+def _adam(state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]) -> None:
     b1, b2 = betas
     valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
     state.steps += valid.float()
@@ -297,7 +302,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     b, h, w, _ = targets.shape
     # one generator per image, all seeded alike: an image gets the same fit alone or in a batch
     gens = [torch.Generator().manual_seed(cfg.seed) for _ in range(b)]
-    n_total = int(min(cfg.points, h * w * 4))
+    n_total = int(min(cfg.points, h * w))  # more Gaussians than pixels cannot help
     n_init = max(1, min(n_total, round(n_total * cfg.init_fraction)))
     if cfg.init == "grid":
         means, chol, colors = grid_init(targets, n_init, cfg.init_scale, gens, cfg.uniform_share, cfg.grad_blur)
@@ -316,17 +321,23 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     densify_total = sum(1 for d, _ in schedule.values() if d)
     last_event = max(schedule) if schedule else 0
     done_densify = 0
+    n_iter = cfg.iterations
     ids = list(range(b))  # original index of every row still in the batch
     results: list[dict | None] = [None] * b
-    best = torch.full((b,), -math.inf, dtype=torch.float64)
-    stale = torch.zeros(b, dtype=torch.long)
+    best = np.full(b, -math.inf)
+    stale = np.zeros(b, dtype=np.int64)
+    # Per-image position in the learning-rate schedule (0 -> 1). It advances by
+    # 1 / iterations per step; a plateau makes it jump to finish within the
+    # anneal steps, so the image still gets the low-rate end of the schedule.
+    pos = np.zeros(b)
+    rate = np.full(b, 1.0 / max(n_iter, 1))
+    anneal_steps = max(1, round(cfg.anneal * n_iter))
     lo_means = torch.zeros(2)
     hi_means = torch.tensor([float(w), float(h)])
     lo_log, hi_log = math.log(MIN_SCALE), math.log(2.0 * max(w, h))
     scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
     reg = cfg.lambda_reg * scale_grad
-    t = 0
-    n_iter = cfg.iterations
+    lr_means = cfg.lr_means * mean_spacing(n_total, w, h)
     for t in range(n_iter + 1):
         if t in schedule:
             dens, prune = schedule[t]
@@ -335,71 +346,66 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
                 done_densify += 1
                 add = n_total - n_init
                 goal = torch.full_like(state.counts, n_init + round(add * done_densify / max(densify_total, 1)))
-            with torch.no_grad():
-                render = rasterize_sum(state.p["means"], _chol(state.p["shape"]), state.p["colors"], w, h,
-                                       state.counts, cfg.backend)
+            render = rasterize_sum(state.p["means"], _chol(state.p["shape"]), state.p["colors"], w, h,
+                                   state.counts, cfg.backend)
             _event(state, targets, render, cfg, n_total, goal, dens, prune, [gens[i] for i in ids])
+        elif cfg.color_solve_every > 0 and t > 0 and t % cfg.color_solve_every == 0 and cfg.color_solve_iters > 0:
+            state.p["colors"] = solve_colors(state.p["means"], _chol(state.p["shape"]), state.p["colors"], targets,
+                                             cfg.color_solve_iters, cfg.backend, state.counts)
         means = state.p["means"].detach().requires_grad_(True)
         chol = _chol(state.p["shape"]).detach().requires_grad_(True)
         colors = state.p["colors"].detach().requires_grad_(True)
         render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
-        final = t == n_iter
-        check = final or t % cfg.check_every == 0
-        if check:
-            with torch.no_grad():
-                cur = _psnr_batch(render.detach(), targets)
-            stop = torch.zeros(len(ids), dtype=torch.bool)
+        rows = len(ids)
+        stop = pos[:rows] >= 1.0 - 1e-9
+        if t == n_iter:
+            stop[:] = True
+        if t % cfg.check_every == 0 or stop.any():
+            cur = _psnr_batch(render.detach(), targets).tolist()
             for r, i in enumerate(ids):
-                p = float(cur[r])
-                if final:
+                p = cur[r]
+                if cfg.target_psnr is not None and p >= cfg.target_psnr:
                     stop[r] = True
-                elif cfg.target_psnr is not None and p >= cfg.target_psnr:
-                    stop[r] = True
-                elif t > last_event:
-                    if p < best[i] + cfg.min_delta:
-                        stale[i] += 1
-                    else:
-                        stale[i] = 0
-                    if stale[i] >= cfg.patience:
-                        stop[r] = True
-                best[i] = max(float(best[i]), p)
+                elif t > last_event and rate[r] * anneal_steps < 1.0 - pos[r]:
+                    stale[i] = stale[i] + 1 if p < best[i] + cfg.min_delta else 0
+                    if stale[i] >= cfg.patience:  # plateau: finish the schedule quickly
+                        rate[r] = (1.0 - pos[r]) / anneal_steps
+                best[i] = max(best[i], p)
             if progress is not None:
-                progress({"iteration": t, "iterations": n_iter, "psnr": [float(x) for x in cur], "images": list(ids)})
-            if bool(stop.any()):
-                for r in torch.nonzero(stop).reshape(-1).tolist():
-                    m_, c_, k_, n_ = state.snapshot(r)
-                    results[ids[r]] = {"means": m_, "chol": c_, "colors": k_, "iterations": t}
-                keep = ~stop
-                if not bool(keep.any()):
-                    break
-                state.select(keep)
-                targets = targets[keep]
-                ids = [i for r, i in enumerate(ids) if keep[r]]
-                # re-render the images that continue, so the gradient below matches the kept rows
-                means = state.p["means"].detach().requires_grad_(True)
-                chol = _chol(state.p["shape"]).detach().requires_grad_(True)
-                colors = state.p["colors"].detach().requires_grad_(True)
-                render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
+                progress({"iteration": t, "iterations": n_iter, "psnr": cur, "images": list(ids)})
+        if stop.any():
+            for r in np.nonzero(stop)[0].tolist():
+                m_, c_, k_, n_ = state.snapshot(r)
+                results[ids[r]] = {"means": m_, "chol": c_, "colors": k_, "iterations": t}
+            keep_np = ~stop
+            if not keep_np.any():
+                break
+            keep = torch.from_numpy(keep_np)
+            state.select(keep)
+            targets = targets[keep]
+            ids = [i for r, i in enumerate(ids) if keep_np[r]]
+            pos, rate = pos[:rows][keep_np], rate[:rows][keep_np]
+            # re-render the images that continue, so the gradient below matches the kept rows
+            means = state.p["means"].detach().requires_grad_(True)
+            chol = _chol(state.p["shape"]).detach().requires_grad_(True)
+            colors = state.p["colors"].detach().requires_grad_(True)
+            render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
         diff = render.detach() - targets
         g_means, g_chol, g_colors = torch.autograd.grad(render, (means, chol, colors), 2.0 * diff)
         if reg > 0:
             g_colors = g_colors + reg * torch.sign(colors.detach())
-        shape = state.p["shape"]
-        l11 = chol.detach()[..., 0]
-        l22 = chol.detach()[..., 2]
-        g_shape = torch.stack(
-            [g_chol[..., 0] * l11, g_chol[..., 1] * l22, g_chol[..., 1] * shape[..., 1] * l22 + g_chol[..., 2] * l22],
-            -1,
-        )
-        frac = t / max(n_iter, 1)
-        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
-        lrs = {"means": cfg.lr_means * decay, "shape": cfg.lr_shape * decay, "colors": cfg.lr_colors * decay}
+        g_shape = shape_grad(g_chol, chol.detach(), state.p["shape"])
+        frac = np.minimum(pos, 1.0)
+        decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
+        decay = decay.float().view(-1, 1, 1)
+        lrs = {"means": lr_means * decay, "shape": cfg.lr_shape * decay, "colors": cfg.lr_colors * decay}
         _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
         state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
         sh = state.p["shape"]
         sh[..., 0].clamp_(lo_log, hi_log)
         sh[..., 2].clamp_(lo_log, hi_log)
         sh[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
+        pos = pos + rate
     return results  # type: ignore[return-value]
 
 
@@ -428,7 +434,8 @@ def _finish(results: list[dict], targets: torch.Tensor, cfg: FitConfig) -> list[
     p_float = _psnr_batch(render_batch(gs, cfg.backend), targets)
     if cfg.quantization is None:
         return [(g, float(p), float(p)) for g, p in zip(gs, p_float)]
-    qs, p_q = quantize_refit(gs, targets, cfg.quantization, cfg.refit_iters, cfg.backend)
+    qs, p_q = quantize_refit(gs, targets, cfg.quantization, cfg.refit_iters, cfg.backend,
+                             shape_iters=cfg.refit_shape_iters)
     return [(g, float(pq), float(pf)) for g, pq, pf in zip(qs, p_q, p_float)]
 
 

@@ -7,10 +7,13 @@ least-squares problem. :func:`quantize_refit` therefore
 
 1. snaps the fit (:func:`gscodec.quantize.snap`: positions and shapes on the
    grid, Morton order),
-2. re-solves the colours for the snapped geometry by conjugate gradients,
+2. with the positions on the grid, runs a few Adam steps on the still-free
+   shapes and colours (:func:`finetune_shapes`), so they absorb the position
+   error, and snaps again (now the shapes land on the grid too),
+3. re-solves the colours for the snapped geometry by conjugate gradients,
    starting from the float colours (batched over images, fast renderer),
-3. snaps again (only the colours move; the geometry is already on the grid),
-4. moves colour codes by single steps where that lowers the error
+4. snaps again (only the colours move; the geometry is already on the grid),
+5. moves colour codes by single steps where that lowers the error
    (:mod:`gscodec.fit.codes`),
 
 and keeps, per image, whichever of the plain and the refitted snap renders
@@ -26,7 +29,7 @@ from ..gaussians import GaussianImage
 from ..quantize import Quantization, morton_encode, snap
 from ..raster import rasterize_sum
 from .codes import refine_color_codes
-from .init import solve_colors
+from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
 
 
 def _padded(gs: list[GaussianImage]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -64,6 +67,48 @@ def morton_order(g: GaussianImage, q: Quantization) -> torch.Tensor:
     return torch.from_numpy(np.argsort(morton_encode(ix, iy), kind="stable"))
 
 
+def finetune_shapes(
+    means: torch.Tensor,
+    chol: torch.Tensor,
+    colors: torch.Tensor,
+    targets: torch.Tensor,
+    counts: torch.Tensor,
+    iters: int,
+    backend: str = "cpu",
+    lr_shape: float = 0.03,
+    lr_colors: float = 0.012,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on shapes and colours with the positions held fixed (e.g. already on the position grid).
+
+    All tensors are batched ``(B, N, .)``. Returns the new ``chol`` and ``colors``.
+    """
+    b, n, _ = means.shape
+    h, w = targets.shape[1], targets.shape[2]
+    shape = shape_from_chol(chol)
+    colors = colors.clone()
+    params = [shape, colors]
+    lrs = [lr_shape, lr_colors]
+    m1 = [torch.zeros_like(p) for p in params]
+    m2 = [torch.zeros_like(p) for p in params]
+    b1, b2 = 0.9, 0.999
+    lo, hi = torch.tensor(MIN_SCALE).log(), torch.tensor(2.0 * max(w, h)).log()
+    for t in range(1, iters + 1):
+        c = chol_from_shape(shape).requires_grad_(True)
+        k = colors.detach().requires_grad_(True)
+        with torch.enable_grad():
+            img = rasterize_sum(means, c, k, w, h, counts, backend)
+            g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
+        grads = [shape_grad(g_chol, c.detach(), shape), g_col]
+        for p, g, m, v, lr in zip(params, grads, m1, m2, lrs):
+            m.mul_(b1).add_(g, alpha=1 - b1)
+            v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            p.sub_(lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt_().add_(1e-12)))
+        shape[..., 0].clamp_(lo, hi)
+        shape[..., 2].clamp_(lo, hi)
+        shape[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
+    return chol_from_shape(shape), colors
+
+
 def quantize_refit(
     gs: list[GaussianImage],
     targets: torch.Tensor,
@@ -71,6 +116,7 @@ def quantize_refit(
     iters: int = 20,
     backend: str = "cpu",
     code_sweeps: int = 24,
+    shape_iters: int = 0,
 ) -> tuple[list[GaussianImage], torch.Tensor]:
     """Snap each fit to the grid of ``q``, refitting colours for the snapped geometry.
 
@@ -81,6 +127,8 @@ def quantize_refit(
         iters: conjugate-gradient steps of the colour refit; 0 gives plain snapping.
         code_sweeps: sweeps of :func:`gscodec.fit.codes.refine_color_codes` on the
             snapped colour codes (0 keeps rounding to the nearest code).
+        shape_iters: Adam steps on shapes and colours with the positions already
+            snapped (:func:`finetune_shapes`) before the shapes are snapped too.
         backend: rasterizer backend.
 
     Returns:
@@ -88,20 +136,31 @@ def quantize_refit(
     """
     plain = [snap(g, q) for g in gs]
     p_plain = psnr_batch(render_batch(plain, backend), targets)
-    if iters <= 0:
+    if iters <= 0 and shape_iters <= 0:
         return plain, p_plain
     means, chol, _, counts = _padded(plain)
     colors = torch.zeros_like(means[..., :1]).expand(-1, -1, 3).clone()
+    float_chol = torch.ones_like(chol)
     for i, g in enumerate(gs):
-        colors[i, : g.count] = g.colors[morton_order(g, q)]
-    colors = solve_colors(means, chol, colors, targets, iters, backend, counts)
-    refit = []
-    for i, p in enumerate(plain):
-        n = p.count
-        r = snap(GaussianImage(p.width, p.height, p.means, p.chol, colors[i, :n]), q)
-        if not (torch.equal(r.means, p.means) and torch.equal(r.chol, p.chol)):
-            r = p  # geometry moved (should not happen): keep the plain snap
-        refit.append(r)
+        order = morton_order(g, q)
+        colors[i, : g.count] = g.colors[order]
+        float_chol[i, : g.count] = g.chol[order]
+    base = plain
+    if shape_iters > 0:
+        # positions on the grid, shapes and colours still free: let them absorb the position error
+        new_chol, colors = finetune_shapes(means, float_chol, colors, targets, counts, shape_iters, backend)
+        base = [snap(GaussianImage(p.width, p.height, p.means, new_chol[i, : p.count], colors[i, : p.count]), q)
+                for i, p in enumerate(plain)]
+        means, chol, _, counts = _padded(base)
+    refit = base
+    if iters > 0:
+        colors = solve_colors(means, chol, colors, targets, iters, backend, counts)
+        refit = []
+        for i, p in enumerate(base):
+            r = snap(GaussianImage(p.width, p.height, p.means, p.chol, colors[i, : p.count]), q)
+            if not (torch.equal(r.means, p.means) and torch.equal(r.chol, p.chol)):
+                r = p  # geometry moved (should not happen): keep the snap without the colour refit
+            refit.append(r)
     p_refit = psnr_batch(render_batch(refit, backend), targets)
     better = p_refit > p_plain
     out = [r if bool(better[i]) else p for i, (r, p) in enumerate(zip(refit, plain))]
@@ -111,4 +170,4 @@ def quantize_refit(
     return out, torch.where(better, p_refit, p_plain)
 
 
-__all__ = ["morton_order", "psnr_batch", "quantize_refit", "render_batch"]
+__all__ = ["finetune_shapes", "morton_order", "psnr_batch", "quantize_refit", "render_batch"]
