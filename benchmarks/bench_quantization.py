@@ -3,9 +3,10 @@
     python benchmarks/bench_quantization.py --photos ../shared/photos
 
 Fits every photo (CLIP crop, 224x224 by default) without quantization, then for
-each quantization level writes the file the encoder would write (geometry
-snapped, colours refitted, colours snapped), decodes it, and reports the file's
-bytes per Gaussian and the 8-bit PSNR lost against the unquantized fit.
+each quantization level writes the file the encoder would write (its
+quantization-aware end: positions snapped, shapes and colours fine-tuned and
+snapped, colours refitted and their codes refined), decodes it, and reports the
+file's bytes per Gaussian and the 8-bit PSNR lost against the unquantized fit.
 """
 
 from __future__ import annotations
@@ -63,7 +64,8 @@ def main() -> None:
             q = LEVELS[level]
             sizes, losses = [], []
             for g, img, target, p0 in zip(fits, images, targets, base):
-                snapped, _ = quantize_refit([g], target[None], q)
+                snapped, _ = quantize_refit([g], target[None], q, cfg.refit_iters,
+                                            shape_iters=cfg.refit_shape_iters)
                 data = gscodec.encode(snapped[0], quantization=q)
                 decoded = gscodec.decode(data).gaussians
                 sizes.append(len(data) / g.count)

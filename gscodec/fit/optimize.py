@@ -16,9 +16,16 @@ Schedule (fractions refer to ``FitConfig.iterations``):
   freed slots the same way; after an event a few conjugate-gradient steps
   re-solve all colours;
 * cosine-decayed learning rates; PSNR is computed every ``check_every`` steps
-  for early stopping on a plateau (after the last event) and for ``target_psnr``;
-* the quantization-aware end in :mod:`gscodec.fit.refit` when
-  ``quantization`` is set.
+  (never a sync per step) for ``target_psnr`` (stop at once) and for plateaus
+  after the last event (the image then runs the rest of its decay within
+  ``anneal`` of the iterations and stops);
+* a final least-squares colour solve (``final_color_iters``), then the
+  quantization-aware end of :mod:`gscodec.fit.refit` when ``quantization`` is
+  set.
+
+Defaults (adaptive init, 600 steps) measured on the 11 development photos at
+224x224 on 2 cores, batched: 900 Gaussians 32.1 dB quantized in about 2 s per
+image, 3136 Gaussians 37.0 dB in about 3 s (``benchmarks/bench_fit.py``).
 
 Many same-size images are fitted together (``fit_batch``): every tensor is
 ``(B, N, .)`` and one rasterizer call renders the whole batch, so both cores
@@ -54,6 +61,7 @@ from .init import (
     shape_grad,
     solve_colors,
 )
+
 
 @dataclass(frozen=True)
 class FitConfig:
@@ -187,7 +195,7 @@ def psnr(a, b) -> float:
 
 def _psnr_batch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     mse = ((render.clamp(0, 1) - target) ** 2).mean((1, 2, 3)).double()
-    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-20))
+    return 10.0 * torch.log10(1.0 / mse)
 
 
 _chol = chol_from_shape
@@ -224,7 +232,10 @@ class _State:
         return (self.p["means"][i, :n].clone(), _chol(self.p["shape"][i, :n]), self.p["colors"][i, :n].clone(), n)
 
 
-def _adam(state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]) -> None:
+def _adam(
+    state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]
+) -> None:
+    """One Adam step of every group; ``lrs`` broadcast per image ``(B, 1, 1)``; padding slots stay put."""
     b1, b2 = betas
     valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
     state.steps += valid.float()
@@ -263,9 +274,8 @@ def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitCo
     b, h, w, _ = target.shape
     if isinstance(gens, torch.Generator):
         gens = [gens] * b
-    residual = target - render
+    residual = target - render  # a new Gaussian takes the residual colour at its pixel
     error = (residual * residual).sum(-1)
-    res_blur = residual  # residual colour at the pixel of a new Gaussian
     spacing = mean_spacing(n_total, w, h)
     for i in range(b):
         n = int(state.counts[i])
@@ -289,7 +299,7 @@ def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitCo
         r = xy[:, 1].floor().long().clamp(0, h - 1)
         state.p["means"][i, slots] = xy
         state.p["shape"][i, slots] = _shape(torch.stack([s, torch.zeros_like(s), s], 1))
-        state.p["colors"][i, slots] = res_blur[i, r, j]
+        state.p["colors"][i, slots] = residual[i, r, j]
         state.reset(i, slots)
         state.counts[i] = max(n, new_n)
     if cfg.event_color_iters > 0:
