@@ -227,3 +227,16 @@ def test_write_to_missing_folder_is_a_write_error(tmp_path, gaussians: GaussianI
 
 def test_default_file_is_smaller_than_float16(gaussians: GaussianImage) -> None:
     assert len(encode(gaussians)) < len(encode(gaussians, mode="float16")) < len(encode(gaussians, mode="float32"))
+
+
+def test_atomic_write_gives_normal_permissions(tmp_path, gaussians: GaussianImage) -> None:
+    path = tmp_path / "a.gsi"
+    old = os.umask(0o022)
+    try:
+        write(gaussians, path)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644
+    path.chmod(0o600)
+    write(gaussians, path)
+    assert path.stat().st_mode & 0o777 == 0o600, "rewriting keeps the existing file's mode"

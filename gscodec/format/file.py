@@ -169,11 +169,22 @@ def write(
     return len(data)
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` would give: the existing file's, else 0o666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` atomically; raises :class:`WriteError` and leaves no temporary file."""
     tmp_name = None
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+        os.fchmod(fd, _new_file_mode(path))
         with io.open(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
