@@ -186,8 +186,10 @@ def main() -> None:
     print("\nspeed-up: median over repeats of (render + RGB total) / (head total) in the same repeat; "
           "res/trunk: stem + resampler time over trunk time")
     print(f"\nbytes read per image: {gsi_bytes:,.0f} (the same .gsi file for both paths)")
+    side = x.shape[-1]
     print(f"bytes fed to the model per image: head {n_gauss * 8 * 4:,.0f} (N x 8 float32 parameters), "
-          f"RGB {3 * args.size * args.size * 4:,} (3 x {args.size} x {args.size} float32 pixels)")
+          f"RGB {3 * side * side * 4:,} (3 x {side} x {side} float32 pixels, preprocessed from "
+          f"{args.size} x {args.size} x 3 rendered bytes)")
     jpg = [work / f"{p.stem}.jpg" for p in photos]
     if all(p.is_file() for p in jpg):
         print(f"for reference, the same squares as JPEG q90: {np.mean([os.path.getsize(p) for p in jpg]):,.0f} "
