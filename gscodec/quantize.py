@@ -186,13 +186,24 @@ def grid_positions(ix: np.ndarray, iy: np.ndarray, position_bits: int) -> np.nda
     return np.stack([ix * scale, iy * scale], axis=1).astype(np.float32)
 
 
-def quantize(g: GaussianImage, q: Quantization = Quantization()) -> QuantizedGaussians:
-    """Quantize ``g`` with the bits of ``q``; the Gaussians come back in Morton order."""
-    grid = 2**q.position_bits
+def grid_coordinates(g: GaussianImage, position_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(ix, iy)`` int64 ``(N,)``: the means on the ``2**-position_bits`` px grid, clamped to the image."""
+    grid = 2**position_bits
     means = g.means.double().numpy()
     ix = np.clip(np.rint(means[:, 0] * grid), 0, g.width * grid).astype(np.int64)
     iy = np.clip(np.rint(means[:, 1] * grid), 0, g.height * grid).astype(np.int64)
-    order = np.argsort(morton_encode(ix, iy), kind="stable")
+    return ix, iy
+
+
+def morton_order(g: GaussianImage, position_bits: int) -> np.ndarray:
+    """The permutation :func:`quantize` applies to ``g``: a stable sort by Morton code, ``(N,)`` int64."""
+    return np.argsort(morton_encode(*grid_coordinates(g, position_bits)), kind="stable")
+
+
+def quantize(g: GaussianImage, q: Quantization = Quantization()) -> QuantizedGaussians:
+    """Quantize ``g`` with the bits of ``q``; the Gaussians come back in Morton order."""
+    ix, iy = grid_coordinates(g, q.position_bits)
+    order = morton_order(g, q.position_bits)
     ix, iy = ix[order], iy[order]
     fields = _to_fields(g, q.color_transform)[:, order]
     steps = np.array(q.steps(), dtype=np.float32)

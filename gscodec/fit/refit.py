@@ -22,11 +22,11 @@ closer to the target, so the refit can only help.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import Quantization, morton_encode, snap
+from ..quantize import Quantization, snap
+from ..quantize import morton_order as quantize_order
 from ..raster import rasterize_sum
 from .codes import refine_color_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
@@ -60,11 +60,7 @@ def psnr_batch(render: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def morton_order(g: GaussianImage, q: Quantization) -> torch.Tensor:
     """The permutation :func:`gscodec.quantize.quantize` applies to ``g`` (stable Morton sort)."""
-    grid = 2**q.position_bits
-    m = g.means.double().numpy()
-    ix = np.clip(np.rint(m[:, 0] * grid), 0, g.width * grid).astype(np.int64)
-    iy = np.clip(np.rint(m[:, 1] * grid), 0, g.height * grid).astype(np.int64)
-    return torch.from_numpy(np.argsort(morton_encode(ix, iy), kind="stable"))
+    return torch.from_numpy(quantize_order(g, q.position_bits))
 
 
 def finetune_shapes(
