@@ -110,11 +110,33 @@ def broadcast_tensors(tensors: list[torch.Tensor], src: int = 0) -> None:
             dist.broadcast(t.data, src)
 
 
+def gather_rows(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Every rank's rows of ``x`` ``(n_r, ...)`` concatenated in rank order, and this rank's first row.
+
+    Ranks may hold different row counts. Rows from other ranks carry no
+    gradient; this rank's own rows keep theirs (the local-gradient gather of
+    contrastive training). Without a group: ``(x, 0)``.
+    """
+    if not active():
+        return x, 0
+    n = torch.tensor([x.shape[0]], device=x.device, dtype=torch.long)
+    counts = [torch.zeros_like(n) for _ in range(dist.get_world_size())]
+    dist.all_gather(counts, n)
+    sizes = [int(c) for c in counts]
+    padded = x.detach().new_zeros((max(sizes), *x.shape[1:]))
+    padded[:x.shape[0]] = x.detach()
+    parts = [torch.empty_like(padded) for _ in sizes]
+    dist.all_gather(parts, padded.contiguous())
+    me = dist.get_rank()
+    rows = [x if r == me else part[:size] for r, (part, size) in enumerate(zip(parts, sizes))]
+    return torch.cat(rows), sum(sizes[:me])
+
+
 def shutdown() -> None:
     """Leave the process group, if there is one."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-__all__ = ["DistEnv", "active", "all_gather_object", "barrier", "broadcast_tensors", "env_info", "init_from_env",
+__all__ = ["DistEnv", "active", "all_gather_object", "barrier", "broadcast_tensors", "env_info", "gather_rows", "init_from_env",
            "is_main", "rank", "shutdown", "world_size"]

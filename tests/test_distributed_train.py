@@ -163,3 +163,48 @@ def test_distributed_resume_is_exact(tmp_path: Path) -> None:
         assert r["straight"] == r["resumed"] and r["losses"][0] == r["losses"][1]
     assert results[0]["straight"] == results[1]["straight"]  # the ranks agree
     assert results[0]["losses"][0] != results[1]["losses"][0]  # on different data
+
+
+def _contrastive_worker(rank: int, folder: str, port: int, rows: list[int]) -> None:
+    """One of two gloo processes computing the contrastive losses of its slice of a shared batch."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from gscodec import distributed
+    from gscodec.clip.train import contrastive_loss
+
+    distributed.init_from_env("gloo")
+    try:
+        g = torch.Generator().manual_seed(0)
+        images = torch.nn.functional.normalize(torch.randn(sum(rows), 8, generator=g), dim=-1)
+        texts = torch.nn.functional.normalize(torch.randn(sum(rows), 8, generator=g), dim=-1)
+        lo = sum(rows[:rank])
+        mine = images[lo:lo + rows[rank]].clone().requires_grad_(True)
+        clip_loss = contrastive_loss(mine, texts[lo:lo + rows[rank]], torch.tensor(10.0))
+        sig_loss = contrastive_loss(mine, texts[lo:lo + rows[rank]], torch.tensor(10.0), torch.tensor(-5.0))
+        clip_loss.backward()
+        out = {"clip": float(clip_loss), "sigmoid": float(sig_loss), "grad": float(mine.grad.abs().sum())}
+        (Path(folder) / f"loss{rank}.json").write_text(json.dumps(out))
+    finally:
+        distributed.shutdown()
+
+
+def test_contrastive_negatives_come_from_every_process(tmp_path: Path) -> None:
+    """Two processes holding 3 and 2 pairs give, weighted by their counts, the loss of all 5 in one process."""
+    from gscodec.clip.train import contrastive_loss
+
+    rows = [3, 2]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    torch.multiprocessing.spawn(_contrastive_worker, args=(str(tmp_path), port, rows), nprocs=2)
+    parts = [json.loads((tmp_path / f"loss{r}.json").read_text()) for r in range(2)]
+    g = torch.Generator().manual_seed(0)
+    images = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    texts = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    for key, bias in (("clip", None), ("sigmoid", torch.tensor(-5.0))):
+        whole = float(contrastive_loss(images, texts, torch.tensor(10.0), bias))
+        split = sum(n * p[key] for n, p in zip(rows, parts)) / sum(rows)
+        assert abs(whole - split) < 1e-5, (key, whole, split)
+        alone = [float(contrastive_loss(images[a:b], texts[a:b], torch.tensor(10.0), bias)) for a, b in ((0, 3), (3, 5))]
+        assert abs(sum(n * v for n, v in zip(rows, alone)) / 5 - whole) > 1e-3  # local negatives alone differ
+    assert all(p["grad"] > 0 for p in parts)

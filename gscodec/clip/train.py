@@ -20,7 +20,7 @@ one process exists (``torchrun``; see :mod:`gscodec.distributed`), the head is
 wrapped in ``DistributedDataParallel``, each process reads its own part of the
 data (tar shards split by rank, map-style datasets by a per-rank slice of each
 epoch's permutation), ``batch_size`` is per process, and the contrastive loss
-takes its negatives from the process's own batch. Checkpoints are written by
+takes its negatives from every process's batch (:func:`contrastive_loss`). Checkpoints are written by
 rank 0 with every rank's data position and RNG states, and every rank resumes
 from the same file.
 """
@@ -128,6 +128,27 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(range(self.rank, self.n, self.world_size)) - self.start)
+
+
+def contrastive_loss(images: torch.Tensor, texts: torch.Tensor, scale: torch.Tensor,
+                     bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Image-text contrastive loss of this process's ``(n, E)`` normalized pairs, negatives from every process.
+
+    Without ``bias``: symmetric InfoNCE (CLIP), each local image against every
+    process's texts and each local text against every process's images; with
+    a ``bias``: the pairwise sigmoid loss (SigLIP) of the local images against
+    every text. Averaged over the local pairs, so the mean over equal-sized
+    processes equals the loss of the whole global batch in one process.
+    """
+    all_texts, first = distributed.gather_rows(texts)
+    target = torch.arange(len(images), device=images.device) + first
+    logits = scale * images @ all_texts.T
+    if bias is not None:
+        labels = -torch.ones_like(logits)
+        labels[torch.arange(len(images)), target] = 1
+        return -F.logsigmoid(labels * (logits + bias)).sum() / len(images)
+    all_images, _ = distributed.gather_rows(images)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(scale * texts @ all_images.T, target))
 
 
 def trainable_summary(head: GaussianCLIPHead, clip: ClipBundle) -> dict[str, Any]:
@@ -322,14 +343,8 @@ class Trainer:
             return (emb - target).pow(2).sum(-1).mean()
         text = self._text_targets(batch)
         model = self.clip.model
-        scale = model.logit_scale.exp().float()
-        logits = scale * emb @ text.T
         bias = getattr(model, "logit_bias", None)
-        if bias is not None:
-            labels = 2 * torch.eye(len(emb), device=self.device) - 1
-            return -F.logsigmoid(labels * (logits + bias.float())).sum() / len(emb)
-        target = torch.arange(len(emb), device=self.device)
-        return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
+        return contrastive_loss(emb, text, model.logit_scale.exp().float(), None if bias is None else bias.float())
 
     # --- loop ---------------------------------------------------------------------------------------------
 
