@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -169,14 +170,30 @@ def write(
     return len(data)
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _new_file_mode(path: Path) -> int:
     """The mode a plain ``open(path, "w")`` would give: the existing file's, else 0o666 less the umask."""
     try:
         return path.stat().st_mode & 0o7777
     except OSError:
-        umask = os.umask(0)
+        return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux), so threads never race."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        umask = os.umask(0o077)  # briefly the strictest common mask: a racing file is private, never open
         os.umask(umask)
-        return 0o666 & ~umask
+    return umask
 
 
 def write_atomic(path: Path, data: bytes) -> None:
