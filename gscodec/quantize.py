@@ -19,6 +19,7 @@ The quantized representation (normative, ``spec/gsi.md`` section "Quantized mode
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -97,6 +98,33 @@ PRESETS: dict[str, Quantization] = {
     "max": Quantization(position_bits=4, scale_bits=10, shear_bits=8, color_bits=9, chroma_bits=9),
 }
 """Named quality levels; what each costs is measured by ``benchmarks/bench_quantization.py``."""
+
+RATE_PRESETS: tuple[tuple[float, Quantization], ...] = (
+    (0.008, Quantization(position_bits=1, scale_bits=6, shear_bits=4, color_bits=5, chroma_bits=5)),
+    (math.inf, Quantization(position_bits=2, scale_bits=6, shear_bits=4, color_bits=6, chroma_bits=6)),
+)
+"""``(density below which it applies, quantization)``: the bits that gave the best
+PSNR at equal file size on native-resolution photos (``benchmarks/bench_quantization.py
+--size 0 --density ...``). Sparse images (few, large Gaussians) trade position,
+scale and colour precision for more Gaussians; dense ones keep 1/4 px and
+6-bit colours but need fewer shape bits."""
+
+
+def preset_for_density(density: float) -> Quantization:
+    """The rate-distortion-best quantization for ``density`` Gaussians per pixel (``N / (W * H)``)."""
+    if not (math.isfinite(density) and density > 0):
+        raise ValueError(f"density must be a positive number of Gaussians per pixel, got {density}")
+    return next(q for limit, q in RATE_PRESETS if density < limit)
+
+
+def resolve_preset(name: str, density: float) -> Quantization:
+    """The :data:`PRESETS` entry ``name``, or for ``"auto"`` :func:`preset_for_density` of ``density``."""
+    if name == "auto":
+        return preset_for_density(density)
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown quantization preset {name!r}; valid: auto, {', '.join(PRESETS)}") from None
 
 
 @dataclass(frozen=True, eq=False)

@@ -17,7 +17,7 @@ from gscodec.format import (ChecksumError, GsiError, HeaderError, LimitError, Me
                             ParameterError, StreamError, TrailingDataError, TruncatedError, UnsupportedVersionError,
                             WriteError, decode, encode, peek, read, write)
 from gscodec.format.header import HEADER_SIZE
-from gscodec.format.payload import encode_quantized
+from gscodec.format.payload import QUANT_TABLE_SIZE, encode_quantized
 from gscodec.quantize import COLOR_RGB, Quantization, QuantizedGaussians, morton_encode, quantize, snap
 
 from .conftest import random_gaussians
@@ -179,7 +179,7 @@ def test_metadata_error(gaussians: GaussianImage, meta: bytes) -> None:
 
 def test_stream_error(valid: bytes) -> None:
     meta_len = struct.unpack_from("<H", valid, 14)[0]
-    at = HEADER_SIZE + meta_len + 57
+    at = HEADER_SIZE + meta_len + QUANT_TABLE_SIZE
     b = bytearray(valid)
     struct.pack_into("<I", b, at + 1, struct.unpack_from("<I", b, at + 1)[0] + 1)
     with pytest.raises(StreamError):

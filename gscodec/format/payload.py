@@ -4,9 +4,10 @@ Float modes (FLOAT32, FLOAT16): eight fields ``x, y, l11, l21, l22, r, g, b``,
 field after field, each split into byte planes (all first bytes, then all
 second bytes, ...), little-endian.
 
-Quantized mode: a 57-byte quantization table, then byte planes of the
-pixel-level Morton code deltas, of the sub-pixel position fractions, and of the
-zigzag-coded field codes (see :mod:`gscodec.quantize`).
+Quantized mode: a 57-byte quantization table, then the tokens
+(:mod:`.tokens`) of the pixel-level Morton code deltas and of the zigzag-coded
+field codes in zstd frames, then their packed extra bits with the sub-pixel
+position fractions (see :mod:`gscodec.quantize`).
 """
 
 from __future__ import annotations
@@ -22,26 +23,12 @@ from ..quantize import (COLOR_RGB, COLOR_YCOCG, FIELD_NAMES, QuantizedGaussians,
                         morton_encode)
 from .errors import HeaderError, ParameterError, TruncatedError
 from .header import Mode
-from .streams import pack_frames, unpack_frames
+from .streams import frames_end, pack_frames, unpack_frames
+from .tokens import CONFIGS, VALUE_BITS, choose_config, detokenize, extra_bit_counts, pack_bits, tokenize, unpack_bits
 
 _FLOAT_DTYPES = {Mode.FLOAT32: np.dtype("<f4"), Mode.FLOAT16: np.dtype("<f2")}
-_FIELD_ENTRY = struct.Struct("<ffB")
-QUANT_TABLE_SIZE = 3 + _FIELD_ENTRY.size * len(FIELD_NAMES)
-MAX_POSITION_BYTES = 5
-
-
-def to_planes(values: np.ndarray, width: int) -> bytes:
-    """Byte planes of non-negative integers ``values`` ``(N,)``: ``width`` planes of N bytes, low byte first."""
-    le = values.astype("<u8").view(np.uint8).reshape(-1, 8)[:, :width]
-    return np.ascontiguousarray(le.T).tobytes()
-
-
-def from_planes(raw: bytes, n: int, width: int) -> np.ndarray:
-    """Inverse of :func:`to_planes`: uint64 ``(n,)``."""
-    planes = np.frombuffer(raw, dtype=np.uint8, count=n * width).reshape(width, n)
-    out = np.zeros((n, 8), dtype=np.uint8)
-    out[:, :width] = planes.T
-    return out.view("<u8").reshape(n)
+_FIELD_ENTRY = struct.Struct("<ff")
+QUANT_TABLE_SIZE = 2 + _FIELD_ENTRY.size * len(FIELD_NAMES) + 1 + len(FIELD_NAMES)
 
 
 def zigzag(q: np.ndarray) -> np.ndarray:
@@ -54,11 +41,6 @@ def unzigzag(u: np.ndarray) -> np.ndarray:
     """Inverse of :func:`zigzag`."""
     u = u.astype(np.uint64)
     return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
-
-
-def _bytes_needed(values: np.ndarray) -> int:
-    top = int(values.max()) if values.size else 0
-    return max(1, (top.bit_length() + 7) // 8)
 
 
 def _best_frames(chunks: list[bytes]) -> bytes:
@@ -106,68 +88,63 @@ def decode_float(data: memoryview, mode: Mode, width: int, height: int, count: i
 def encode_quantized(qg: QuantizedGaussians) -> bytes:
     """Payload of quantized Gaussians (already in Morton order)."""
     p = qg.position_bits
-    pixel = morton_encode(qg.ix >> p, qg.iy >> p)
-    deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
     if np.any(np.diff(morton_encode(qg.ix, qg.iy).astype(np.int64)) < 0):
         raise ParameterError("quantized Gaussians are not in Morton order")
-    pos_bytes = _bytes_needed(deltas)
-    chunks = [to_planes(deltas, pos_bytes)]
-    if p:
-        mask = (1 << p) - 1
-        chunks.append(to_planes(morton_encode(qg.ix & mask, qg.iy & mask), 1))
-    table = bytearray(struct.pack("<BBB", p, qg.color_transform, pos_bytes))
+    pixel = morton_encode(qg.ix >> p, qg.iy >> p)
+    deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
+    mask = (1 << p) - 1
+    fraction = morton_encode(qg.ix & mask, qg.iy & mask)
+    streams = [deltas] + [zigzag(qg.codes[f]) for f in range(len(FIELD_NAMES))]
+    if int(max((s.max() for s in streams if s.size), default=0)) >> VALUE_BITS:
+        raise ParameterError(f"a field code needs more than {VALUE_BITS} bits; use fewer bits")
+    configs = [choose_config(s) for s in streams]
+    coded = [tokenize(s, c) for s, c in zip(streams, configs)]
+    extra_values = [coded[0][1], fraction] + [c[1] for c in coded[1:]]
+    extra_bits = [coded[0][2], np.full(qg.count, 2 * p, dtype=np.int64)] + [c[2] for c in coded[1:]]
+    table = bytearray(struct.pack("<BB", p, qg.color_transform))
     for f in range(len(FIELD_NAMES)):
-        codes = zigzag(qg.codes[f])
-        width = _bytes_needed(codes)
-        if width > 2:
-            raise ParameterError(f"field {FIELD_NAMES[f]} needs codes wider than 16 bits; use fewer bits")
-        table += _FIELD_ENTRY.pack(float(qg.offsets[f]), float(qg.steps[f]), width)
-        chunks.append(to_planes(codes, width))
-    return bytes(table) + _best_frames(chunks)
+        table += _FIELD_ENTRY.pack(float(qg.offsets[f]), float(qg.steps[f]))
+    table += bytes(configs)
+    bits = pack_bits(np.concatenate(extra_values), np.concatenate(extra_bits))
+    return bytes(table) + _best_frames([c[0].tobytes() for c in coded]) + bits
 
 
 def parse_quantized(data: memoryview, width: int, height: int, count: int) -> QuantizedGaussians:
     """Parse a quantized payload to codes, checking the table and the position grid."""
     if len(data) < QUANT_TABLE_SIZE:
         raise TruncatedError("payload ends inside its quantization table")
-    p, color_transform, pos_bytes = struct.unpack_from("<BBB", data)
+    p, color_transform = struct.unpack_from("<BB", data)
     if p > MAX_POSITION_FRACTION_BITS:
         raise HeaderError(f"position_bits {p} exceeds {MAX_POSITION_FRACTION_BITS}")
     if color_transform not in (COLOR_RGB, COLOR_YCOCG):
         raise HeaderError(f"unknown colour transform {color_transform}")
-    if not 1 <= pos_bytes <= MAX_POSITION_BYTES:
-        raise HeaderError(f"position code width {pos_bytes} is outside 1..{MAX_POSITION_BYTES}")
-    offsets, steps, widths = [], [], []
+    offsets, steps = [], []
     for f in range(len(FIELD_NAMES)):
-        offset, step, code_width = _FIELD_ENTRY.unpack_from(data, 3 + f * _FIELD_ENTRY.size)
+        offset, step = _FIELD_ENTRY.unpack_from(data, 2 + f * _FIELD_ENTRY.size)
         if not (np.isfinite(offset) and np.isfinite(step) and step > 0):
             raise HeaderError(f"field {FIELD_NAMES[f]} has offset {offset} and step {step}; need finite, step > 0")
-        if code_width not in (1, 2):
-            raise HeaderError(f"field {FIELD_NAMES[f]} code width {code_width} is not 1 or 2")
         offsets.append(offset)
         steps.append(step)
-        widths.append(code_width)
-    fraction_bytes = 1 if p else 0
-    raw = unpack_frames(data[QUANT_TABLE_SIZE:], count * (pos_bytes + fraction_bytes + sum(widths)))
-    pixel = np.cumsum(from_planes(raw[: count * pos_bytes], count, pos_bytes), dtype=np.uint64)
-    pos = count * pos_bytes
+    streams = len(FIELD_NAMES) + 1
+    configs = bytes(data[QUANT_TABLE_SIZE - streams : QUANT_TABLE_SIZE])
+    for j, config in enumerate(configs):
+        if config not in CONFIGS:
+            raise HeaderError(f"token stream {j} has an invalid config byte {config:#04x}")
+    body = data[QUANT_TABLE_SIZE:]
+    end = frames_end(body)
+    tokens = np.frombuffer(unpack_frames(body[:end], count * streams), dtype=np.uint8).reshape(streams, count)
+    nbits = np.stack([extra_bit_counts(tokens[i], c) for i, c in enumerate(configs)])
+    layout = np.concatenate([nbits[:1], np.full((1, count), 2 * p, dtype=np.int64), nbits[1:]])
+    extra = unpack_bits(bytes(body[end:]), layout.reshape(-1)).reshape(streams + 1, count)
+    pixel = np.cumsum(detokenize(tokens[0], extra[0], configs[0]), dtype=np.uint64)
     if count and int(pixel[-1]) >= 1 << 40:
         raise ParameterError("a position lies outside the image")
-    morton = pixel << np.uint64(2 * p)
-    if p:
-        fraction = from_planes(raw[pos : pos + count], count, 1)
-        pos += count
-        if count and int(fraction.max()) >= 1 << (2 * p):
-            raise ParameterError(f"a position fraction exceeds {2 * p} bits")
-        morton |= fraction
-    ix, iy = morton_decode(morton)
+    ix, iy = morton_decode((pixel << np.uint64(2 * p)) | extra[1])
     grid = 2**p
     if count and (int(ix.max()) > width * grid or int(iy.max()) > height * grid):
         raise ParameterError("a position lies outside the image")
-    codes = np.zeros((len(FIELD_NAMES), count), dtype=np.int64)
-    for f, code_width in enumerate(widths):
-        codes[f] = unzigzag(from_planes(raw[pos : pos + count * code_width], count, code_width))
-        pos += count * code_width
+    codes = np.stack([unzigzag(detokenize(tokens[1 + f], extra[2 + f], configs[1 + f]))
+                      for f in range(len(FIELD_NAMES))])
     return QuantizedGaussians(width, height, p, color_transform, ix, iy,
                               np.array(offsets, dtype=np.float32), np.array(steps, dtype=np.float32), codes)
 

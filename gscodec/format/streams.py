@@ -29,6 +29,25 @@ def pack_frames(chunks: list[bytes], level: int = ZSTD_LEVEL) -> bytes:
     return table + b"".join(frames)
 
 
+def frames_end(data: memoryview) -> int:
+    """Where the frame table starting at ``data[0]`` ends: table size plus its declared frame lengths.
+
+    Raises :class:`TruncatedError` if the table runs past ``data``, :class:`StreamError` if its frames do.
+    """
+    if len(data) < 1:
+        raise TruncatedError("payload ends before its frame table")
+    count = data[0]
+    if not 1 <= count <= MAX_FRAMES:
+        raise StreamError(f"frame count {count} is outside 1..{MAX_FRAMES}")
+    table_end = 1 + 4 * count
+    if len(data) < table_end:
+        raise TruncatedError("payload ends inside its frame table")
+    end = table_end + sum(struct.unpack_from(f"<{count}I", data, 1))
+    if end > len(data):
+        raise StreamError(f"frames end at byte {end} but the payload holds {len(data)}")
+    return end
+
+
 def unpack_frames(data: memoryview, expected: int) -> bytes:
     """Decompress the frame table in ``data`` (which it must cover exactly) to ``expected`` bytes."""
     if len(data) < 1:

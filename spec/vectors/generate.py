@@ -26,6 +26,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 import gscodec  # noqa: E402
 from gscodec.format.header import HEADER_SIZE  # noqa: E402
+from gscodec.format.payload import QUANT_TABLE_SIZE  # noqa: E402
 from gscodec.quantize import COLOR_RGB, Quantization  # noqa: E402
 
 
@@ -95,15 +96,16 @@ def invalid_cases(valid: bytes) -> dict[str, tuple[bytes, str]]:
     cases["metadata-overrun"] = (_fix_crc(b), "MetadataError")
     b = bytearray(valid); b[payload_at] = 9
     cases["position-bits-9"] = (_fix_crc(b), "HeaderError")
-    b = bytearray(valid); struct.pack_into("<f", b, payload_at + 7, float("nan"))
+    b = bytearray(valid); struct.pack_into("<f", b, payload_at + 6, float("nan"))
     cases["nan-step"] = (_fix_crc(b), "HeaderError")
-    b = bytearray(valid); b[payload_at + 57] = 0
+    b = bytearray(valid); b[payload_at + QUANT_TABLE_SIZE] = 0
     cases["zero-frames"] = (_fix_crc(b), "StreamError")
-    b = bytearray(valid); b[-10] ^= 0x55
+    frames_at = payload_at + QUANT_TABLE_SIZE
+    b = bytearray(valid); b[frames_at + 1 + 4 * b[frames_at] + 1] ^= 0x55  # the first frame's magic number
     cases["corrupt-zstd"] = (_fix_crc(b), "StreamError")
     b = bytearray(valid); struct.pack_into("<I", b, 10, struct.unpack_from("<I", b, 10)[0] + 1)
     cases["count-plus-one"] = (_fix_crc(b), "StreamError")
-    b = bytearray(valid); struct.pack_into("<f", b, payload_at + 3, 1e30)
+    b = bytearray(valid); struct.pack_into("<f", b, payload_at + 2, 1e30)
     cases["scale-overflow"] = (_fix_crc(b), "ParameterError")
     return cases
 
@@ -125,7 +127,7 @@ def main() -> None:
     gscodec.write(_random_gaussians(40, 40, 50, 3), HERE / "rgb-wide-quantized.gsi",
                   quantization=Quantization(position_bits=0, scale_bits=12, shear_bits=10, color_bits=11,
                                             chroma_bits=11, color_transform=COLOR_RGB))
-    notes["rgb-wide-quantized.gsi"] = "quantized RGB, integer positions, 16-bit codes"
+    notes["rgb-wide-quantized.gsi"] = "quantized RGB, integer positions, wide codes (many extra bits)"
     vectors = [describe(HERE / name, note) for name, note in notes.items()]
     (HERE / "vectors.json").write_text(json.dumps(vectors, indent=1, ensure_ascii=False) + "\n")
 

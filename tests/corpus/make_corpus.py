@@ -30,8 +30,9 @@ def zframe(data: bytes, content_size: bool = True) -> bytes:
     return zstandard.ZstdCompressor(level=3, write_content_size=content_size, write_checksum=False).compress(data)
 
 
-def quant_table(pos_bytes: int = 1, offset: float = 0.0, step: float = 0.0625) -> bytes:
-    return struct.pack("<BBB", 2, 1, pos_bytes) + struct.pack("<ffB", offset, step, 1) * 6
+def quant_table(offset: float = 0.0, step: float = 0.0625, config: int = 0x12) -> bytes:
+    """p = 2, YCoCg, six fields alike, all seven token streams with split 2 and 1 mantissa bit."""
+    return struct.pack("<BB", 2, 1) + struct.pack("<ff", offset, step) * 6 + bytes([config] * 7)
 
 
 def main() -> None:
@@ -56,14 +57,24 @@ def main() -> None:
     vals[2, 0] = 0.0
     planes = np.ascontiguousarray(vals.view(np.uint8).reshape(8, 1, 4).transpose(0, 2, 1)).tobytes()
     cases["float32-zero-scale"] = (gsi(0, 8, 8, 1, frames(zframe(planes))), "ParameterError")
-    # quantized: Morton deltas that run far past the image, exp2 underflow to a zero scale
-    raw = bytes([0xFF] * 5) + bytes(1 + 6)  # 5-byte pixel delta, fraction, six fields
-    cases["morton-far-outside"] = (gsi(2, 8, 8, 1, quant_table(pos_bytes=5) + frames(zframe(raw))), "ParameterError")
-    raw = bytes(1 + 1 + 6)
-    cases["scale-underflow"] = (gsi(2, 8, 8, 1, quant_table(offset=-400.0) + frames(zframe(raw))), "ParameterError")
-    cases["negative-step"] = (gsi(2, 8, 8, 1, quant_table(step=-1.0) + frames(zframe(raw))), "HeaderError")
-    raw = bytes(1) + bytes([0x10]) + bytes(6)  # fraction 16 needs 5 bits; p = 2 allows 4
-    cases["position-fraction-too-wide"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(raw))), "ParameterError")
+    # quantized (p = 2, one Gaussian: seven tokens, then extra bits with a 4-bit fraction)
+    # pixel delta token 63 (the largest): 30 extra bits of ones, a Morton code far past the image
+    tokens = bytes([63]) + bytes(6)
+    extra = bytes([0xFF] * 3) + bytes([0x3F, 0x00])  # 30 ones, 4 fraction bits 0, 6 padding bits 0
+    cases["morton-far-outside"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(tokens)) + extra), "ParameterError")
+    cases["token-too-large"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(bytes([64]) + bytes(6))) + bytes(5)),
+                                "ParameterError")
+    cases["bad-token-config"] = (gsi(2, 8, 8, 1, quant_table(config=0x33) + frames(zframe(bytes(7))) + b"\x00"),
+                                 "HeaderError")
+    tokens = bytes(7)
+    cases["scale-underflow"] = (gsi(2, 8, 8, 1, quant_table(offset=-400.0) + frames(zframe(tokens)) + b"\x00"),
+                                "ParameterError")
+    cases["negative-step"] = (gsi(2, 8, 8, 1, quant_table(step=-1.0) + frames(zframe(tokens)) + b"\x00"), "HeaderError")
+    cases["extra-bits-missing"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(tokens))), "TruncatedError")
+    cases["extra-bits-trailing"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(tokens)) + bytes(2)), "StreamError")
+    cases["extra-bits-bad-padding"] = (gsi(2, 8, 8, 1, quant_table() + frames(zframe(tokens)) + b"\x10"), "StreamError")
+    cases["quantized-frames-past-payload"] = (gsi(2, 8, 8, 1, quant_table() + struct.pack("<BI", 1, 1000) + bytes(8)),
+                                              "StreamError")
     cases["quant-table-truncated"] = (gsi(2, 8, 8, 1, quant_table()[:20]), "TruncatedError")
     # metadata: 300 empty-valued entries, and a key that is not UTF-8
     meta = b"".join(b"\x02" + f"{i:02x}".encode() + b"\x00\x00" for i in range(300))

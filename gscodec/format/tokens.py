@@ -1,0 +1,157 @@
+"""Hybrid integer coding: unsigned integers to one-byte tokens plus raw extra bits (spec section 7.2).
+
+A stream's *config* byte holds ``s`` (split exponent, bits 0-3, 0..7) and ``m``
+(mantissa bits in the token, bits 4-7, ``m <= min(s, 2)``). A value
+``v < 2**s`` is its own token with no extra bits. A larger value with
+``n = floor(log2 v)`` is the token ``2**s + (n - s) * 2**m + h``, where ``h``
+is the ``m`` bits of ``v`` below its leading one, followed by the ``n - m`` low
+bits of ``v`` as extra bits. Tokens carry the skewed part of a distribution
+(magnitude and first mantissa bits) into zstd's entropy coder through a small
+alphabet; the extra bits are close to uniform, so they are stored packed,
+least significant bit first. ``s = 7, m = 0`` stores values below 128 whole.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from numba import njit
+
+from .errors import HeaderError, ParameterError, StreamError, TruncatedError
+
+VALUE_BITS = 32
+"""Tokens cover values below ``2**VALUE_BITS``."""
+MAX_SPLIT = 7
+MAX_MANTISSA = 2
+
+
+def config_byte(split: int, mantissa: int) -> int:
+    """The config byte of split exponent ``split`` and ``mantissa`` token bits; raises ``ValueError`` if invalid."""
+    if not (0 <= split <= MAX_SPLIT and 0 <= mantissa <= min(split, MAX_MANTISSA)):
+        raise ValueError(f"invalid token config: split {split}, mantissa {mantissa}")
+    return split | mantissa << 4
+
+
+CONFIGS = tuple(config_byte(s, m) for s in range(MAX_SPLIT + 1) for m in range(min(s, MAX_MANTISSA) + 1))
+"""Every valid config byte."""
+
+
+@lru_cache(maxsize=None)
+def _tables(config: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """Largest token, and extra-bit count and value of the leading bits per token (256 entries each)."""
+    if config not in CONFIGS:
+        raise HeaderError(f"invalid token config byte {config}")
+    s, m = config & 15, config >> 4
+    t = np.arange(256, dtype=np.int64)
+    big = t >= 1 << s
+    n = s + ((t - (1 << s)) >> m)
+    nbits = np.where(big, np.minimum(n - m, 63), 0)
+    lead = np.where(big, ((1 << m) | ((t - (1 << s)) & ((1 << m) - 1))).astype(np.uint64) << nbits.astype(np.uint64),
+                    t.astype(np.uint64))
+    max_token = (1 << s) + ((VALUE_BITS - 1 - s) << m) + (1 << m) - 1
+    return max_token, nbits, lead
+
+
+def tokenize(values: np.ndarray, config: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(N,)`` unsigned ints to uint8 tokens, extra-bit values and int64 extra-bit counts (``(N,)`` each)."""
+    s, m = config & 15, config >> 4
+    _tables(config)
+    v = values.astype(np.uint64)
+    big = v >= np.uint64(1 << s)
+    n = np.zeros(v.shape, dtype=np.int64)
+    if big.any():
+        # frexp is exact below 2**53; anything that large fails the check below anyway
+        n[big] = np.frexp(v[big].astype(np.float64))[1] - 1
+    if int(n.max(initial=0)) >= VALUE_BITS:
+        raise ParameterError(f"a value needs more than {VALUE_BITS} bits")
+    nbits = np.where(big, n - m, 0)
+    high = (v >> nbits.astype(np.uint64)) & np.uint64((1 << m) - 1)
+    tokens = np.where(big, (1 << s) + ((n - s) << m) + high.astype(np.int64), v.astype(np.int64))
+    extra = v & _MASK[nbits]
+    return tokens.astype(np.uint8), extra, nbits
+
+
+def choose_config(values: np.ndarray) -> int:
+    """The config whose tokens and extra bits have the fewest estimated bits for ``values`` ``(N,)``.
+
+    The estimate is the order-0 entropy of the tokens plus the extra bits plus
+    4 bits per distinct token (a rough Huffman table cost).
+    """
+    best, best_cost = CONFIGS[0], float("inf")
+    for config in CONFIGS:
+        try:
+            tokens, _, nbits = tokenize(values, config)
+        except ParameterError:
+            continue
+        counts = np.bincount(tokens, minlength=256)
+        counts = counts[counts > 0]
+        cost = float(-(counts * np.log2(counts / max(tokens.size, 1))).sum()) + int(nbits.sum()) + 4 * counts.size
+        if cost < best_cost:
+            best, best_cost = config, cost
+    return best
+
+
+def extra_bit_counts(tokens: np.ndarray, config: int) -> np.ndarray:
+    """Int64 extra-bit counts of uint8 ``tokens`` (any shape); :class:`ParameterError` for a token out of range."""
+    max_token, nbits, _ = _tables(config)
+    if tokens.size and int(tokens.max()) > max_token:
+        raise ParameterError(f"token {int(tokens.max())} exceeds {max_token} (token config {config})")
+    return nbits[tokens]
+
+
+def detokenize(tokens: np.ndarray, extra: np.ndarray, config: int) -> np.ndarray:
+    """Inverse of :func:`tokenize`: uint64 values from valid uint8 tokens and their extra bits."""
+    return _tables(config)[2][tokens] | extra
+
+
+_MASK = (np.uint64(1) << np.arange(64, dtype=np.uint64)) - np.uint64(1)
+
+
+def pack_bits(values: np.ndarray, nbits: np.ndarray) -> bytes:
+    """Concatenate the low ``nbits[i]`` bits of each ``values[i]``, LSB first, zero-padded to whole bytes."""
+    total = int(nbits.sum())
+    if total == 0:
+        return b""
+    owner = np.repeat(np.arange(values.size), nbits)
+    starts = np.cumsum(nbits) - nbits
+    shift = (np.arange(total) - starts[owner]).astype(np.uint64)
+    bits = ((values.astype(np.uint64)[owner] >> shift) & np.uint64(1)).astype(np.uint8)
+    return np.packbits(bits, bitorder="little").tobytes()
+
+
+def unpack_bits(data: bytes, nbits: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`pack_bits` for ``data`` of exactly ``ceil(sum(nbits) / 8)`` bytes: uint64 ``(N,)``.
+
+    Raises :class:`TruncatedError` if ``data`` is too short, :class:`StreamError`
+    if it is too long or its padding bits are not zero.
+    """
+    total = int(nbits.sum())
+    need = (total + 7) // 8
+    if len(data) < need:
+        raise TruncatedError(f"extra bits need {need} bytes, the payload holds {len(data)}")
+    if len(data) > need:
+        raise StreamError(f"{len(data) - need} bytes follow the extra bits")
+    if total == 0:
+        return np.zeros(nbits.shape, dtype=np.uint64)
+    if total % 8 and data[-1] >> (total % 8):
+        raise StreamError("the padding bits after the extra bits are not zero")
+    buf = np.zeros(need + 8, dtype=np.uint8)
+    buf[:need] = np.frombuffer(data, dtype=np.uint8)
+    return _read_bits(buf, nbits.astype(np.int64))
+
+
+@njit(cache=True)
+def _read_bits(buf: np.ndarray, nbits: np.ndarray) -> np.ndarray:  # pragma: no cover - compiled
+    out = np.zeros(nbits.size, dtype=np.uint64)
+    pos = 0
+    for i in range(nbits.size):
+        nb = nbits[i]
+        if nb:
+            at = pos >> 3
+            word = np.uint64(0)
+            for k in range(8):
+                word |= np.uint64(buf[at + k]) << np.uint64(8 * k)
+            out[i] = (word >> np.uint64(pos & 7)) & ((np.uint64(1) << np.uint64(nb)) - np.uint64(1))
+            pos += nb
+    return out
