@@ -13,6 +13,13 @@ build its CUDA extension for the tile binning (minutes, once).
     python benchmarks/bench_gpu.py [--batches 1,4,...,4096] [--gaussians 400,900,1600,3136]
                                    [--size 224] [--iters 10] [--min-seconds 1] [--no-ref]
     python benchmarks/bench_gpu.py --interpret    # tiny CPU smoke run in the Triton interpreter
+    python benchmarks/bench_gpu.py --fit [--photos DIR] [--fit-images 256] [--gaussians 900] [--size 224]
+
+``--fit`` times the whole batched fitter instead (``fit_batch`` with the
+``cuda`` backend, batch size from free GPU memory via
+``gscodec.fit.device.choose_batch_size``) on copies of the photos in DIR, and the
+CPU fitter on a few of them in the same run: images per second of each, their
+ratio, and the mean PSNR of both on the images both fitted.
 
 Without CUDA (and without ``--interpret``) it says so and exits 0.
 """
@@ -217,7 +224,13 @@ def main() -> int:
     parser.add_argument(
         "--interpret", action="store_true", help="tiny CPU smoke run of the Triton kernels in the interpreter"
     )
+    parser.add_argument("--fit", action="store_true", help="time the batched fitter (GPU against the CPU fitter)")
+    parser.add_argument("--photos", default="/work/shared/photos", help="--fit: folder of photos")
+    parser.add_argument("--fit-images", type=int, default=256, help="--fit: images fitted on the GPU")
+    parser.add_argument("--cpu-images", type=int, default=4, help="--fit: of those, images fitted on the CPU")
     args = parser.parse_args()
+    if args.fit:
+        return fit_benchmark(args)
 
     if args.interpret:
         if "triton" in sys.modules:
@@ -257,6 +270,55 @@ def main() -> int:
             print_table(rows)
     if device.type == "cuda":
         print("tile binning: " + ("PyTorch (gsplat unavailable)" if binning._gsplat_failed else "gsplat isect_tiles"))
+    return 0
+
+
+def fit_benchmark(args: argparse.Namespace) -> int:
+    """``--fit``: images per second of ``fit_batch`` on the GPU and on the CPU, side by side, and their PSNRs."""
+    from pathlib import Path
+
+    import numpy as np
+
+    if args.interpret:
+        if "triton" in sys.modules:
+            raise SystemExit("--interpret must be chosen before triton is imported")
+        os.environ["TRITON_INTERPRET"] = "1"
+    from gscodec.cuda.device import cuda_problem
+    from gscodec.fit import FitConfig, fit_batch
+    from gscodec.fit.device import choose_batch_size, fit_device
+    from gscodec.imageio import load_image, resize_for_clip
+
+    size, n = (24, 30) if args.interpret else (args.size, args.gaussians[0])
+    if not args.interpret and cuda_problem() is not None:
+        print(f"bench_gpu --fit: nothing to measure: {cuda_problem()}; pass --interpret for a CPU smoke run.")
+        return 0
+    paths = sorted(p for p in Path(args.photos).iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not paths:
+        raise SystemExit(f"no photos in {args.photos}")
+    photos = [resize_for_clip(load_image(p), size) for p in paths]
+    total = 2 if args.interpret else args.fit_images
+    images = [photos[i % len(photos)] for i in range(total)]
+    device = fit_device("cuda")
+    batch = 2 if args.interpret else choose_batch_size(size, size, n, device=device)
+    kwargs = dict(points=n, iterations=10) if args.interpret else dict(points=n)
+    note = " (Triton interpreter: not a performance figure)" if args.interpret else " (from free memory)"
+    print(f"{size}x{size}, {n} Gaussians, {total} images, device {device}, GPU batch {batch}{note}")
+    cfg_gpu = FitConfig(backend="cuda", **kwargs)
+    t0 = time.perf_counter()
+    gpu = []
+    for k in range(0, total, batch):
+        gpu += fit_batch(images[k:k + batch], cfg_gpu)
+    sync(device)
+    gpu_s = time.perf_counter() - t0
+    cpu_n = min(args.cpu_images, total)
+    t0 = time.perf_counter()
+    cpu = fit_batch(images[:cpu_n], FitConfig(backend="cpu", **kwargs))
+    cpu_s = time.perf_counter() - t0
+    gpu_rate, cpu_rate = total / gpu_s, cpu_n / cpu_s
+    print(f"GPU fitter: {gpu_rate:.2f} img/s; CPU fitter: {cpu_rate:.2f} img/s; ratio {gpu_rate / cpu_rate:.1f}x")
+    dp = [g.psnr - c.psnr for g, c in zip(gpu[:cpu_n], cpu)]
+    print(f"PSNR on the {cpu_n} images both fitted: GPU {np.mean([g.psnr for g in gpu[:cpu_n]]):.2f} dB, "
+          f"CPU {np.mean([c.psnr for c in cpu]):.2f} dB, max |diff| {max(map(abs, dp)):.3f} dB")
     return 0
 
 

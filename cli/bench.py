@@ -103,7 +103,8 @@ def tables(summary: Any) -> list[Table]:
 @click.option("--codecs", default=",".join(CODEC_NAMES), show_default=True,
               help="Comma-separated codecs to run.")
 @click.option("--gsi-density", metavar="D1,D2,...",
-              help="gsi rate points in Gaussians per pixel.  [default: 0.004,0.008,0.016,0.03,0.05]")
+              help="gsi rate points in Gaussians per pixel (about 0.1 to 1 bpp).  "
+                   "[default: 0.002,0.004,0.008,0.016,0.03]")
 @click.option("--quality", "qualities", multiple=True, metavar="CODEC=Q1,Q2,...",
               help="Quality settings of jpeg, webp or avif (repeatable), e.g. jpeg=10,50,90. Defaults: "
                    "jpeg 5,10,15,20,30,...,90,95; webp 0,5,10,20,...,90,95; avif 5,10,20,...,90.")

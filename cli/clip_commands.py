@@ -69,13 +69,10 @@ def _list_heads(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 
 
 def _device(device: str) -> str:
-    import torch
+    """``--device`` resolved by :func:`gscodec.cuda.device.resolve_device` (CLIP needs no triton)."""
+    from .device import cli_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.UsageError("--device cuda: no CUDA device is available")
-    return device
+    return str(cli_device(device, need_triton=False))
 
 
 # --- train-head -------------------------------------------------------------------------------------------

@@ -31,17 +31,18 @@ from gscodec.format import GsiError, peek, write_atomic
 from gscodec.format import encode as encode_gsi
 from gscodec.imageio import ImageReadError, load_image, resize_for_clip
 from gscodec.limits import MAX_GAUSSIANS
-from gscodec.quantize import PRESETS, Quantization
+from gscodec.quantize import PRESETS, Quantization, resolve_preset
 
 from .common import display_path, error_text, human_bytes
 from .inputs import Job
 
-QUALITIES: dict[str, Quantization | None] = {**PRESETS, "float16": None, "float32": None}
-"""``--quality`` presets: bits per quantized field, or an unquantized float mode."""
+QUALITIES: dict[str, Quantization | None] = {"auto": None, **PRESETS, "float16": None, "float32": None}
+"""``--quality`` presets: bits per quantized field, an unquantized float mode, or ``auto`` (the preset
+of the Gaussian density, :func:`gscodec.quantize.preset_for_density`)."""
 
 ENCODER = f"gscodec {gscodec.__version__}"
 
-BYTES_PER_GAUSSIAN = {"low": 4.4, "medium": 5.8, "high": 6.8, "max": 9.0, "float16": 16.1, "float32": 32.1}
+BYTES_PER_GAUSSIAN = {"auto": 5.0, "low": 4.4, "medium": 5.8, "high": 6.8, "max": 9.0, "float16": 16.1, "float32": 32.1}
 """Typical file bytes per Gaussian of each --quality, measured by benchmarks/bench_quantization.py;
 ``--bpp`` starts from it and corrects once from the real size."""
 
@@ -61,14 +62,21 @@ class Settings:
     bpp: float | None = None
     iterations: int | None = None
     resize: int | None = None
-    quality: str = "medium"
+    quality: str = "auto"
     force: bool = False
     seed: int = 0
     target_psnr: float | None = None
+    backend: str = "cpu"  # the fitter's rasterizer: "cuda" fits on the GPU (see gscodec.fit.device)
 
     @property
     def mode(self) -> str:
         return self.quality if self.quality in ("float16", "float32") else "quantized"
+
+    def quantization(self, points: int, width: int, height: int) -> Quantization | None:
+        """The quantization of a ``points``-Gaussian file of ``width`` x ``height`` (None: a float mode)."""
+        if self.mode != "quantized":
+            return None
+        return resolve_preset(self.quality, points / (width * height))
 
     def target_bytes(self, width: int, height: int) -> int | None:
         """The ``--bpp`` file size of a ``width`` x ``height`` image, if one was asked for."""
@@ -84,10 +92,12 @@ class Settings:
         return int(min(MAX_GAUSSIANS, max(1, round(self.density * width * height))))
 
     def config(self, width: int, height: int, points: int | None = None) -> FitConfig:
-        quantized = QUALITIES[self.quality] is not None
-        target = None if self.target_psnr is None else self.target_psnr + (PSNR_MARGIN if quantized else 0.0)
-        kwargs: dict[str, Any] = dict(points=points or self.points_for(width, height),
-                                      quantization=QUALITIES[self.quality], seed=self.seed, target_psnr=target)
+        points = points or self.points_for(width, height)
+        quantization = self.quantization(points, width, height)
+        target = None if self.target_psnr is None else self.target_psnr + (PSNR_MARGIN if quantization else 0.0)
+        kwargs: dict[str, Any] = dict(points=points,
+                                      quantization=quantization, seed=self.seed, target_psnr=target,
+                                      backend=self.backend)
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         return FitConfig(**kwargs)
@@ -188,13 +198,14 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
             continue
         for i, res in zip(idx, results):
             try:
-                out[i] = _serialize(res, sources[i], settings, width, height)
+                out[i] = _serialize(res, sources[i], settings, config, width, height)
                 target = settings.target_bytes(width, height)
                 if target is not None and abs(len(out[i].data) - target) > RATE_TOLERANCE * target:
                     points = max(1, round(res.gaussians.count * (target - 100) / max(1, len(out[i].data) - 100)))
-                    refit = fit(images[i], settings.config(width, height, min(points, MAX_GAUSSIANS)), callback)
+                    refit_config = settings.config(width, height, min(points, MAX_GAUSSIANS))
+                    refit = fit(images[i], refit_config, callback)
                     refit.seconds += res.seconds
-                    out[i] = _serialize(refit, sources[i], settings, width, height)
+                    out[i] = _serialize(refit, sources[i], settings, refit_config, width, height)
             except GsiError as exc:
                 out[i] = error_text(exc)
             except Exception as exc:  # a fitter failure fails this image, not the run
@@ -202,11 +213,12 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
     return out
 
 
-def _serialize(res: FitResult, source: str, settings: Settings, width: int, height: int) -> Fitted:
-    """The `.gsi` bytes of one fit, with its metadata."""
+def _serialize(res: FitResult, source: str, settings: Settings, config: FitConfig, width: int,
+               height: int) -> Fitted:
+    """The `.gsi` bytes of one fit (quantized as its ``config`` says), with its metadata."""
     start = time.perf_counter()
     metadata = {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
-    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=QUALITIES[settings.quality] or Quantization(),
+    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=config.quantization or Quantization(),
                       metadata=metadata)
     return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
 

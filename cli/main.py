@@ -26,6 +26,7 @@ from rich.markup import escape  # noqa: E402
 from .bench import bench  # noqa: E402
 from .clip_commands import classify, train_head  # noqa: E402
 from .common import display_path, err_console, error_text, human_bytes, out_console  # noqa: E402
+from .device import cli_device, device_option  # noqa: E402
 from .verify import verify  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
@@ -95,7 +96,9 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 @click.option("--width", type=click.IntRange(1), help="Output width in pixels.")
 @click.option("--height", type=click.IntRange(1), help="Output height in pixels.")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), help="Output size relative to the stored size.")
-def view(file: Path, output: Path | None, width: int | None, height: int | None, scale: float | None) -> None:
+@device_option(help="Render on: auto (CUDA with triton when usable), cpu, cuda or cuda:N.")
+def view(file: Path, output: Path | None, width: int | None, height: int | None, scale: float | None,
+         device: str) -> None:
     """Render a .gsi FILE to pixels, at its stored size or any other.
 
     Give --width or --height alone to keep the aspect ratio, both to stretch,
@@ -107,6 +110,7 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
       gsi view cat.gsi
       gsi view cat.gsi -o cat.png --width 1024
       gsi view cat.gsi -o big.png --scale 4
+      gsi view cat.gsi -o big.png --scale 8 --device cuda
     """
     from gscodec.format import GsiError, read
     from gscodec.imageio import save_png
@@ -116,11 +120,12 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 
     if scale is not None and (width is not None or height is not None):
         raise click.UsageError("give either --scale or --width/--height, not both")
+    dev = cli_device(device)
     err = err_console()
     try:
         g = read(file).gaussians
         w, h = output_size(g, width, height, scale)
-        pixels = render(g, w, h)
+        pixels = render(g, w, h, device=dev)
     except (GsiError, OSError, ValueError) as exc:
         raise click.ClickException(f"{file}: {error_text(exc)}") from None
     if output is None:
@@ -163,8 +168,9 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 @click.option("--iterations", type=click.IntRange(0), help="Optimizer steps per image (fitter default if omitted).")
 @click.option("--resize", type=click.IntRange(1), metavar="SIZE",
               help="Shorter side to SIZE, then centre crop to SIZE x SIZE (as CLIP, e.g. 224). Default: native size.")
-@click.option("--quality", type=click.Choice(["low", "medium", "high", "max", "float16", "float32"]), default="medium",
-              show_default=True, help="Quantization preset, or unquantized float storage.")
+@click.option("--quality", type=click.Choice(["auto", "low", "medium", "high", "max", "float16", "float32"]),
+              default="auto", show_default=True,
+              help="Quantization preset (auto: the best for the Gaussian density), or unquantized float storage.")
 @click.option("--bpp", type=click.FloatRange(0, 64, min_open=True),
               help="Target file size in bits per pixel, instead of --points (one corrective refit if off by >8%).")
 @click.option("--psnr", "--target-psnr", "target_psnr", type=float,
@@ -174,8 +180,11 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 @click.option("--force", is_flag=True, help="Re-encode images whose output already exists (or complete tar shards).")
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Worker processes (each uses one thread).")
-@click.option("--batch", type=click.IntRange(1, 256), default=1, show_default=True,
-              help="Fit up to this many same-size images together (faster with --resize).")
+@click.option("--batch", type=click.IntRange(1, 4096),
+              help="Fit up to this many same-size images together (faster with --resize).  [default: 1 on the CPU; "
+                   "on CUDA as many as fit in free GPU memory, at most --batch when given]")
+@device_option(help="Fit on: auto (CUDA with triton when usable, else the CPU), cpu, cuda or cuda:N. On CUDA, "
+                    "image files are decoded by --workers loader processes while the GPU fits batches.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON summary list (input, output, psnr, bytes, bpp, seconds, status, error) on stdout; "
                    "for tar shards one object per output shard (shard, status, source, samples, failures, bytes, "
@@ -183,8 +192,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None, shard: str | None,
            shard_size: int, points: int | None, density: float | None, bpp: float | None, iterations: int | None,
            resize: int | None,
-           quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int,
-           as_json: bool) -> None:
+           quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int | None,
+           device: str, as_json: bool) -> None:
     """Fit images to Gaussians and write .gsi files (or .gsi tar shards).
 
     INPUTS are image files (any format Pillow reads), folders (searched
@@ -218,6 +227,7 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
       gsi encode photo.jpg --bpp 0.5            # rate control: about 0.5 bits per pixel
       gsi encode photo.jpg --psnr 30 --density 0.05   # stop once the file reaches ~30 dB
       gsi encode photos/ -o splats/ --resize 224 --batch 8 --json > summary.json
+      gsi encode photos/ -o splats/ --resize 224 --device cuda --workers 4
       gsi encode 'shards/{000..009}.tar' -o gsi-shards/ --resize 224 --batch 8
       gsi encode shards/ -o gsi-shards/ --resize 224 --shard 1/4      # one machine of four
       torchrun --nproc-per-node 2 -m gscodec_cli.main encode shards/ -o gsi-shards/ --resize 224
@@ -259,13 +269,18 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
 
     if sum(v is not None for v in (points, density, bpp)) > 1:
         raise click.UsageError("give only one of --points, --density and --bpp")
+    dev = cli_device(device)
+    if sharded and dev.type == "cuda":
+        if device != "auto":
+            raise click.UsageError("--device cuda encodes image files and folders; tar shards are fitted on the CPU")
+        dev = cli_device("cpu")
     settings = Settings(points=points or 900, density=density, bpp=bpp, iterations=iterations, resize=resize,
                         quality=quality, force=force, seed=seed, target_psnr=target_psnr)
     if sharded:
         from .shard_encoding import encode_sharded
 
         assert outdir is not None
-        encode_sharded(inputs, input_list, outdir, settings, batch, shard, shard_size, as_json, err)
+        encode_sharded(inputs, input_list, outdir, settings, batch or 1, shard, shard_size, as_json, err)
         return
 
     found = discover(list(inputs), outdir)
@@ -280,7 +295,12 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         err.print(f"[red]✗[/] {escape(r.input)}: {escape(r.error or '')}")
     start = time.perf_counter()
     try:
-        records += run(found.jobs, settings, err, workers=workers, batch=batch)
+        if dev.type == "cuda":
+            from .gpu_encoding import run_streaming
+
+            records += run_streaming(found.jobs, settings, err, dev, loaders=workers, max_batch=batch)
+        else:
+            records += run(found.jobs, settings, err, workers=workers, batch=batch or 1)
     except KeyboardInterrupt:
         err.print("[red]interrupted[/]: finished files are complete and nothing was half-written; "
                   "run the same command again to resume")

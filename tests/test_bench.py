@@ -259,6 +259,10 @@ def test_cli_json_summary_and_table(runner: CliRunner, photos: Path, tmp_path: P
 def test_cli_help_and_usage_errors(runner: CliRunner, photos: Path, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["bench", "--help"])
     assert result.exit_code == 0 and "Examples" in result.output
+    from gscodec.bench.codecs import DEFAULT_DENSITIES
+
+    # the help states the library's default rate points (click wraps long lines)
+    assert ",".join(format(d, "g") for d in DEFAULT_DENSITIES) in " ".join(result.output.split())
     out = str(tmp_path / "out")
     assert runner.invoke(cli, ["bench", str(photos), "-o", out, "--codecs", "png"]).exit_code == 2
     assert runner.invoke(cli, ["bench", str(photos), "-o", out, "--quality", "jpeg=a"]).exit_code == 2

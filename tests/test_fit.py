@@ -182,8 +182,10 @@ def test_plateau_stops_early() -> None:
 
 def test_fit_batch_matches_fit() -> None:
     images = [synthetic(seed=0), synthetic(seed=5)]
-    batch = fit_batch(images, FAST)
-    single = [fit(im, FAST) for im in images]
+    # a low final learning rate damps the chaotic drift that summation order starts (0.3 drifts ~0.6 dB here)
+    cfg = replace(FAST, lr_final=0.1)
+    batch = fit_batch(images, cfg)
+    single = [fit(im, cfg) for im in images]
     assert len(batch) == 2
     for b, s in zip(batch, single):
         assert b.gaussians.count == s.gaussians.count == 150

@@ -8,7 +8,8 @@ and decode times compare across codecs and runs.
 
 * ``gsi``: quality = Gaussian density (Gaussians per pixel, the rate knob).
   Encoding runs the fitter (:func:`gscodec.fit.fit`, its defaults unless
-  ``iterations`` is given) with the ``medium`` quantization preset and writes a
+  ``iterations`` is given) with the quantization preset of its density
+  (:func:`gscodec.quantize.preset_for_density`) and writes a
   quantized `.gsi` without metadata (``gsi encode`` adds ~50 bytes of
   provenance); decoding parses the file and renders it (:func:`gscodec.render`).
 * ``jpeg``: Pillow/libjpeg, quality 5..95 (5 reaches down to the low PSNRs
@@ -21,6 +22,7 @@ and decode times compare across codecs and runs.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import math
 from abc import ABC, abstractmethod
@@ -29,8 +31,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-DEFAULT_DENSITIES: tuple[float, ...] = (0.004, 0.008, 0.016, 0.03, 0.05)
-"""Default ``gsi`` rate points, in Gaussians per pixel."""
+DEFAULT_DENSITIES: tuple[float, ...] = (0.002, 0.004, 0.008, 0.016, 0.03)
+"""Default ``gsi`` rate points, in Gaussians per pixel: about 0.1 to 1.2 bpp on the development photos
+covering the 0.1-1 bpp range codecs are compared over (issue #6)."""
 
 
 def quality_label(quality: float) -> str:
@@ -156,7 +159,7 @@ class GsiCodec(Codec):
     name: ClassVar[str] = "gsi"
     qualities: tuple[float, ...] = DEFAULT_DENSITIES
     iterations: int | None = None
-    preset: str = "medium"
+    preset: str = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -168,8 +171,8 @@ class GsiCodec(Codec):
         for q in self.qualities:
             if not (math.isfinite(q) and 0 < q <= 1):
                 raise ValueError(f"gsi density must be in (0, 1] Gaussians per pixel, got {q}")
-        if self.preset not in PRESETS:
-            raise ValueError(f"unknown quantization preset {self.preset!r}; valid: {', '.join(PRESETS)}")
+        if self.preset != "auto" and self.preset not in PRESETS:
+            raise ValueError(f"unknown quantization preset {self.preset!r}; valid: auto, {', '.join(PRESETS)}")
         if self.iterations is not None and self.iterations < 0:
             raise ValueError(f"iterations must be non-negative, got {self.iterations}")
 
@@ -177,9 +180,13 @@ class GsiCodec(Codec):
         from .. import __version__
         from ..fit import FitConfig
 
-        iterations = self.iterations if self.iterations is not None else FitConfig().iterations
+        defaults = FitConfig()
+        iterations = self.iterations if self.iterations is not None else defaults.iterations
+        # a digest of every fitter default, so a results folder made with other defaults is not resumed
+        digest = hashlib.sha1(repr(defaults).encode()).hexdigest()[:8]
         return (f"gscodec {__version__} .gsi, quantized ({self.preset} preset), fitter with {iterations} iterations "
-                f"(early stopping on), seed {self.seed}, no metadata; quality = Gaussians per pixel")
+                f"(early stopping on, defaults {digest}), seed {self.seed}, no metadata; "
+                f"quality = Gaussians per pixel")
 
     def points(self, width: int, height: int, density: float) -> int:
         """The Gaussian budget for a ``width`` x ``height`` image at ``density``."""
@@ -190,11 +197,12 @@ class GsiCodec(Codec):
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         from .. import encode
         from ..fit import FitConfig, fit
-        from ..quantize import PRESETS
+        from ..quantize import resolve_preset
 
-        q = PRESETS[self.preset]
         height, width = image.shape[:2]
-        kwargs: dict[str, Any] = {"points": self.points(width, height, quality), "quantization": q, "seed": self.seed}
+        points = self.points(width, height, quality)
+        q = resolve_preset(self.preset, points / (width * height))
+        kwargs: dict[str, Any] = {"points": points, "quantization": q, "seed": self.seed}
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         result = fit(image, FitConfig(**kwargs))

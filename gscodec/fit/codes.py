@@ -35,7 +35,8 @@ def _code_steps(q: Quantization, steps: np.ndarray) -> torch.Tensor:
 
 
 def _loss(g: GaussianImage, target: torch.Tensor, colors: torch.Tensor, backend: str) -> torch.Tensor:
-    img = rasterize_sum(g.means, g.chol, colors, g.width, g.height, backend=backend)
+    dev = target.device  # g is on the CPU (GaussianImage); the render runs where the target is
+    img = rasterize_sum(g.means.to(dev), g.chol.to(dev), colors.to(dev), g.width, g.height, backend=backend)
     return 0.5 * ((img.clamp(0.0, 1.0) - target) ** 2).sum()
 
 
@@ -65,7 +66,7 @@ def refine_color_codes(
         return g
     qg = quantize(g, q)
     codes = qg.codes.copy()
-    unit = _code_steps(q, qg.steps)
+    unit = _code_steps(q, qg.steps).cpu()
     moves = torch.cat([unit, -unit])  # (6, 3): +1 then -1 in each colour field
     footprint = (math.pi * g.chol[:, 0] * g.chol[:, 2])[:, None]
     quad = 0.5 * footprint * (moves**2).sum(1)[None, :]
@@ -78,6 +79,7 @@ def refine_color_codes(
         colors = current.colors.clone().requires_grad_(True)
         loss = _loss(current, target, colors, backend)
         (grad,) = torch.autograd.grad(loss, colors)
+        grad = grad.cpu()
         if float(loss.detach()) < best_loss:
             best, best_loss = current, float(loss.detach())
         gain = grad @ moves.T + quad  # (N, 6) predicted change of the loss

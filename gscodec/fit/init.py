@@ -69,18 +69,20 @@ def _normalise(m: torch.Tensor, uniform_share: float) -> torch.Tensor:
 def sample_pixels(p: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """``(k, 2)`` positions ``(x, y)`` sampled from the ``(H, W)`` map ``p``, jittered inside the pixel.
 
-    Pixels are drawn without replacement while there are enough of them.
+    Pixels are drawn without replacement while there are enough of them. The
+    draw runs on the CPU with the CPU ``generator`` whatever the device of
+    ``p``, so a fit samples alike on every device; the result is on ``p``'s device.
     """
     h, w = p.shape
-    flat = p.reshape(-1).double().clamp_min(0)
+    flat = p.reshape(-1).double().cpu().clamp_min(0)
     if float(flat.sum()) <= 0:
         flat = torch.ones_like(flat)
     positive = int((flat > 0).sum())
     idx = torch.multinomial(flat, k, replacement=k > positive, generator=generator)
-    jitter = torch.rand((k, 2), generator=generator, dtype=torch.float64)
+    jitter = torch.rand((k, 2), generator=generator, dtype=torch.float64, device="cpu")
     x = (idx % w).double() + jitter[:, 0]
     y = torch.div(idx, w, rounding_mode="floor").double() + jitter[:, 1]
-    return torch.stack([x, y], 1).float()
+    return torch.stack([x, y], 1).float().to(p.device)
 
 
 def _lookup(img: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

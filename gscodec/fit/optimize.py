@@ -45,6 +45,7 @@ import torch
 from ..gaussians import GaussianImage
 from ..quantize import Quantization
 from ..raster import rasterize_sum
+from .device import fit_device, on_device
 from .imageio import as_target
 from .init import (
     MIN_SCALE,
@@ -84,7 +85,8 @@ class FitConfig:
             Gaussians), so it carries over across budgets and image sizes.
         lr_shape, lr_colors: Adam learning rates of the log-scales and shear,
             and of the colours.
-        lr_final: learning rate at the end of the cosine decay, relative.
+        lr_final: learning rate at the end of the cosine decay, relative (0.3 beat 0.1 by
+            0.07-0.15 dB at 224x224 and at native resolution, issue #6).
         betas: Adam betas.
         lambda_reg: weight of ``sum |colors|`` next to the per-pixel MSE.
         tau_th: luminance-aware pruning threshold on ``|colors|``.
@@ -107,10 +109,12 @@ class FitConfig:
         refit_iters: conjugate-gradient steps of the quantization-aware colour
             refit (0 disables it).
         refit_shape_iters: Adam steps on shapes and colours after the positions
-            are snapped, before the shapes are (0 disables it).
+            are snapped, before the shapes are (0 disables it); 150 beat 50 by 0.1-0.4 dB at
+            native resolution and 0.05-0.2 dB at 224x224 for about 14% more fit time.
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
-        backend: rasterizer backend (see :mod:`gscodec.raster`).
+        backend: rasterizer backend (see :mod:`gscodec.raster`); ``"cuda"`` also
+            keeps the fit's tensors on the GPU (:mod:`gscodec.fit.device`).
     """
 
     points: int = 900
@@ -124,7 +128,7 @@ class FitConfig:
     lr_means: float = 0.134
     lr_shape: float = 0.1
     lr_colors: float = 0.04
-    lr_final: float = 0.1
+    lr_final: float = 0.3
     betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = 1e-6
     tau_th: float = 0.05
@@ -143,7 +147,7 @@ class FitConfig:
     anneal: float = 0.15
     quantization: Quantization | None = field(default_factory=Quantization)
     refit_iters: int = 40
-    refit_shape_iters: int = 50
+    refit_shape_iters: int = 150
     seed: int = 0
     target_psnr: float | None = None
     backend: str = "cpu"
@@ -390,7 +394,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             keep_np = ~stop
             if not keep_np.any():
                 break
-            keep = torch.from_numpy(keep_np)
+            keep = torch.from_numpy(keep_np).to(targets.device)
             state.select(keep)
             targets = targets[keep]
             ids = [i for r, i in enumerate(ids) if keep_np[r]]
@@ -407,7 +411,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         g_shape = shape_grad(g_chol, chol.detach(), state.p["shape"])
         frac = np.minimum(pos, 1.0)
         decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
-        decay = decay.float().view(-1, 1, 1)
+        decay = decay.float().view(-1, 1, 1).to(targets.device)
         lrs = {"means": lr_means * decay, "shape": cfg.lr_shape * decay, "colors": cfg.lr_colors * decay}
         _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
         state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
@@ -465,14 +469,16 @@ def fit_batch(images: list, config: FitConfig = FitConfig(), progress: Callable 
     for t in targets:
         if t.shape != size:
             raise ValueError(f"fit_batch needs images of one size; got {tuple(size)} and {tuple(t.shape)}")
-    batch = torch.stack(targets)
+    device = fit_device(config.backend)
+    batch = torch.stack(targets).to(device)
     threads = torch.get_num_threads()
     # The per-step tensor work is tiny; torch's own thread pool would only fight
     # the rasterizer's numba threads for the two cores.
     torch.set_num_threads(1)
     try:
-        results = _fit_tensors(batch, config, progress)
-        finished = _finish(results, batch, config)
+        with on_device(device):
+            results = _fit_tensors(batch, config, progress)
+            finished = _finish(results, batch, config)
     finally:
         torch.set_num_threads(threads)
     seconds = (time.perf_counter() - start) / len(images)
