@@ -8,6 +8,7 @@ import torch
 from .gaussians import GaussianImage
 from .limits import MAX_DIMENSION
 from .raster import rasterize_sum
+from .raster.forward import render_numpy
 
 
 def output_size(g: GaussianImage, width: int | None = None, height: int | None = None,
@@ -35,17 +36,27 @@ def output_size(g: GaussianImage, width: int | None = None, height: int | None =
 
 
 def render_float(g: GaussianImage, width: int | None = None, height: int | None = None,
-                 scale: float | None = None, backend: str = "auto") -> torch.Tensor:
+                 scale: float | None = None, backend: str = "auto",
+                 device: torch.device | str | None = None) -> torch.Tensor:
     """``(H, W, 3)`` float32 unclamped render of ``g``, at its stored size or resized.
 
     Rendering at another size maps the same continuous image onto the new grid
     (:meth:`GaussianImage.scaled`) and samples it at the new pixel centres.
+    ``device``: where to render (default the CPU; ``backend="auto"`` then picks
+    the Triton kernels for a CUDA device); the result stays there.
     """
     w, h = output_size(g, width, height, scale)
     if (w, h) != (g.width, g.height):
         g = g.scaled(w, h)
+    if _numpy_path(backend, device):
+        return torch.from_numpy(render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h))
     with torch.no_grad():
-        return rasterize_sum(g.means, g.chol, g.colors, w, h, backend=backend)
+        return rasterize_sum(g.means.to(device), g.chol.to(device), g.colors.to(device), w, h, backend=backend)
+
+
+def _numpy_path(backend: str, device: torch.device | str | None) -> bool:
+    """Whether to use the forward-only numba renderer (CPU, no torch in the loop) for this request."""
+    return backend in ("auto", "cpu") and (device is None or torch.device(device).type == "cpu")
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -55,6 +66,14 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def render(g: GaussianImage, width: int | None = None, height: int | None = None,
-           scale: float | None = None, backend: str = "auto") -> np.ndarray:
-    """Decode ``g`` to an ``(H, W, 3)`` uint8 RGB array (the normative decode)."""
-    return to_uint8(render_float(g, width, height, scale, backend))
+           scale: float | None = None, backend: str = "auto", device: torch.device | str | None = None) -> np.ndarray:
+    """Decode ``g`` to an ``(H, W, 3)`` uint8 RGB array (the normative decode), rendered on ``device``.
+
+    On the CPU the 8-bit conversion is fused into the forward-only renderer.
+    """
+    if _numpy_path(backend, device):
+        w, h = output_size(g, width, height, scale)
+        if (w, h) != (g.width, g.height):
+            g = g.scaled(w, h)
+        return render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h, uint8=True)
+    return to_uint8(render_float(g, width, height, scale, backend, device))
