@@ -420,11 +420,18 @@ class Trainer:
                          if p is not None))
 
     def _position(self) -> dict[str, Any]:
-        """This process's data position and RNG states."""
+        """This process's data position, RNG states and cached targets.
+
+        The cache goes along because a target computed in another batch can
+        differ in its last bits: a resumed run must reuse the very same values.
+        """
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng}
+        keys = sorted(self._cache)
+        cache = {"index": torch.tensor(keys, dtype=torch.long),
+                 "values": torch.stack([self._cache[k] for k in keys]) if keys else torch.empty(0)}
+        return {"epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "rng": rng, "target_cache": cache}
 
     def state_dict(self, positions: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Everything a resume needs (tensors on CPU).
@@ -552,6 +559,9 @@ class Trainer:
             torch.cuda.set_rng_state_all(rng["cuda"])
         self._batches = None
         self._cache.clear()
+        cache = position.get("target_cache")
+        if cache is not None and self.config.cache_targets:
+            self._cache.update(zip(cache["index"].tolist(), cache["values"]))
         return self
 
 
