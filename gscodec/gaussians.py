@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .limits import MAX_DIMENSION, MAX_GAUSSIANS
@@ -73,10 +74,12 @@ class GaussianImage:
         if n > MAX_GAUSSIANS:
             raise InvalidGaussiansError(f"{n} Gaussians exceed the limit of {MAX_GAUSSIANS}")
         for name, value in arrays.items():
-            if not bool(torch.isfinite(value).all()):
+            # numpy views of the CPU tensors: far cheaper than torch ops on small arrays
+            if not np.isfinite(value.numpy()).all():
                 raise InvalidGaussiansError(f"{name} contains NaN or infinite values")
             object.__setattr__(self, name, value)
-        if n and not bool((arrays["chol"][:, 0] > 0).all() and (arrays["chol"][:, 2] > 0).all()):
+        chol = arrays["chol"].numpy()
+        if n and not ((chol[:, 0] > 0).all() and (chol[:, 2] > 0).all()):
             raise InvalidGaussiansError("chol diagonal (l11, l22) must be strictly positive")
 
     @property

@@ -62,6 +62,8 @@ def test_bad_shapes_raise() -> None:
         render_numpy(m, l, c[:-1], 4, 4)
     with pytest.raises(ValueError, match="non-negative"):
         render_numpy(m, l, c, -1, 4)
+    with pytest.raises(ValueError, match="exceeds"):
+        render_numpy(m, l, c, 16385, 4)
 
 
 @pytest.mark.parametrize("size", [None, (31, 50)])

@@ -16,15 +16,16 @@ import struct
 
 import numpy as np
 import torch
+from numba import njit
 
 from ..gaussians import GaussianImage, InvalidGaussiansError
 from ..limits import MAX_POSITION_FRACTION_BITS
-from ..quantize import (COLOR_RGB, COLOR_YCOCG, FIELD_NAMES, QuantizedGaussians, dequantize, morton_decode,
+from ..quantize import (COLOR_RGB, COLOR_YCOCG, FIELD_NAMES, QuantizedGaussians, dequantize,
                         morton_encode)
 from .errors import HeaderError, ParameterError, TruncatedError
 from .header import Mode
 from .streams import frames_end, pack_frames, unpack_frames
-from .tokens import CONFIGS, VALUE_BITS, choose_config, detokenize, extra_bit_counts, pack_bits, tokenize, unpack_bits
+from .tokens import CONFIGS, VALUE_BITS, choose_config, decode_streams, pack_bits, tokenize
 
 _FLOAT_DTYPES = {Mode.FLOAT32: np.dtype("<f4"), Mode.FLOAT16: np.dtype("<f2")}
 _FIELD_ENTRY = struct.Struct("<ff")
@@ -133,20 +134,58 @@ def parse_quantized(data: memoryview, width: int, height: int, count: int) -> Qu
     body = data[QUANT_TABLE_SIZE:]
     end = frames_end(body)
     tokens = np.frombuffer(unpack_frames(body[:end], count * streams), dtype=np.uint8).reshape(streams, count)
-    nbits = np.stack([extra_bit_counts(tokens[i], c) for i, c in enumerate(configs)])
-    layout = np.concatenate([nbits[:1], np.full((1, count), 2 * p, dtype=np.int64), nbits[1:]])
-    extra = unpack_bits(bytes(body[end:]), layout.reshape(-1)).reshape(streams + 1, count)
-    pixel = np.cumsum(detokenize(tokens[0], extra[0], configs[0]), dtype=np.uint64)
-    if count and int(pixel[-1]) >= 1 << 40:
+    deltas, fraction, values = decode_streams(tokens, configs, bytes(body[end:]), 2 * p)
+    ix, iy, codes, last, max_ix, max_iy = _positions_and_codes(deltas, fraction, values, p)
+    if last >= 1 << 40:
         raise ParameterError("a position lies outside the image")
-    ix, iy = morton_decode((pixel << np.uint64(2 * p)) | extra[1])
     grid = 2**p
-    if count and (int(ix.max()) > width * grid or int(iy.max()) > height * grid):
+    if count and (max_ix > width * grid or max_iy > height * grid):
         raise ParameterError("a position lies outside the image")
-    codes = np.stack([unzigzag(detokenize(tokens[1 + f], extra[2 + f], configs[1 + f]))
-                      for f in range(len(FIELD_NAMES))])
     return QuantizedGaussians(width, height, p, color_transform, ix, iy,
                               np.array(offsets, dtype=np.float32), np.array(steps, dtype=np.float32), codes)
+
+
+@njit(cache=True)
+def _compact(v: np.uint64) -> np.int64:  # pragma: no cover - compiled
+    """The even bits of ``v`` packed together (one coordinate of a Morton code)."""
+    v &= np.uint64(0x5555555555555555)
+    v = (v | (v >> np.uint64(1))) & np.uint64(0x3333333333333333)
+    v = (v | (v >> np.uint64(2))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    v = (v | (v >> np.uint64(4))) & np.uint64(0x00FF00FF00FF00FF)
+    v = (v | (v >> np.uint64(8))) & np.uint64(0x0000FFFF0000FFFF)
+    v = (v | (v >> np.uint64(16))) & np.uint64(0x00000000FFFFFFFF)
+    return np.int64(v)
+
+
+@njit(cache=True)
+def _positions_and_codes(deltas: np.ndarray, fraction: np.ndarray, values: np.ndarray, p: int):  # pragma: no cover
+    """Grid coordinates and signed codes from the decoded streams (spec 7.3, 7.4), in one pass.
+
+    Returns int64 ``ix, iy (N,)``, int64 codes ``(F, N)`` (zigzag undone), the
+    last running pixel sum and the largest ``ix`` and ``iy`` (0 when empty). The
+    sum of uint64 deltas below ``2**32`` each cannot wrap for ``N <= 2**22``.
+    """
+    n = deltas.shape[0]
+    ix = np.empty(n, dtype=np.int64)
+    iy = np.empty(n, dtype=np.int64)
+    pixel = np.uint64(0)
+    max_ix = 0
+    max_iy = 0
+    shift = np.uint64(2 * p)
+    for i in range(n):
+        pixel += deltas[i]
+        # positions of a sum of 2**40 or more are garbage, but the caller raises before using them
+        m = (pixel << shift) | fraction[i]
+        ix[i] = _compact(m)
+        iy[i] = _compact(m >> np.uint64(1))
+        max_ix = max(max_ix, ix[i])
+        max_iy = max(max_iy, iy[i])
+    codes = np.empty(values.shape, dtype=np.int64)
+    for f in range(values.shape[0]):
+        for i in range(n):
+            u = values[f, i]
+            codes[f, i] = np.int64(u >> np.uint64(1)) ^ -np.int64(u & np.uint64(1))
+    return ix, iy, codes, pixel, max_ix, max_iy
 
 
 def decode_quantized(data: memoryview, width: int, height: int, count: int) -> GaussianImage:

@@ -155,3 +155,81 @@ def _read_bits(buf: np.ndarray, nbits: np.ndarray) -> np.ndarray:  # pragma: no 
             out[i] = (word >> np.uint64(pos & 7)) & ((np.uint64(1) << np.uint64(nb)) - np.uint64(1))
             pos += nb
     return out
+
+
+@lru_cache(maxsize=64)
+def _stream_tables(configs: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per stream: largest token ``(S,)``, extra-bit counts ``(S, 256)`` int64 and leading bits ``(S, 256)`` uint64."""
+    tables = [_tables(c) for c in configs]
+    return (np.array([t[0] for t in tables], dtype=np.int64), np.stack([t[1] for t in tables]),
+            np.stack([t[2] for t in tables]))
+
+
+def decode_streams(tokens: np.ndarray, configs: tuple[int, ...], data: bytes, fraction_bits: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Values of ``S`` token streams of ``N`` each and their packed extra bits, in one pass.
+
+    The extra bits hold those of stream 0, then ``fraction_bits`` per value
+    (returned raw), then those of streams ``1..S-1`` (as in the quantized
+    payload). Returns uint64 ``(N,)`` values of stream 0, uint64 ``(N,)``
+    fractions and uint64 ``(S - 1, N)`` values of the other streams. Raises, in
+    this order, :class:`ParameterError` for a token above its config's largest,
+    then the errors of :func:`unpack_bits`.
+    """
+    max_tokens, nbits, lead = _stream_tables(tuple(configs))
+    if tokens.shape[1]:
+        top = tokens.max(axis=1)
+        for s in range(tokens.shape[0]):
+            if int(top[s]) > max_tokens[s]:
+                raise ParameterError(f"token {int(top[s])} exceeds {max_tokens[s]} (token config {configs[s]})")
+    total = _total_bits(tokens, nbits) + tokens.shape[1] * fraction_bits
+    need = (total + 7) // 8
+    if len(data) < need:
+        raise TruncatedError(f"extra bits need {need} bytes, the payload holds {len(data)}")
+    if len(data) > need:
+        raise StreamError(f"{len(data) - need} bytes follow the extra bits")
+    if total % 8 and data[-1] >> (total % 8):
+        raise StreamError("the padding bits after the extra bits are not zero")
+    buf = np.zeros(need + 8, dtype=np.uint8)
+    buf[:need] = np.frombuffer(data, dtype=np.uint8)
+    return _decode_values(tokens, nbits, lead, buf, fraction_bits)
+
+
+@njit(cache=True)
+def _total_bits(tokens: np.ndarray, nbits: np.ndarray) -> int:  # pragma: no cover - compiled
+    total = 0
+    for s in range(tokens.shape[0]):
+        for i in range(tokens.shape[1]):
+            total += nbits[s, tokens[s, i]]
+    return total
+
+
+@njit(cache=True)
+def _decode_values(tokens: np.ndarray, nbits: np.ndarray, lead: np.ndarray, buf: np.ndarray, fraction_bits: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pragma: no cover - compiled
+    """Stream values in the bit order of :func:`decode_streams`; every extra-bit count is at most 32."""
+    streams, n = tokens.shape
+    out = np.empty((streams + 1, n), dtype=np.uint64)
+    acc = np.uint64(0)  # bits read ahead, LSB first
+    have = 0
+    at = 0
+    for row in range(streams + 1):
+        s = 0 if row == 0 else row - 1
+        for i in range(n):
+            if row == 1:
+                nb = fraction_bits
+                v = np.uint64(0)
+            else:
+                t = tokens[s, i]
+                nb = nbits[s, t]
+                v = lead[s, t]
+            if nb:
+                while have < nb:
+                    acc |= np.uint64(buf[at]) << np.uint64(have)
+                    at += 1
+                    have += 8
+                v |= acc & ((np.uint64(1) << np.uint64(nb)) - np.uint64(1))
+                acc >>= np.uint64(nb)
+                have -= nb
+            out[row, i] = v
+    return out[0], out[1], out[2:]
