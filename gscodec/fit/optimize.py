@@ -24,8 +24,8 @@ Schedule (fractions refer to ``FitConfig.iterations``):
   set.
 
 Defaults (adaptive init, 600 steps) measured on the 11 development photos at
-224x224 on 2 cores, batched: 900 Gaussians 32.1 dB quantized in about 2 s per
-image, 3136 Gaussians 37.0 dB in about 3 s (``benchmarks/bench_fit.py``).
+224x224 on 2 cores, batched: 900 Gaussians 32.3 dB quantized in about 4 s per
+image, 3136 Gaussians 37.3 dB in about 6.7 s (``benchmarks/bench_fit.py``).
 
 Many same-size images are fitted together (``fit_batch``): every tensor is
 ``(B, N, .)`` and one rasterizer call renders the whole batch, so both cores
