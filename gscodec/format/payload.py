@@ -38,12 +38,6 @@ def zigzag(q: np.ndarray) -> np.ndarray:
     return ((q << 1) ^ (q >> 63)).astype(np.uint64)
 
 
-def unzigzag(u: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`zigzag`."""
-    u = u.astype(np.uint64)
-    return ((u >> np.uint64(1)).astype(np.int64)) ^ -((u & np.uint64(1)).astype(np.int64))
-
-
 def _best_frames(chunks: list[bytes]) -> bytes:
     """Frames for ``chunks``: greedily merge neighbouring frames while that makes the payload smaller.
 

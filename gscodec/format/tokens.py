@@ -127,18 +127,28 @@ def unpack_bits(data: bytes, nbits: np.ndarray) -> np.ndarray:
     if it is too long or its padding bits are not zero.
     """
     total = int(nbits.sum())
+    buf = _extra_bit_buffer(data, total)
+    if total == 0:
+        return np.zeros(nbits.shape, dtype=np.uint64)
+    return _read_bits(buf, nbits.astype(np.int64))
+
+
+def _extra_bit_buffer(data: bytes, total: int) -> np.ndarray:
+    """``data`` checked to hold exactly ``total`` bits with zero padding, as uint8 with 8 spare zero bytes.
+
+    Raises :class:`TruncatedError` if ``data`` is too short, :class:`StreamError`
+    if it is too long or its padding bits are not zero.
+    """
     need = (total + 7) // 8
     if len(data) < need:
         raise TruncatedError(f"extra bits need {need} bytes, the payload holds {len(data)}")
     if len(data) > need:
         raise StreamError(f"{len(data) - need} bytes follow the extra bits")
-    if total == 0:
-        return np.zeros(nbits.shape, dtype=np.uint64)
     if total % 8 and data[-1] >> (total % 8):
         raise StreamError("the padding bits after the extra bits are not zero")
     buf = np.zeros(need + 8, dtype=np.uint8)
     buf[:need] = np.frombuffer(data, dtype=np.uint8)
-    return _read_bits(buf, nbits.astype(np.int64))
+    return buf
 
 
 @njit(cache=True)
@@ -183,16 +193,7 @@ def decode_streams(tokens: np.ndarray, configs: tuple[int, ...], data: bytes, fr
             if int(top[s]) > max_tokens[s]:
                 raise ParameterError(f"token {int(top[s])} exceeds {max_tokens[s]} (token config {configs[s]})")
     total = _total_bits(tokens, nbits) + tokens.shape[1] * fraction_bits
-    need = (total + 7) // 8
-    if len(data) < need:
-        raise TruncatedError(f"extra bits need {need} bytes, the payload holds {len(data)}")
-    if len(data) > need:
-        raise StreamError(f"{len(data) - need} bytes follow the extra bits")
-    if total % 8 and data[-1] >> (total % 8):
-        raise StreamError("the padding bits after the extra bits are not zero")
-    buf = np.zeros(need + 8, dtype=np.uint8)
-    buf[:need] = np.frombuffer(data, dtype=np.uint8)
-    return _decode_values(tokens, nbits, lead, buf, fraction_bits)
+    return _decode_values(tokens, nbits, lead, _extra_bit_buffer(data, total), fraction_bits)
 
 
 @njit(cache=True)
