@@ -10,7 +10,8 @@ would write (its quantization-aware end: positions snapped, shapes and colours
 fine-tuned and snapped, colours refitted and their codes refined), decodes it,
 and reports the file's bytes per Gaussian, its PSNR against the photo and the
 8-bit PSNR lost against the unquantized fit. Level ``rate`` is
-:func:`gscodec.quantize.preset_for_density` of each image's density.
+:func:`gscodec.quantize.preset_for_density` of each image's density and float
+PSNR (the encoder's ``auto``).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ LEVELS = {
     "medium-shear4": Quantization(shear_bits=4),
     "rate": None,
 }
-"""Quantization per level; ``None``: chosen per image by :func:`preset_for_density`."""
+"""Quantization per level; ``None``: chosen per image by :func:`preset_for_density` (density, float PSNR)."""
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def main() -> None:
         for level in args.levels:
             sizes, losses, psnrs = [], [], []
             for g, img, target, p0 in zip(fits, images, targets, base):
-                q = LEVELS[level] or preset_for_density(g.count / (g.width * g.height))
+                q = LEVELS[level] or preset_for_density(g.count / (g.width * g.height), p0)
                 snapped, _ = quantize_refit([g], target[None], q, cfg.refit_iters,
                                             shape_iters=cfg.refit_shape_iters)
                 data = gscodec.encode(snapped[0], quantization=q)

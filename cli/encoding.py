@@ -38,7 +38,7 @@ from .inputs import Job
 
 QUALITIES: dict[str, Quantization | None] = {"auto": None, **PRESETS, "float16": None, "float32": None}
 """``--quality`` presets: bits per quantized field, an unquantized float mode, or ``auto`` (the preset
-of the Gaussian density, :func:`gscodec.quantize.preset_for_density`)."""
+chosen per image from the Gaussian density and the float fit's PSNR, :func:`gscodec.quantize.preset_for_density`)."""
 
 ENCODER = f"gscodec {gscodec.__version__}"
 
@@ -72,10 +72,16 @@ class Settings:
     def mode(self) -> str:
         return self.quality if self.quality in ("float16", "float32") else "quantized"
 
-    def quantization(self, points: int, width: int, height: int) -> Quantization | None:
-        """The quantization of a ``points``-Gaussian file of ``width`` x ``height`` (None: a float mode)."""
+    def quantization(self, points: int, width: int, height: int) -> Quantization | str | None:
+        """The fitter's quantization for a ``points``-Gaussian file of ``width`` x ``height``.
+
+        ``None``: a float mode; ``"auto"``: chosen per image by the fitter from the density and
+        the float fit's PSNR.
+        """
         if self.mode != "quantized":
             return None
+        if self.quality == "auto":
+            return "auto"
         return resolve_preset(self.quality, points / (width * height))
 
     def target_bytes(self, width: int, height: int) -> int | None:
@@ -198,14 +204,14 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
             continue
         for i, res in zip(idx, results):
             try:
-                out[i] = _serialize(res, sources[i], settings, config, width, height)
+                out[i] = _serialize(res, sources[i], settings, width, height)
                 target = settings.target_bytes(width, height)
                 if target is not None and abs(len(out[i].data) - target) > RATE_TOLERANCE * target:
                     points = max(1, round(res.gaussians.count * (target - 100) / max(1, len(out[i].data) - 100)))
                     refit_config = settings.config(width, height, min(points, MAX_GAUSSIANS))
                     refit = fit(images[i], refit_config, callback)
                     refit.seconds += res.seconds
-                    out[i] = _serialize(refit, sources[i], settings, refit_config, width, height)
+                    out[i] = _serialize(refit, sources[i], settings, width, height)
             except GsiError as exc:
                 out[i] = error_text(exc)
             except Exception as exc:  # a fitter failure fails this image, not the run
@@ -213,12 +219,11 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
     return out
 
 
-def _serialize(res: FitResult, source: str, settings: Settings, config: FitConfig, width: int,
-               height: int) -> Fitted:
-    """The `.gsi` bytes of one fit (quantized as its ``config`` says), with its metadata."""
+def _serialize(res: FitResult, source: str, settings: Settings, width: int, height: int) -> Fitted:
+    """The `.gsi` bytes of one fit (on the grid the fitter snapped it to), with its metadata."""
     start = time.perf_counter()
     metadata = {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
-    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=config.quantization or Quantization(),
+    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=res.quantization or Quantization(),
                       metadata=metadata)
     return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
 

@@ -20,7 +20,7 @@ The quantized representation (normative, ``spec/gsi.md`` section "Quantized mode
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -107,14 +107,42 @@ RATE_PRESETS: tuple[tuple[float, Quantization], ...] = (
 PSNR at equal file size on native-resolution photos (``benchmarks/bench_quantization.py
 --size 0 --density ...``). Sparse images (few, large Gaussians) trade position,
 scale and colour precision for more Gaussians; dense ones keep 1/4 px and
-6-bit colours but need fewer shape bits."""
+6-bit colours but need fewer shape bits. These colour bits are the floor;
+:data:`COLOR_BITS_BY_PSNR` raises them for fits of high quality."""
+
+COLOR_BITS_BY_PSNR: tuple[tuple[float, int], ...] = ((32.5, 0), (36.0, 1), (math.inf, 2))
+"""``(float-fit PSNR in dB below which it applies, colour and chroma bits added
+to the density's preset)``, up to :data:`MAX_AUTO_COLOR_BITS`. The error a
+colour step leaves must stay under the fit's own error, so fits of high quality
+need finer colours. A bit was added where it bought more dB per extra byte than
+more Gaussians do (the slope of the curve between densities), measured per
+image on the development photos at native size."""
+
+MAX_AUTO_COLOR_BITS = 7
+"""The finest colour the ``auto`` choice gives: 8 bits never paid for themselves,
+not even on dense 44 dB fits."""
 
 
-def preset_for_density(density: float) -> Quantization:
-    """The rate-distortion-best quantization for ``density`` Gaussians per pixel (``N / (W * H)``)."""
+def preset_for_density(density: float, psnr: float | None = None) -> Quantization:
+    """The rate-distortion-best quantization for ``density`` Gaussians per pixel (``N / (W * H)``).
+
+    ``psnr``: the PSNR (dB) of the float fit, when known (the fitter's ``"auto"``
+    quantization); it adds colour bits to the density's preset
+    (:data:`COLOR_BITS_BY_PSNR`; ``inf``, a perfect fit, is the finest tier).
+    """
     if not (math.isfinite(density) and density > 0):
         raise ValueError(f"density must be a positive number of Gaussians per pixel, got {density}")
-    return next(q for limit, q in RATE_PRESETS if density < limit)
+    q = next(q for limit, q in RATE_PRESETS if density < limit)
+    if psnr is None:
+        return q
+    if math.isnan(psnr):
+        raise ValueError("psnr must be a number of dB, got nan")
+    extra = next(b for limit, b in COLOR_BITS_BY_PSNR if psnr < limit or math.isinf(limit))
+    if extra == 0:
+        return q
+    color = max(q.color_bits, min(MAX_AUTO_COLOR_BITS, q.color_bits + extra))
+    chroma = max(q.chroma_bits, min(MAX_AUTO_COLOR_BITS, q.chroma_bits + extra))
+    return replace(q, color_bits=color, chroma_bits=chroma)
 
 
 def resolve_preset(name: str, density: float) -> Quantization:

@@ -13,7 +13,7 @@ from gscodec.fit import FitConfig, FitResult, fit, fit_batch, psnr
 from gscodec.fit.init import MIN_SCALE, adaptive_init, grid_init, mean_spacing, solve_colors
 from gscodec.fit.optimize import _chol, _event, _shape, _State
 from gscodec.fit.refit import render_batch
-from gscodec.quantize import Quantization, snap
+from gscodec.quantize import COLOR_BITS_BY_PSNR, Quantization, preset_for_density, snap
 from gscodec.raster import rasterize_sum
 
 BACKEND = "cpu"
@@ -213,6 +213,28 @@ def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
     assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
     assert res.psnr <= res.psnr_unquantized + 0.05
     assert res.psnr > res.psnr_unquantized - 2.0
+
+
+def test_auto_quantization_is_chosen_per_image_from_its_float_psnr() -> None:
+    # a smooth image fits far better than a noisy one with the same budget, so it gets finer colours
+    smooth = synthetic(seed=4)
+    noisy = (synthetic(seed=4) + 0.25 * torch.rand(40, 48, 3, generator=torch.Generator().manual_seed(5))).clamp(0, 1)
+    cfg = FitConfig(points=200, iterations=120, check_every=10, quantization="auto", backend=BACKEND)
+    results = fit_batch([smooth, noisy], cfg)
+    for r, image in zip(results, (smooth, noisy)):
+        g = r.gaussians
+        assert r.quantization == preset_for_density(g.count / (g.width * g.height), r.psnr_unquantized)
+        assert g.equal(snap(g, r.quantization))  # the file must be written with r.quantization
+        render = rasterize_sum(g.means, g.chol, g.colors, g.width, g.height, backend=BACKEND)
+        assert psnr(render, image) == pytest.approx(r.psnr, abs=1e-3)
+    assert results[0].psnr_unquantized > COLOR_BITS_BY_PSNR[0][0] > results[1].psnr_unquantized
+    assert results[0].quantization.color_bits > results[1].quantization.color_bits
+    assert fit(smooth, replace(cfg, quantization=None)).quantization is None
+
+
+def test_quantization_string_other_than_auto_is_rejected() -> None:
+    with pytest.raises(ValueError, match="auto"):
+        FitConfig(quantization="medium")
 
 
 def test_quantization_aware_end_beats_plain_snapping() -> None:

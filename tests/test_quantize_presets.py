@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from gscodec.quantize import RATE_PRESETS, Quantization, preset_for_density
+from gscodec.quantize import COLOR_BITS_BY_PSNR, MAX_AUTO_COLOR_BITS, RATE_PRESETS, Quantization, preset_for_density
 
 
 def test_every_density_gets_a_preset_of_its_band() -> None:
@@ -29,3 +29,40 @@ def test_denser_images_never_get_a_coarser_position_grid() -> None:
 def test_bad_density_is_a_value_error(density: float) -> None:
     with pytest.raises(ValueError):
         preset_for_density(density)
+
+
+def test_psnr_only_ever_raises_the_colour_bits_of_the_density_preset() -> None:
+    for density in (0.001, 0.004, 0.016, 0.05):
+        base = preset_for_density(density)
+        previous = base.color_bits
+        for psnr in (10.0, 25.0, 30.0, 32.4, 32.6, 36.0, 45.0, 60.0, math.inf):
+            q = preset_for_density(density, psnr)
+            geometry = (q.position_bits, q.scale_bits, q.shear_bits, q.color_transform)
+            assert geometry == (base.position_bits, base.scale_bits, base.shear_bits, base.color_transform)
+            assert q.color_bits >= previous and q.chroma_bits >= base.chroma_bits
+            previous = q.color_bits
+
+
+def test_each_psnr_tier_sets_its_colour_bits() -> None:
+    lower = 0.0
+    for limit, bits in COLOR_BITS_BY_PSNR:
+        psnr = lower + 0.01 if math.isinf(limit) else (lower + limit) / 2 if lower else limit - 0.01
+        for density in (0.001, 0.05):
+            base = preset_for_density(density)
+            q = preset_for_density(density, psnr)
+            expected = min(MAX_AUTO_COLOR_BITS, base.color_bits + bits)
+            assert (q.color_bits, q.chroma_bits) == (expected, min(MAX_AUTO_COLOR_BITS, base.chroma_bits + bits))
+        lower = limit
+    assert math.isinf(COLOR_BITS_BY_PSNR[-1][0])
+    assert [bits for _, bits in COLOR_BITS_BY_PSNR] == sorted(bits for _, bits in COLOR_BITS_BY_PSNR)
+
+
+def test_nan_psnr_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="psnr"):
+        preset_for_density(0.01, math.nan)
+
+
+def test_auto_colour_bits_stop_at_their_cap() -> None:
+    for density in (0.001, 0.05):
+        assert preset_for_density(density, 60.0).color_bits == MAX_AUTO_COLOR_BITS
+        assert preset_for_density(density, 60.0).chroma_bits == MAX_AUTO_COLOR_BITS

@@ -8,8 +8,8 @@ and decode times compare across codecs and runs.
 
 * ``gsi``: quality = Gaussian density (Gaussians per pixel, the rate knob).
   Encoding runs the fitter (:func:`gscodec.fit.fit`, its defaults unless
-  ``iterations`` is given) with the quantization preset of its density
-  (:func:`gscodec.quantize.preset_for_density`) and writes a
+  ``iterations`` is given) with the ``auto`` quantization (the preset of its
+  density and float-fit PSNR, :func:`gscodec.quantize.preset_for_density`) and writes a
   quantized `.gsi` without metadata (``gsi encode`` adds ~50 bytes of
   provenance); decoding parses the file and renders it (:func:`gscodec.render`).
 * ``jpeg``: Pillow/libjpeg, quality 5..95 (5 reaches down to the low PSNRs
@@ -180,10 +180,13 @@ class GsiCodec(Codec):
         from .. import __version__
         from ..fit import FitConfig
 
+        from ..quantize import COLOR_BITS_BY_PSNR, RATE_PRESETS
+
         defaults = FitConfig()
         iterations = self.iterations if self.iterations is not None else defaults.iterations
-        # a digest of every fitter default, so a results folder made with other defaults is not resumed
-        digest = hashlib.sha1(repr(defaults).encode()).hexdigest()[:8]
+        # a digest of every fitter default and of the auto preset's tables, so a results folder
+        # made with other defaults is not resumed
+        digest = hashlib.sha1(repr((defaults, RATE_PRESETS, COLOR_BITS_BY_PSNR)).encode()).hexdigest()[:8]
         return (f"gscodec {__version__} .gsi, quantized ({self.preset} preset), fitter with {iterations} iterations "
                 f"(early stopping on, defaults {digest}), seed {self.seed}, no metadata; "
                 f"quality = Gaussians per pixel")
@@ -201,12 +204,12 @@ class GsiCodec(Codec):
 
         height, width = image.shape[:2]
         points = self.points(width, height, quality)
-        q = resolve_preset(self.preset, points / (width * height))
+        q = "auto" if self.preset == "auto" else resolve_preset(self.preset, points / (width * height))
         kwargs: dict[str, Any] = {"points": points, "quantization": q, "seed": self.seed}
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         result = fit(image, FitConfig(**kwargs))
-        return encode(result.gaussians, quantization=q)
+        return encode(result.gaussians, quantization=result.quantization)
 
     def decode(self, data: bytes) -> np.ndarray:
         from .. import decode, render

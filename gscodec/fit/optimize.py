@@ -106,6 +106,10 @@ class FitConfig:
             (fraction of ``iterations``) steps and stops.
         quantization: the file's quantizer; when set the result is snapped to
             its grid (with the colour refit of :mod:`gscodec.fit.refit`).
+            ``"auto"`` chooses it per image once the float fit is done:
+            :func:`gscodec.quantize.preset_for_density` of the image's density
+            and of the float fit's PSNR (:attr:`FitResult.quantization` says
+            which it took).
         refit_iters: conjugate-gradient steps of the quantization-aware colour
             refit (0 disables it).
         refit_shape_iters: Adam steps on shapes and colours after the positions
@@ -145,7 +149,7 @@ class FitConfig:
     patience: int = 3
     min_delta: float = 0.01
     anneal: float = 0.15
-    quantization: Quantization | None = field(default_factory=Quantization)
+    quantization: Quantization | str | None = field(default_factory=Quantization)
     refit_iters: int = 40
     refit_shape_iters: int = 150
     seed: int = 0
@@ -163,6 +167,8 @@ class FitConfig:
             raise ValueError(f"init_fraction must be in (0, 1], got {self.init_fraction}")
         if self.check_every < 1:
             raise ValueError(f"check_every must be positive, got {self.check_every}")
+        if isinstance(self.quantization, str) and self.quantization != "auto":
+            raise ValueError(f"quantization must be a Quantization, 'auto' or None, got {self.quantization!r}")
 
 
 @dataclass
@@ -175,6 +181,8 @@ class FitResult:
         psnr: PSNR (dB, peak 1.0, render clamped to [0, 1]) of ``gaussians``
             against the target, i.e. of what the file decodes to.
         psnr_unquantized: the same for the float fit before quantization.
+        quantization: the grid ``gaussians`` are snapped to, which the file
+            must be written with (``None``: not quantized).
         iterations: Adam steps taken.
         seconds: wall time (for a batch: the batch's time divided by its size).
     """
@@ -184,6 +192,7 @@ class FitResult:
     psnr_unquantized: float
     iterations: int
     seconds: float
+    quantization: Quantization | None = None
 
 
 def psnr(a, b) -> float:
@@ -423,8 +432,10 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     return results  # type: ignore[return-value]
 
 
-def _finish(results: list[dict], targets: torch.Tensor, cfg: FitConfig) -> list[tuple[GaussianImage, float, float]]:
-    """Optional final colour solve, GaussianImages, quantization; returns (gaussians, psnr, psnr_unquantized)."""
+def _finish(results: list[dict], targets: torch.Tensor,
+            cfg: FitConfig) -> list[tuple[GaussianImage, float, float, Quantization | None]]:
+    """Final colour solve, GaussianImages, quantization; per image (gaussians, psnr, psnr_unquantized, quantization)."""
+    from ..quantize import preset_for_density
     from .refit import quantize_refit, render_batch
 
     b, h, w, _ = targets.shape
@@ -445,12 +456,21 @@ def _finish(results: list[dict], targets: torch.Tensor, cfg: FitConfig) -> list[
     gs = [
         GaussianImage(w, h, means[i, : counts[i]], chol[i, : counts[i]], colors[i, : counts[i]]) for i in range(b)
     ]
-    p_float = _psnr_batch(render_batch(gs, cfg.backend), targets)
+    p_float = [float(p) for p in _psnr_batch(render_batch(gs, cfg.backend), targets)]
     if cfg.quantization is None:
-        return [(g, float(p), float(p)) for g, p in zip(gs, p_float)]
-    qs, p_q = quantize_refit(gs, targets, cfg.quantization, cfg.refit_iters, cfg.backend,
-                             shape_iters=cfg.refit_shape_iters)
-    return [(g, float(pq), float(pf)) for g, pq, pf in zip(qs, p_q, p_float)]
+        return [(g, p, p, None) for g, p in zip(gs, p_float)]
+    if cfg.quantization == "auto":
+        qs = [preset_for_density(g.count / (w * h), p) for g, p in zip(gs, p_float)]
+    else:
+        qs = [cfg.quantization] * b  # type: ignore[list-item]
+    out: list[tuple[GaussianImage, float, float, Quantization | None]] = [None] * b  # type: ignore[list-item]
+    for q in dict.fromkeys(qs):  # one batched refit per distinct grid
+        idx = [i for i in range(b) if qs[i] == q]
+        snapped, p_q = quantize_refit([gs[i] for i in idx], targets[idx], q, cfg.refit_iters, cfg.backend,
+                                      shape_iters=cfg.refit_shape_iters)
+        for i, g, pq in zip(idx, snapped, p_q):
+            out[i] = (g, float(pq), p_float[i], q)
+    return out
 
 
 def fit_batch(images: list, config: FitConfig = FitConfig(), progress: Callable | None = None) -> list[FitResult]:
@@ -483,8 +503,9 @@ def fit_batch(images: list, config: FitConfig = FitConfig(), progress: Callable 
         torch.set_num_threads(threads)
     seconds = (time.perf_counter() - start) / len(images)
     return [
-        FitResult(gaussians=g, psnr=pq, psnr_unquantized=pf, iterations=int(r["iterations"]), seconds=seconds)
-        for (g, pq, pf), r in zip(finished, results)
+        FitResult(gaussians=g, psnr=pq, psnr_unquantized=pf, iterations=int(r["iterations"]), seconds=seconds,
+                  quantization=q)
+        for (g, pq, pf, q), r in zip(finished, results)
     ]
 
 
