@@ -44,6 +44,25 @@ def test_cutoff_mask_is_the_references() -> None:
         np.testing.assert_array_equal(out > 0, ref > 0)
 
 
+@pytest.mark.parametrize("shear", [0.0, 3.0, -8.0, 40.0])
+def test_row_pairs_cover_each_rows_own_span(shear: float) -> None:
+    # rows are rendered two at a time over the union of their spans: thin sheared
+    # Gaussians (disjoint spans in consecutive rows), one-row ones, odd row counts
+    # and band edges (32 rows) must still give exactly the reference's mask and values
+    gen = torch.Generator().manual_seed(int(abs(shear)) + 7)
+    n = 60
+    means = torch.rand(n, 2, generator=gen) * torch.tensor([90.0, 70.0])
+    means[:10, 1] = 31.5 + torch.rand(10, generator=gen)  # straddle the first band edge
+    l22 = 0.2 + 2.0 * torch.rand(n, generator=gen)
+    l22[10:20] = 0.05  # a single row or two
+    chol = torch.stack([0.3 + 6 * torch.rand(n, generator=gen), shear * l22, l22], 1)
+    colors = torch.rand(n, 3, generator=gen)
+    ref = reference(means, chol, colors, 90, 70).numpy()
+    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, 70)
+    np.testing.assert_array_equal(out > 0, ref > 0)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+
+
 def test_gaussians_outside_and_degenerate_add_nothing() -> None:
     means = np.array([[-50.0, 5.0], [5.0, 500.0], [np.nan, 3.0], [4.0, 4.0], [3.0, 3.0]], np.float32)
     chol = np.array([[2, 0, 2], [2, 0, 2], [2, 0, 2], [0, 0, 2], [np.inf, 0, 1]], np.float32)

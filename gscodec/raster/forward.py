@@ -17,7 +17,12 @@ with relative error below 3e-7. Differences from the training kernel in :mod:`.c
   (no runtime alias checks per row); Gaussians at most ``_NARROW`` columns wide
   skip the per-row span and use their rounded column range; Gaussians of colour
   0 are skipped; ``exp`` is a degree-5 polynomial in Estrin form with FMAs
-  (``d2`` itself is never contracted, so the mask stays exact).
+  (``d2`` itself is never contracted, so the mask stays exact);
+* rows are rendered in pairs over the union of their two spans (the exact
+  per-pixel test drops the extra pixels): half the short vector loops, whose
+  exits and latency dominated, and two independent ``exp`` chains per step
+  (6% faster median, 8-10% in the fastest rounds, 768x512 with 10000 Gaussians,
+  idle machine, interleaved runs).
 
 Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``,
 one thread, profiled with ``perf``, before these changes): the vector row loop
@@ -113,6 +118,32 @@ def _add_row(
 
 
 @njit(cache=True, inline="always")
+def _add_row2(
+    acc: np.ndarray, z1s: np.ndarray, count: int, dy0: np.float32, dy1: np.float32,
+    l21: np.float32, l22: np.float32, c0: np.float32, c1: np.float32, c2: np.float32,
+) -> None:
+    """:func:`_add_row` for two consecutive scratch rows (the second ``3 * _STRIDE`` on) over the same pixels."""
+    for t in range(count):
+        z1 = z1s[t]
+        lz = l21 * z1
+        z2a = (dy0 - lz) / l22
+        z2b = (dy1 - lz) / l22
+        zz = z1 * z1
+        d2a = zz + z2a * z2a
+        d2b = zz + z2b * z2b
+        wa = _exp_neg_half(d2a)
+        wb = _exp_neg_half(d2b)
+        wa = wa if d2a <= _F32_CUT else np.float32(0.0)
+        wb = wb if d2b <= _F32_CUT else np.float32(0.0)
+        acc[t] = _fma(wa, c0, acc[t])
+        acc[_STRIDE + t] = _fma(wa, c1, acc[_STRIDE + t])
+        acc[2 * _STRIDE + t] = _fma(wa, c2, acc[2 * _STRIDE + t])
+        acc[3 * _STRIDE + t] = _fma(wb, c0, acc[3 * _STRIDE + t])
+        acc[4 * _STRIDE + t] = _fma(wb, c1, acc[4 * _STRIDE + t])
+        acc[5 * _STRIDE + t] = _fma(wb, c2, acc[5 * _STRIDE + t])
+
+
+@njit(cache=True, inline="always")
 def _column_terms(z1s: np.ndarray, px: np.ndarray, count: int, x: np.float32, l11: np.float32) -> None:
     """``z1 = (px - x) / l11`` for ``count`` pixel-centre x ``px``: the same in every row."""
     for t in range(count):
@@ -201,20 +232,33 @@ def _render_bands(
             _column_terms(z1s, px[b0:], b1 - b0 + _ROUND, x, l11)
             r0 = max(rows[k, 0], lo)
             r1 = min(rows[k, 1], hi)
-            if b1 - b0 <= _NARROW:
-                count = (b1 - b0 + _ROUND - 1) // _ROUND * _ROUND
-                for i in range(r0, r1):
-                    dy = (np.float32(i) + _F32_HALF) - y
-                    _add_row(acc[3 * (i - lo) * _STRIDE + b0:], z1s, count, dy, l21, l22, c0, c1, c2)
-                continue
-            for i in range(r0, r1):
-                j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
-                j0 = max(j0, b0)
-                j1 = min(j1, b1)
+            narrow = b1 - b0 <= _NARROW
+            i = r0
+            while i < r1:
+                if narrow:
+                    j0, j1 = b0, b1
+                else:
+                    j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
+                    if i + 1 < r1:
+                        k0, k1 = _span(xd, i + 1.5 - yd, mu, sc, inv_syy, pad, width)
+                        if k1 > k0:
+                            if j1 > j0:
+                                j0 = min(j0, k0)
+                                j1 = max(j1, k1)
+                            else:
+                                j0, j1 = k0, k1
+                    j0 = max(j0, b0)
+                    j1 = min(j1, b1)
                 if j1 > j0:
                     count = (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND
                     dy = (np.float32(i) + _F32_HALF) - y
-                    _add_row(acc[3 * (i - lo) * _STRIDE + j0:], z1s[j0 - b0:], count, dy, l21, l22, c0, c1, c2)
+                    if i + 1 < r1:
+                        dy1 = (np.float32(i + 1) + _F32_HALF) - y
+                        _add_row2(acc[3 * (i - lo) * _STRIDE + j0:], z1s[j0 - b0:], count, dy, dy1,
+                                  l21, l22, c0, c1, c2)
+                    else:
+                        _add_row(acc[3 * (i - lo) * _STRIDE + j0:], z1s[j0 - b0:], count, dy, l21, l22, c0, c1, c2)
+                i += 2
         for i in range(lo, hi):
             a = 3 * (i - lo) * _STRIDE
             if to_u8:
