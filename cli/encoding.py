@@ -72,17 +72,11 @@ class Settings:
     def mode(self) -> str:
         return self.quality if self.quality in ("float16", "float32") else "quantized"
 
-    def quantization(self, points: int, width: int, height: int) -> Quantization | str | None:
-        """The fitter's quantization for a ``points``-Gaussian file of ``width`` x ``height``.
-
-        ``None``: a float mode; ``"auto"``: chosen per image by the fitter from the density and
-        the float fit's PSNR.
-        """
-        if self.mode != "quantized":
-            return None
-        if self.quality == "auto":
-            return "auto"
-        return resolve_preset(self.quality, points / (width * height))
+    @property
+    def quantization(self) -> Quantization | str | None:
+        """The fitter's quantization: ``None`` in a float mode; ``"auto"`` is chosen per image by the fitter
+        from the density and the float fit's PSNR."""
+        return resolve_preset(self.quality) if self.mode == "quantized" else None
 
     def target_bytes(self, width: int, height: int) -> int | None:
         """The ``--bpp`` file size of a ``width`` x ``height`` image, if one was asked for."""
@@ -99,7 +93,7 @@ class Settings:
 
     def config(self, width: int, height: int, points: int | None = None) -> FitConfig:
         points = points or self.points_for(width, height)
-        quantization = self.quantization(points, width, height)
+        quantization = self.quantization
         target = None if self.target_psnr is None else self.target_psnr + (PSNR_MARGIN if quantization else 0.0)
         kwargs: dict[str, Any] = dict(points=points,
                                       quantization=quantization, seed=self.seed, target_psnr=target,

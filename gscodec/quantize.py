@@ -140,17 +140,19 @@ def preset_for_density(density: float, psnr: float | None = None) -> Quantizatio
     if math.isnan(psnr):
         raise ValueError("psnr must be a number of dB, got nan")
     extra = next(b for limit, b in COLOR_BITS_BY_PSNR if psnr < limit or math.isinf(limit))
-    if extra == 0:
-        return q
     color = max(q.color_bits, min(MAX_AUTO_COLOR_BITS, q.color_bits + extra))
     chroma = max(q.chroma_bits, min(MAX_AUTO_COLOR_BITS, q.chroma_bits + extra))
     return replace(q, color_bits=color, chroma_bits=chroma)
 
 
-def resolve_preset(name: str, density: float) -> Quantization:
-    """The :data:`PRESETS` entry ``name``, or for ``"auto"`` :func:`preset_for_density` of ``density``."""
+def resolve_preset(name: str) -> Quantization | str:
+    """The fitter's ``quantization`` for preset ``name``: the :data:`PRESETS` entry, or ``"auto"`` itself.
+
+    ``"auto"`` is resolved per image by the fitter, once the float fit's PSNR is
+    known (:func:`preset_for_density`).
+    """
     if name == "auto":
-        return preset_for_density(density)
+        return name
     try:
         return PRESETS[name]
     except KeyError:

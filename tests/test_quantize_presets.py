@@ -46,12 +46,13 @@ def test_psnr_only_ever_raises_the_colour_bits_of_the_density_preset() -> None:
 def test_each_psnr_tier_sets_its_colour_bits() -> None:
     lower = 0.0
     for limit, bits in COLOR_BITS_BY_PSNR:
-        psnr = lower + 0.01 if math.isinf(limit) else (lower + limit) / 2 if lower else limit - 0.01
-        for density in (0.001, 0.05):
-            base = preset_for_density(density)
-            q = preset_for_density(density, psnr)
-            expected = min(MAX_AUTO_COLOR_BITS, base.color_bits + bits)
-            assert (q.color_bits, q.chroma_bits) == (expected, min(MAX_AUTO_COLOR_BITS, base.chroma_bits + bits))
+        # both ends of the tier
+        for psnr in (lower + 0.01, limit - 0.01 if math.isfinite(limit) else 99.0):
+            for density in (0.001, 0.05):
+                base = preset_for_density(density)
+                q = preset_for_density(density, psnr)
+                expected = min(MAX_AUTO_COLOR_BITS, base.color_bits + bits)
+                assert (q.color_bits, q.chroma_bits) == (expected, min(MAX_AUTO_COLOR_BITS, base.chroma_bits + bits))
         lower = limit
     assert math.isinf(COLOR_BITS_BY_PSNR[-1][0])
     assert [bits for _, bits in COLOR_BITS_BY_PSNR] == sorted(bits for _, bits in COLOR_BITS_BY_PSNR)

@@ -179,7 +179,6 @@ class GsiCodec(Codec):
     def description(self) -> str:
         from .. import __version__
         from ..fit import FitConfig
-
         from ..quantize import COLOR_BITS_BY_PSNR, RATE_PRESETS
 
         defaults = FitConfig()
@@ -204,8 +203,7 @@ class GsiCodec(Codec):
 
         height, width = image.shape[:2]
         points = self.points(width, height, quality)
-        q = "auto" if self.preset == "auto" else resolve_preset(self.preset, points / (width * height))
-        kwargs: dict[str, Any] = {"points": points, "quantization": q, "seed": self.seed}
+        kwargs: dict[str, Any] = {"points": points, "quantization": resolve_preset(self.preset), "seed": self.seed}
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         result = fit(image, FitConfig(**kwargs))

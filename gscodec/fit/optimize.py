@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import Quantization
+from ..quantize import Quantization, preset_for_density
 from ..raster import rasterize_sum
 from .device import fit_device, on_device
 from .imageio import as_target
@@ -435,7 +435,6 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
 def _finish(results: list[dict], targets: torch.Tensor,
             cfg: FitConfig) -> list[tuple[GaussianImage, float, float, Quantization | None]]:
     """Final colour solve, GaussianImages, quantization; per image (gaussians, psnr, psnr_unquantized, quantization)."""
-    from ..quantize import preset_for_density
     from .refit import quantize_refit, render_batch
 
     b, h, w, _ = targets.shape

@@ -97,21 +97,26 @@ def _bin_bands(rows: np.ndarray, band_rows: int, nbands: int) -> tuple[np.ndarra
 
 
 @njit(cache=True, inline="always")
+def _weight(z1: np.float32, dy: np.float32, l21: np.float32, l22: np.float32) -> np.float32:
+    """``exp(-d2 / 2)`` of a pixel at ``z1`` and row offset ``dy``, 0 outside the cut-off.
+
+    ``d2`` is computed without FMA contraction (the reference's float32 operation
+    order, so the mask is exact).
+    """
+    z2 = (dy - l21 * z1) / l22
+    d2 = z1 * z1 + z2 * z2
+    w = _exp_neg_half(d2)
+    return w if d2 <= _F32_CUT else np.float32(0.0)
+
+
+@njit(cache=True, inline="always")
 def _add_row(
     acc: np.ndarray, z1s: np.ndarray, count: int,
     dy: np.float32, l21: np.float32, l22: np.float32, c0: np.float32, c1: np.float32, c2: np.float32,
 ) -> None:
-    """Add one Gaussian to ``count`` pixels of a scratch row (channels ``_STRIDE`` apart), given their ``z1``.
-
-    ``d2`` is computed without FMA contraction (the reference's float32 operation
-    order, so the mask is exact); the weight and the accumulation use FMA.
-    """
+    """Add one Gaussian to ``count`` pixels of a scratch row (channels ``_STRIDE`` apart), given their ``z1``."""
     for t in range(count):
-        z1 = z1s[t]
-        z2 = (dy - l21 * z1) / l22
-        d2 = z1 * z1 + z2 * z2
-        w = _exp_neg_half(d2)
-        w = w if d2 <= _F32_CUT else np.float32(0.0)
+        w = _weight(z1s[t], dy, l21, l22)
         acc[t] = _fma(w, c0, acc[t])
         acc[_STRIDE + t] = _fma(w, c1, acc[_STRIDE + t])
         acc[2 * _STRIDE + t] = _fma(w, c2, acc[2 * _STRIDE + t])
@@ -124,17 +129,8 @@ def _add_row2(
 ) -> None:
     """:func:`_add_row` for two consecutive scratch rows (the second ``3 * _STRIDE`` on) over the same pixels."""
     for t in range(count):
-        z1 = z1s[t]
-        lz = l21 * z1
-        z2a = (dy0 - lz) / l22
-        z2b = (dy1 - lz) / l22
-        zz = z1 * z1
-        d2a = zz + z2a * z2a
-        d2b = zz + z2b * z2b
-        wa = _exp_neg_half(d2a)
-        wb = _exp_neg_half(d2b)
-        wa = wa if d2a <= _F32_CUT else np.float32(0.0)
-        wb = wb if d2b <= _F32_CUT else np.float32(0.0)
+        wa = _weight(z1s[t], dy0, l21, l22)
+        wb = _weight(z1s[t], dy1, l21, l22)
         acc[t] = _fma(wa, c0, acc[t])
         acc[_STRIDE + t] = _fma(wa, c1, acc[_STRIDE + t])
         acc[2 * _STRIDE + t] = _fma(wa, c2, acc[2 * _STRIDE + t])
@@ -239,14 +235,12 @@ def _render_bands(
                     j0, j1 = b0, b1
                 else:
                     j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
-                    if i + 1 < r1:
+                    if i + 1 < r1:  # the union with the next row's span (either may be empty)
                         k0, k1 = _span(xd, i + 1.5 - yd, mu, sc, inv_syy, pad, width)
-                        if k1 > k0:
-                            if j1 > j0:
-                                j0 = min(j0, k0)
-                                j1 = max(j1, k1)
-                            else:
-                                j0, j1 = k0, k1
+                        if j1 <= j0:
+                            j0, j1 = k0, k1
+                        elif k1 > k0:
+                            j0, j1 = min(j0, k0), max(j1, k1)
                     j0 = max(j0, b0)
                     j1 = min(j1, b1)
                 if j1 > j0:
