@@ -44,20 +44,16 @@ from numba.core import types
 from numba.extending import intrinsic
 
 from ..limits import MAX_DIMENSION
-from .cpu import _F32_CUT, _F32_HALF, _P_INV_SYY, _P_MU, _P_PAD, _P_SC, _ROUND, _SPAN_CUT, _f32_from_bits, _prepare, _span
+from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _f32_from_bits, _prepare
+from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip_exact,
+                     strip_recurrence)
 
-# Rows per band: the scratch (3 planes x _BAND_ROWS x width float32, 300 KB at
-# width 768) stays in L2; fewer, taller bands recompute fewer column terms.
+# Rows per band: the scratch (3 channels x (_BAND_ROWS + 1) rows x width float32,
+# 310 KB at width 768) stays in L2; fewer, taller bands recompute fewer column terms.
 _BAND_ROWS = 32
 _F32_255 = np.float32(255.0)
+_BLOCK_ROW_TASKS = 16
 _F32_ROUND = np.float32(12582912.0)  # 1.5 * 2^23: adding and subtracting it rounds to an integer
-# Scratch rows: channel c of band row ii starts at (3 * ii + c) * _STRIDE floats. A
-# compile-time stride lets LLVM prove the three channel planes disjoint, so the row
-# loop needs no runtime alias checks between them.
-_STRIDE = MAX_DIMENSION + 2 * _ROUND
-# Gaussians whose column range is at most this wide skip the per-row span and
-# cover their whole (rounded) column range in every row: the exact mask decides.
-_NARROW = 2 * _ROUND
 
 
 @intrinsic
@@ -97,49 +93,6 @@ def _bin_bands(rows: np.ndarray, band_rows: int, nbands: int) -> tuple[np.ndarra
 
 
 @njit(cache=True, inline="always")
-def _weight(z1: np.float32, dy: np.float32, l21: np.float32, l22: np.float32) -> np.float32:
-    """``exp(-d2 / 2)`` of a pixel at ``z1`` and row offset ``dy``, 0 outside the cut-off.
-
-    ``d2`` is computed without FMA contraction (the reference's float32 operation
-    order, so the mask is exact).
-    """
-    z2 = (dy - l21 * z1) / l22
-    d2 = z1 * z1 + z2 * z2
-    w = _exp_neg_half(d2)
-    return w if d2 <= _F32_CUT else np.float32(0.0)
-
-
-@njit(cache=True, inline="always")
-def _add_row(
-    acc: np.ndarray, z1s: np.ndarray, count: int,
-    dy: np.float32, l21: np.float32, l22: np.float32, c0: np.float32, c1: np.float32, c2: np.float32,
-) -> None:
-    """Add one Gaussian to ``count`` pixels of a scratch row (channels ``_STRIDE`` apart), given their ``z1``."""
-    for t in range(count):
-        w = _weight(z1s[t], dy, l21, l22)
-        acc[t] = _fma(w, c0, acc[t])
-        acc[_STRIDE + t] = _fma(w, c1, acc[_STRIDE + t])
-        acc[2 * _STRIDE + t] = _fma(w, c2, acc[2 * _STRIDE + t])
-
-
-@njit(cache=True, inline="always")
-def _add_row2(
-    acc: np.ndarray, z1s: np.ndarray, count: int, dy0: np.float32, dy1: np.float32,
-    l21: np.float32, l22: np.float32, c0: np.float32, c1: np.float32, c2: np.float32,
-) -> None:
-    """:func:`_add_row` for two consecutive scratch rows (the second ``3 * _STRIDE`` on) over the same pixels."""
-    for t in range(count):
-        wa = _weight(z1s[t], dy0, l21, l22)
-        wb = _weight(z1s[t], dy1, l21, l22)
-        acc[t] = _fma(wa, c0, acc[t])
-        acc[_STRIDE + t] = _fma(wa, c1, acc[_STRIDE + t])
-        acc[2 * _STRIDE + t] = _fma(wa, c2, acc[2 * _STRIDE + t])
-        acc[3 * _STRIDE + t] = _fma(wb, c0, acc[3 * _STRIDE + t])
-        acc[4 * _STRIDE + t] = _fma(wb, c1, acc[4 * _STRIDE + t])
-        acc[5 * _STRIDE + t] = _fma(wb, c2, acc[5 * _STRIDE + t])
-
-
-@njit(cache=True, inline="always")
 def _column_terms(z1s: np.ndarray, px: np.ndarray, count: int, x: np.float32, l11: np.float32) -> None:
     """``z1 = (px - x) / l11`` for ``count`` pixel-centre x ``px``: the same in every row."""
     for t in range(count):
@@ -148,8 +101,8 @@ def _column_terms(z1s: np.ndarray, px: np.ndarray, count: int, x: np.float32, l1
 
 @njit(cache=True)
 def _centres(width: int) -> np.ndarray:
-    """``(width + 2 * _ROUND,)`` float32 pixel-centre coordinates ``j + 0.5``."""
-    px = np.empty(width + 2 * _ROUND, dtype=np.float32)
+    """``(width,)`` float32 pixel-centre coordinates ``j + 0.5``."""
+    px = np.empty(width, dtype=np.float32)
     for j in range(px.shape[0]):
         px[j] = np.float32(j) + _F32_HALF
     return px
@@ -183,22 +136,117 @@ def _u8(v: np.float32) -> np.uint8:
     return np.uint8(np.int32(np.floor(v * _F32_255 + _F32_HALF)))
 
 
+@njit(cache=True, inline="always")
+def _columns(xd: float, l11: float, pad: float, width: int) -> tuple[int, int]:
+    """Columns ``[b0, b1)`` of the footprint's bounding box, clipped to the image."""
+    hx = np.sqrt(_SPAN_CUT) * abs(l11) + pad
+    b0 = max(np.int64(np.ceil(min(max(xd - hx - 0.5, -1.0), width + 1.0))), 0)
+    b1 = min(np.int64(np.floor(min(max(xd + hx - 0.5, -1.0), width + 1.0))) + 1, width)
+    return b0, b1
+
+
+@njit(cache=True, inline="always")
+def _edges(xe: float, xd: float, l11: float, l21: float, l22: float) -> tuple[float, float]:
+    """Top and bottom of the ellipse (relative to its mean, no margin) in the column at ``xe``, clamped to its extent."""
+    ex = np.sqrt(_SPAN_CUT) * abs(l11)
+    z1 = (min(max(xe, xd - ex), xd + ex) - xd) / l11
+    h = abs(l22) * np.sqrt(max(_SPAN_CUT - z1 * z1, 0.0))
+    return l21 * z1 - h, l21 * z1 + h
+
+
+@njit(cache=True, inline="always")
+def _fill_block_rows(
+    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
+    k: int, start: int, stop: int, spans: np.ndarray,
+) -> None:
+    """``spans[start:stop]``: the row ranges of Gaussian ``k``'s column blocks (see :func:`_block_rows`)."""
+    root = np.sqrt(_SPAN_CUT)
+    xd = np.float64(means[k, 0])
+    yd = np.float64(means[k, 1])
+    l11 = np.float64(chol[k, 0])
+    l21 = np.float64(chol[k, 1])
+    l22 = np.float64(chol[k, 2])
+    pad = params[k, _P_PAD]
+    b0, b1 = _columns(xd, l11, pad, width)
+    sy = np.sqrt(l21 * l21 + l22 * l22)
+    xt = root * l11 * l21 / sy  # the topmost point is at x - xt, the bottom one at x + xt
+    q0 = b0 // _LANES
+    xa = b0 + 0.5
+    ta, ba = _edges(xa, xd, l11, l21, l22)
+    for q in range(stop - start):
+        xb = min(max((q0 + q + 1) * _LANES + 0.5, b0 + 0.5), b1 - 0.5)
+        tb, bb = _edges(xb, xd, l11, l21, l22)
+        top = -root * sy if xa <= xd - xt <= xb else min(ta, tb)
+        bot = root * sy if xa <= xd + xt <= xb else max(ba, bb)
+        lo = min(max(yd + top - pad - 0.5, -1.0), height + 1.0)
+        hi = min(max(yd + bot + pad - 0.5, -1.0), height + 1.0)
+        spans[start + q, 0] = max(np.int64(np.ceil(lo)), rows[k, 0])
+        spans[start + q, 1] = min(np.int64(np.floor(hi)) + 1, rows[k, 1])
+        xa, ta, ba = xb, tb, bb
+
+
+@njit(cache=True)
+def _block_offsets(means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int) -> np.ndarray:
+    """``(N + 1,)`` start of each Gaussian's column blocks in :func:`_block_rows`' table."""
+    n = means.shape[0]
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    for k in range(n):
+        count = 0
+        if rows[k, 1] > rows[k, 0]:
+            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), params[k, _P_PAD], width)
+            if b1 > b0:
+                count = (b1 + _LANES - 1) // _LANES - b0 // _LANES
+        offsets[k + 1] = offsets[k] + count
+    return offsets
+
+
+@njit(cache=True, parallel=True)
+def _fill_block_table(
+    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
+    offsets: np.ndarray, spans: np.ndarray,
+) -> None:
+    """Fill ``spans`` for every Gaussian, in a few large tasks (the renderer sets numba's chunk size to 1)."""
+    n = means.shape[0]
+    per_task = max(-(-n // _BLOCK_ROW_TASKS), 1)
+    for task in prange(_BLOCK_ROW_TASKS):
+        for k in range(task * per_task, min(task * per_task + per_task, n)):
+            if offsets[k + 1] > offsets[k]:
+                _fill_block_rows(means, chol, params, rows, width, height, k, offsets[k], offsets[k + 1], spans)
+
+
+def _block_rows(
+    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image rows ``[rs, re)`` where each Gaussian's ellipse meets each of its column blocks.
+
+    Returns ``offsets`` ``(N + 1,)`` and ``spans`` ``(offsets[N], 2)``: block ``q``
+    of Gaussian ``k`` (counted from its first block ``b0 // 8``) is row
+    ``offsets[k] + q``. Over the column centres ``[x_q, x_{q+1}]`` (block starts,
+    clamped to the box) the ellipse's top edge ``y + l21 z1 - |l22| sqrt(cut - z1^2)``
+    is convex in x, so its minimum is at an end or at the ellipse's topmost point;
+    likewise the bottom. float64, with the footprint's margins.
+    """
+    offsets = _block_offsets(means, chol, params, rows, width)
+    spans = np.empty((int(offsets[-1]), 2), dtype=np.int64)
+    _fill_block_table(means, chol, params, rows, width, height, offsets, spans)
+    return offsets, spans
+
+
 @njit(cache=True, parallel=True)
 def _render_bands(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
-    starts: np.ndarray, order: np.ndarray, band_rows: int, to_u8: bool,
+    starts: np.ndarray, order: np.ndarray, offsets: np.ndarray, spans: np.ndarray, band_rows: int, to_u8: bool,
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
     """Render every band into ``out_u8`` (``to_u8``) or ``out_f32``, both ``(H, W, 3)``; the other is unused."""
     height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
     nbands = starts.shape[0] - 1
-    px = _centres(width)
+    nblocks = (width + _LANES - 1) // _LANES
+    block = (band_rows + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
+    px = _centres(nblocks * _LANES)
     for band in prange(nbands):
-        # channel planes _STRIDE apart; only the first width + _ROUND floats of each are used
-        acc = np.empty(3 * band_rows * _STRIDE, dtype=np.float32)
-        for r in range(3 * band_rows):
-            acc[r * _STRIDE: r * _STRIDE + width + _ROUND] = 0.0
-        z1s = np.empty(width + 2 * _ROUND, dtype=np.float32)
+        acc = np.zeros(nblocks * block, dtype=np.float32)
+        z1s = np.empty(nblocks * _LANES, dtype=np.float32)
         lo = band * band_rows
         hi = min(lo + band_rows, height)
         for idx in range(starts[band], starts[band + 1]):
@@ -208,63 +256,44 @@ def _render_bands(
             c2 = colors[k, 2]
             if c0 == 0 and c1 == 0 and c2 == 0:
                 continue
+            r0 = max(rows[k, 0], lo)
+            r1 = min(rows[k, 1], hi)
             x = means[k, 0]
             y = means[k, 1]
             l11 = chol[k, 0]
             l21 = chol[k, 1]
             l22 = chol[k, 2]
-            mu = params[k, _P_MU]
-            sc = params[k, _P_SC]
-            inv_syy = params[k, _P_INV_SYY]
-            pad = params[k, _P_PAD]
-            xd = np.float64(x)
-            yd = np.float64(y)
-            # columns of the bounding box (clipped to the image), plus the rounding overrun
-            hx = np.float64(np.sqrt(_SPAN_CUT)) * abs(np.float64(l11)) + pad
-            b0 = max(np.int64(np.ceil(min(max(xd - hx - 0.5, -1.0), width + 1.0))), 0)
-            b1 = min(np.int64(np.floor(min(max(xd + hx - 0.5, -1.0), width + 1.0))) + 1, width)
-            if b1 <= b0:
+            b0, b1 = _columns(np.float64(x), np.float64(l11), params[k, _P_PAD], width)
+            if b1 <= b0 or r1 <= r0:
                 continue
-            _column_terms(z1s, px[b0:], b1 - b0 + _ROUND, x, l11)
-            r0 = max(rows[k, 0], lo)
-            r1 = min(rows[k, 1], hi)
-            narrow = b1 - b0 <= _NARROW
-            i = r0
-            while i < r1:
-                if narrow:
-                    j0, j1 = b0, b1
-                else:
-                    j0, j1 = _span(xd, i + 0.5 - yd, mu, sc, inv_syy, pad, width)
-                    if i + 1 < r1:  # the union with the next row's span (either may be empty)
-                        k0, k1 = _span(xd, i + 1.5 - yd, mu, sc, inv_syy, pad, width)
-                        if j1 <= j0:
-                            j0, j1 = k0, k1
-                        elif k1 > k0:
-                            j0, j1 = min(j0, k0), max(j1, k1)
-                    j0 = max(j0, b0)
-                    j1 = min(j1, b1)
-                if j1 > j0:
-                    count = (j1 - j0 + _ROUND - 1) // _ROUND * _ROUND
-                    dy = (np.float32(i) + _F32_HALF) - y
-                    if i + 1 < r1:
-                        dy1 = (np.float32(i + 1) + _F32_HALF) - y
-                        _add_row2(acc[3 * (i - lo) * _STRIDE + j0:], z1s[j0 - b0:], count, dy, dy1,
-                                  l21, l22, c0, c1, c2)
+            q0 = b0 // _LANES
+            nq = offsets[k + 1] - offsets[k]
+            _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
+            recurrence = abs(l22) >= MIN_RECURRENCE_L22
+            for q in range(nq):
+                rs = max(spans[offsets[k] + q, 0], r0)
+                re = min(spans[offsets[k] + q, 1], r1)
+                if re > rs:
+                    aoff = (q0 + q) * block + (rs - lo) * ROW_STRIDE
+                    if recurrence:
+                        strip_recurrence(acc, aoff, z1s, q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
                     else:
-                        _add_row(acc[3 * (i - lo) * _STRIDE + j0:], z1s[j0 - b0:], count, dy, l21, l22, c0, c1, c2)
-                i += 2
+                        strip_exact(acc, aoff, z1s, q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
+        full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
         for i in range(lo, hi):
-            a = 3 * (i - lo) * _STRIDE
-            if to_u8:
-                for j in range(width):
-                    out_u8[i, j, 0] = _u8(acc[a + j])
-                    out_u8[i, j, 1] = _u8(acc[a + _STRIDE + j])
-                    out_u8[i, j, 2] = _u8(acc[a + 2 * _STRIDE + j])
-            else:
-                for j in range(width):
-                    out_f32[i, j, 0] = acc[a + j]
-                    out_f32[i, j, 1] = acc[a + _STRIDE + j]
-                    out_f32[i, j, 2] = acc[a + 2 * _STRIDE + j]
+            a = (i - lo) * ROW_STRIDE
+            for q in range(full):
+                pack_rgb8(acc, q * block + a, out_u8, (i * width + q * _LANES) * 3)
+            for j in range(full * _LANES, width):
+                p = (j // _LANES) * block + a + j % _LANES
+                if to_u8:
+                    out_u8[i, j, 0] = _u8(acc[p])
+                    out_u8[i, j, 1] = _u8(acc[p + CHANNEL_STRIDE])
+                    out_u8[i, j, 2] = _u8(acc[p + 2 * CHANNEL_STRIDE])
+                else:
+                    out_f32[i, j, 0] = acc[p]
+                    out_f32[i, j, 1] = acc[p + CHANNEL_STRIDE]
+                    out_f32[i, j, 2] = acc[p + 2 * CHANNEL_STRIDE]
 
 
 def render_numpy(
@@ -306,11 +335,12 @@ def render_numpy(
     _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
     nbands = -(-height // _BAND_ROWS)
     starts, order = _bin_bands(rows[0], _BAND_ROWS, nbands)
+    offsets, spans = _block_rows(m, l, params[0], rows[0], width, height)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(m, l, c, params[0], rows[0], starts, order, _BAND_ROWS, uint8, out_u8, out_f32)
+        _render_bands(m, l, c, params[0], rows[0], starts, order, offsets, spans, _BAND_ROWS, uint8, out_u8, out_f32)
     finally:
         numba.set_parallel_chunksize(chunksize)
     return out

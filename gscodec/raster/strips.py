@@ -1,0 +1,255 @@
+"""The forward renderer's inner kernel: one Gaussian over a strip of 8 columns, row by row, in LLVM IR.
+
+A strip is 8 adjacent pixel columns (one SIMD vector of float32 lanes) and a
+run of rows. Per row the kernel computes each lane's ``d2`` exactly as the
+reference does (float32, ``z2 = (dy - l21 * z1) / l22``, no FMA contraction),
+so the ``d2 <= CUTOFF_SQ`` mask is exact, and adds ``colour * weight`` to the
+three channel vectors of that row. The weight is computed in one of two ways:
+
+* ``exact``: ``exp(-d2 / 2)`` by the vector polynomial of
+  :func:`gscodec.raster.forward._exp_neg_half` in every row;
+* ``recurrence``: along a column ``d2`` is a quadratic in the row, so the
+  weight of the next row is this row's times a ratio that itself changes by a
+  constant factor: ``w(i + 1) = w(i) * rho(i)``, ``rho(i + 1) = rho(i) * K``
+  with ``K = exp(-1 / l22^2)``. Rows are stepped in pairs, as two independent
+  chains (``w(i + 2) = w(i) * rho2(i)``, ``rho2(i + 2) = rho2(i) * K^4``), and
+  restarted from the polynomial every :data:`RESTART` rows, which bounds the
+  drift to about 1e-5 relative. Only Gaussians with ``|l22| >=``
+  :data:`MIN_RECURRENCE_L22` pixels take this path: then a lane that meets its
+  ellipse within a restart block starts the block at ``d2 <= 9 + (3 + 15 /
+  |l22|)^2 < 119``, above the polynomial's clamp (``2^-100``), so no weight that
+  counts was clamped. Weights and ratios are floored at ``2^-100`` and
+  ``2^-20`` (a lane moving away from its ellipse never comes back within the
+  block), which keeps every product a normal float: denormals would cost
+  hundreds of cycles each.
+
+The scratch layout is fixed at compile time: row ``r`` of the strip starts
+``ROW_STRIDE * r`` floats after the first, channel ``c`` ``CHANNEL_STRIDE * c``
+floats after its row. numba's auto-vectorizer cannot keep per-lane state in
+registers across rows (it vectorizes only the innermost loop, along a row),
+hence the hand-written IR. Rows are processed in pairs, so a strip with an odd
+number of rows also writes the row after its last (zero weight where the exact
+mask says so): the scratch must have that row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+LANES = 8
+ROW_STRIDE = 3 * LANES
+CHANNEL_STRIDE = LANES
+RESTART = 16
+MIN_RECURRENCE_L22 = 2.0
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+_I64 = ir.IntType(64)
+_VEC = ir.VectorType(_F32, LANES)
+_IVEC = ir.VectorType(_I32, LANES)
+
+
+def _const(x: float) -> ir.Constant:
+    return ir.Constant(_VEC, [float(np.float32(x))] * LANES)
+
+
+def _splat(builder: ir.IRBuilder, v: ir.Value) -> ir.Value:
+    undef = ir.Constant(_VEC, ir.Undefined)
+    one = builder.insert_element(undef, v, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, undef, ir.Constant(ir.VectorType(_I32, LANES), [0] * LANES))
+
+
+def _vector_intrinsic(builder: ir.IRBuilder, name: str, nargs: int) -> ir.Function:
+    fnty = ir.FunctionType(_VEC, [_VEC] * nargs)
+    return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.{name}.v{LANES}f32")
+
+
+def _exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
+    """``exp(-d2 / 2)`` per lane: the same operations as :func:`gscodec.raster.forward._exp_neg_half`."""
+    fma = _vector_intrinsic(builder, "fma", 3)
+    vmax = _vector_intrinsic(builder, "maxnum", 2)
+    x = builder.call(vmax, [builder.fmul(d2, _const(-0.72134752044448170)), _const(-100.0)])
+    n = builder.fsub(builder.fadd(x, _const(12582912.0)), _const(12582912.0))
+    r = builder.fsub(x, n)
+    r2 = builder.fmul(r, r)
+    q01 = builder.call(fma, [_const(0.69314686), r, _const(1.0)])
+    q23 = builder.call(fma, [_const(0.05550893), r, _const(0.24022238)])
+    q45 = builder.call(fma, [_const(0.00132187), r, _const(0.0096717)])
+    p = builder.call(fma, [r2, builder.call(fma, [r2, q45, q23]), q01])
+    bits = builder.shl(builder.add(builder.fptosi(n, _IVEC), ir.Constant(_IVEC, [127] * LANES)),
+                       ir.Constant(_IVEC, [23] * LANES))
+    return builder.fmul(p, builder.bitcast(bits, _VEC))
+
+
+def _codegen(recurrence: bool):  # type: ignore[no-untyped-def]
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        acc_arg, aoff, z1_arg, zoff, nrows, row0, y, l21, l22, c0, c1, c2 = args
+        fma = _vector_intrinsic(builder, "fma", 3)
+        vmax = _vector_intrinsic(builder, "maxnum", 2)
+        vptr = _VEC.as_pointer()
+        acc = context.make_array(signature.args[0])(context, builder, acc_arg).data
+        z1p = context.make_array(signature.args[2])(context, builder, z1_arg).data
+        base = builder.gep(acc, [aoff])
+        z1 = builder.load(builder.bitcast(builder.gep(z1p, [zoff]), vptr), align=4)
+        l21z1 = builder.fmul(z1, _splat(builder, l21))
+        z1sq = builder.fmul(z1, z1)
+        vl22 = _splat(builder, l22)
+        colour = [_splat(builder, c) for c in (c0, c1, c2)]
+        zero = _const(0.0)
+        row0f = builder.fadd(builder.sitofp(row0, _F32), ir.Constant(_F32, 0.5))
+
+        def z2_d2(i: ir.Value) -> tuple[ir.Value, ir.Value]:
+            dy = builder.fsub(builder.fadd(row0f, builder.sitofp(i, _F32)), y)  # (row + 0.5) - y, exact order
+            z2 = builder.fdiv(builder.fsub(_splat(builder, dy), l21z1), vl22)
+            return z2, builder.fadd(z1sq, builder.fmul(z2, z2))
+
+        def accumulate(i: ir.Value, weights: list[ir.Value]) -> None:
+            row = builder.gep(base, [builder.mul(i, ir.Constant(_I64, ROW_STRIDE))])
+            for r, w in enumerate(weights):
+                _, d2 = z2_d2(builder.add(i, ir.Constant(_I64, r)))
+                w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), w, zero)
+                for ch in range(3):
+                    p = builder.bitcast(builder.gep(row, [ir.Constant(_I64, r * ROW_STRIDE + ch * CHANNEL_STRIDE)]), vptr)
+                    builder.store(builder.call(fma, [w, colour[ch], builder.load(p, align=4)]), p, align=4)
+
+        entry = builder.block
+        fn = builder.function
+        two = ir.Constant(_I64, 2)
+        done = fn.append_basic_block("strip.done")
+        if not recurrence:
+            loop = fn.append_basic_block("strip.exact")
+            builder.cbranch(builder.icmp_signed(">", nrows, ir.Constant(_I64, 0)), loop, done)
+            builder.position_at_end(loop)
+            i = builder.phi(_I64)
+            i.add_incoming(ir.Constant(_I64, 0), entry)
+            weights = [_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)))[1]) for r in range(2)]
+            accumulate(i, weights)
+            nxt = builder.add(i, two)
+            i.add_incoming(nxt, builder.block)
+            builder.cbranch(builder.icmp_signed("<", nxt, nrows), loop, done)
+            builder.position_at_end(done)
+            return context.get_dummy_value()
+
+        inv = builder.fdiv(ir.Constant(_F32, 1.0), l22)
+        vinv = _splat(builder, inv)
+        k1 = _exp_neg_half(builder, _splat(builder, builder.fmul(ir.Constant(_F32, 2.0), builder.fmul(inv, inv))))
+        k2 = builder.fmul(k1, k1)
+        k4 = builder.fmul(k2, k2)
+        restart = fn.append_basic_block("strip.restart")
+        loop = fn.append_basic_block("strip.rows")
+        latch = fn.append_basic_block("strip.latch")
+        builder.cbranch(builder.icmp_signed(">", nrows, ir.Constant(_I64, 0)), restart, done)
+
+        builder.position_at_end(restart)
+        i0 = builder.phi(_I64)
+        i0.add_incoming(ir.Constant(_I64, 0), entry)
+        z2, d2 = z2_d2(i0)
+        wa0 = _exp_neg_half(builder, d2)
+        # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
+        rho = _exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
+        wb0 = builder.fmul(wa0, rho)
+        ra0 = builder.fmul(builder.fmul(rho, rho), k1)
+        rb0 = builder.fmul(ra0, k2)
+        end = builder.add(i0, ir.Constant(_I64, RESTART))
+        end = builder.select(builder.icmp_signed("<", end, nrows), end, nrows)
+        builder.branch(loop)
+
+        builder.position_at_end(loop)
+        phis = [builder.phi(t) for t in (_I64, _VEC, _VEC, _VEC, _VEC)]
+        for phi, v in zip(phis, (i0, wa0, wb0, ra0, rb0)):
+            phi.add_incoming(v, restart)
+        i, wa, wb, ra, rb = phis
+        accumulate(i, [wa, wb])
+        wfloor, rfloor = _const(2.0 ** -100), _const(2.0 ** -20)
+        step = (builder.add(i, two),
+                builder.call(vmax, [builder.fmul(wa, ra), wfloor]), builder.call(vmax, [builder.fmul(wb, rb), wfloor]),
+                builder.call(vmax, [builder.fmul(ra, k4), rfloor]), builder.call(vmax, [builder.fmul(rb, k4), rfloor]))
+        for phi, v in zip(phis, step):
+            phi.add_incoming(v, loop)
+        builder.cbranch(builder.icmp_signed("<", step[0], end), loop, latch)
+
+        builder.position_at_end(latch)
+        i0.add_incoming(end, latch)
+        builder.cbranch(builder.icmp_signed("<", end, nrows), restart, done)
+        builder.position_at_end(done)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _strip_intrinsic(recurrence: bool):  # type: ignore[no-untyped-def]
+    def typer(typingctx, acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2):  # type: ignore[no-untyped-def]
+        args = (acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+        ok = (isinstance(acc, types.Array) and acc.dtype == types.float32 and acc.layout == "C"
+              and isinstance(z1s, types.Array) and z1s.dtype == types.float32 and z1s.layout == "C"
+              and all(t == types.int64 for t in (aoff, zoff, nrows, row0))
+              and all(t == types.float32 for t in (y, l21, l22, c0, c1, c2)))
+        if not ok:
+            return None
+        return types.void(*args), _codegen(recurrence)
+
+    typer.__name__ = "strip_recurrence" if recurrence else "strip_exact"
+    return intrinsic(typer)
+
+
+strip_exact = _strip_intrinsic(False)
+strip_recurrence = _strip_intrinsic(True)
+
+
+def _pack_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    acc_arg, aoff, out_arg, ooff = args
+    vptr = _VEC.as_pointer()
+    acc = context.make_array(signature.args[0])(context, builder, acc_arg).data
+    out = context.make_array(signature.args[2])(context, builder, out_arg).data
+    floor = _vector_intrinsic(builder, "floor", 1)
+    i8 = ir.IntType(8)
+    channels = []
+    for ch in range(3):
+        v = builder.load(builder.bitcast(builder.gep(acc, [builder.add(aoff, ir.Constant(_I64, ch * CHANNEL_STRIDE))]),
+                                         vptr), align=4)
+        v = builder.select(builder.fcmp_ordered(">", v, _const(0.0)), v, _const(0.0))  # NaN becomes 0
+        v = builder.select(builder.fcmp_ordered("<", v, _const(1.0)), v, _const(1.0))
+        v = builder.call(floor, [builder.fadd(builder.fmul(v, _const(255.0)), _const(0.5))])
+        channels.append(builder.trunc(builder.fptosi(v, _IVEC), ir.VectorType(i8, LANES)))
+    idx = ir.VectorType(_I32, 2 * LANES)
+    rg = builder.shuffle_vector(channels[0], channels[1], ir.Constant(idx, list(range(2 * LANES))))
+    bb = builder.shuffle_vector(channels[2], ir.Constant(ir.VectorType(i8, LANES), ir.Undefined),
+                                ir.Constant(idx, list(range(LANES)) * 2))
+    order = [v for lane in range(LANES) for v in (lane, LANES + lane, 2 * LANES + lane)]
+    rgb = builder.shuffle_vector(rg, bb, ir.Constant(ir.VectorType(_I32, 3 * LANES), order))
+    target = builder.bitcast(builder.gep(out, [ooff]), ir.VectorType(i8, 3 * LANES).as_pointer())
+    builder.store(rgb, target, align=1)
+    return context.get_dummy_value()
+
+
+@intrinsic
+def pack_rgb8(typingctx, acc, aoff, out, ooff):  # type: ignore[no-untyped-def]
+    """Write 8 pixels of a scratch row as interleaved RGB bytes ``floor(clamp(v, 0, 1) * 255 + 0.5)``.
+
+    ``pack_rgb8(acc, aoff, out, ooff)``: the channel vectors at ``acc[aoff:]``
+    (``CHANNEL_STRIDE`` apart) go to ``out.flat[ooff:ooff + 24]``; NaN becomes 0.
+    """
+    ok = (isinstance(acc, types.Array) and acc.dtype == types.float32 and acc.layout == "C"
+          and isinstance(out, types.Array) and out.dtype == types.uint8 and out.layout == "C"
+          and aoff == types.int64 and ooff == types.int64)
+    if not ok:
+        return None
+    return types.void(acc, aoff, out, ooff), _pack_codegen
+
+
+_doc = """Add one Gaussian to a strip of 8 columns and ``nrows`` rows of a scratch ({how}).
+
+    ``strip(acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)``:
+    ``acc`` float32 scratch, the strip's first row at ``acc[aoff:]`` (layout in
+    the module docstring); ``z1s[zoff:zoff + 8]`` the lanes' ``(px - x) / l11``;
+    image row of the first strip row ``row0``; mean ``y`` and factors ``l21,
+    l22`` (pixels); colour ``c0, c1, c2``. Rows ``nrows`` (rounded up to even).
+    """
+strip_exact.__doc__ = _doc.format(how="weights from the polynomial in every row")
+strip_recurrence.__doc__ = _doc.format(how="weights by the row recurrence; needs ``|l22| >= MIN_RECURRENCE_L22``")
+
+__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "pack_rgb8", "strip_exact",
+           "strip_recurrence"]
