@@ -192,6 +192,7 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
         _train_head(data, output, stage, head_config, init_head, model, pretrained, num_tokens, images, steps,
                     epochs, batch_size, lr, weight_decay, warmup, trainable_blocks, workers, dev, precision, seed,
                     checkpoint_dir, checkpoint_every, resume, cache_dir, as_json)
+        distributed.barrier()  # no rank tears the group down while a peer still uses it (gloo aborts that peer)
     finally:
         distributed.shutdown()
 

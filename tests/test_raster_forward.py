@@ -103,3 +103,43 @@ def test_exp_neg_half_accuracy() -> None:
     got = np.array([_exp_neg_half(v) for v in d2], dtype=np.float64)
     want = np.exp(-d2.astype(np.float64) / 2)
     assert np.max(np.abs(got - want) / want) < 4e-7
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_row_recurrence_matches_reference(seed: int) -> None:
+    # |l22| >= MIN_RECURRENCE_L22 takes the weight recurrence: tall, wide, sheared and
+    # negative-factor Gaussians over several restart blocks and bands, odd row counts
+    from gscodec.raster.strips import MIN_RECURRENCE_L22
+
+    gen = torch.Generator().manual_seed(seed)
+    n = 40
+    means = torch.rand(n, 2, generator=gen) * torch.tensor([150.0, 140.0]) - 5
+    l22 = MIN_RECURRENCE_L22 + 40 * torch.rand(n, generator=gen) ** 2
+    l22[:4] = torch.tensor([MIN_RECURRENCE_L22, -MIN_RECURRENCE_L22, 0.999 * MIN_RECURRENCE_L22, -60.0])
+    l11 = 0.4 + 50 * torch.rand(n, generator=gen) ** 2
+    l11[4:8] = -l11[4:8]
+    l21 = 30 * torch.randn(n, generator=gen)
+    colors = torch.rand(n, 3, generator=gen) - 0.3
+    chol = torch.stack([l11, l21, l22], 1)
+    ref = reference(means, chol, colors, 141, 133).numpy()
+    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 141, 133)
+    np.testing.assert_array_equal(out != 0, ref != 0)
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    # one Gaussian at a time: the weights themselves, not a sum that could hide an error
+    for k in range(0, n, 7):
+        one = [t[k:k + 1] for t in (means, chol, colors)]
+        np.testing.assert_allclose(render_numpy(*(t.numpy() for t in one), 141, 133),
+                                   reference(*one, 141, 133).numpy(), rtol=2e-5, atol=1e-7)
+
+
+def test_uint8_write_out_is_the_float_images() -> None:
+    # the 8-pixel packing and the scalar tail (odd width): NaN, negative and above-1 values
+    g = random_gaussians(61, 19, 50, 11)
+    m, l, c = _arrays(g)
+    c = c * 4 - 1
+    c[3] = np.nan
+    floats = render_numpy(m, l, c, 61, 19)
+    assert np.isnan(floats).any() and (floats < 0).any() and (floats > 1).any()
+    expected = np.floor(np.clip(np.nan_to_num(floats, nan=0.0), 0, 1) * np.float32(255) + np.float32(0.5))
+    got = render_numpy(m, l, c, 61, 19, uint8=True)
+    np.testing.assert_array_equal(got, expected.astype(np.uint8))

@@ -3,35 +3,37 @@
 Same semantics as :func:`gscodec.raster.reference.rasterize_sum` (normative):
 per pixel ``d2`` in float32 with the reference's operation order (so the
 ``d2 <= CUTOFF_SQ`` mask matches the float32 reference), weight ``exp(-d2 / 2)``
-with relative error below 3e-7. Differences from the training kernel in :mod:`.cpu`:
+within about 1e-5 relative. How it differs from the training kernel in :mod:`.cpu`:
 
-* Gaussians are binned once into horizontal bands of rows (counting sort over
-  each Gaussian's row range), so a band visits only the Gaussians reaching it;
-* bands are dealt cyclically to the numba threads; each band is rendered into
-  per-thread planar scratch rows that stay in cache;
-* ``z1 = (px - x) / l11`` does not depend on the row, so it is computed once
-  per Gaussian and band for the columns of its bounding box;
-* the conversion to 8 bits, ``floor(clamp(v, 0, 1) * 255 + 0.5)``, is fused
-  into the band's write-out, and there is no torch or autograd in the path;
-* scratch rows keep the three channel planes a compile-time ``_STRIDE`` apart
-  (no runtime alias checks per row); Gaussians at most ``_NARROW`` columns wide
-  skip the per-row span and use their rounded column range; Gaussians of colour
-  0 are skipped; ``exp`` is a degree-5 polynomial in Estrin form with FMAs
-  (``d2`` itself is never contracted, so the mask stays exact);
-* rows are rendered in pairs over the union of their two spans (the exact
-  per-pixel test drops the extra pixels): half the short vector loops, whose
-  exits and latency dominated, and two independent ``exp`` chains per step
-  (6% faster median, 8-10% in the fastest rounds, 768x512 with 10000 Gaussians,
-  idle machine, interleaved runs).
+* Gaussians are binned once into horizontal bands of ``_BAND_ROWS`` rows
+  (counting sort over each Gaussian's row range); bands go one at a time to
+  whichever numba thread is free, each into its own scratch;
+* the scratch is column-major in blocks of 8 columns (per block: rows, then the
+  three channels, then 8 lanes), so a Gaussian is drawn as vertical strips of
+  one SIMD vector: the hand-written LLVM IR kernels of :mod:`.strips` walk down
+  a strip with the per-lane state in registers. Where ``|l22| >= 2`` pixels
+  the weights come from a row recurrence (two multiplies per row instead of
+  the ``exp`` polynomial); adjacent blocks are drawn together as two vectors;
+* each Gaussian's rows per column block are solved once (float64, with the
+  footprint's margins) in a table shared by the bands it reaches, and
+  ``z1 = (px - x) / l11`` once per Gaussian and band: neither depends on the row;
+* Gaussians of colour 0 are skipped; the conversion to 8 bits,
+  ``floor(clamp(v, 0, 1) * 255 + 0.5)``, is fused into the band's write-out,
+  8 pixels at a time as interleaved RGB bytes.
 
-Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``,
-one thread, profiled with ``perf``, before these changes): the vector row loop
-was 54% of the time, per-row set-up (span, alias checks) 26%, the 8-bit write-out
-8%, per-Gaussian column terms 8%. These changes made the render 1.33x faster
-(interleaved runs on a loaded 2-core machine). Tried and dropped (no gain or
-slower): an incremental ``exp`` along rows (ratio recurrence; the extra pass
-costs more than the polynomial it saves), aligning spans to 8 columns, and bands
-of 8, 16 or 64 rows.
+Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``
+file, one thread, idle 2-core machine, against the row-span renderer this
+replaced): 11.3 to 5.4 ms for the band kernel, 6.6 to 4.1 ms for the whole
+render with two threads. What each step gave, single thread: the block layout
+and strips 11.3 to 10.1 ms (strips down the old row-major planes gave 9.6 ms:
+a strip's row step touched three planes 64 KB apart, 5.5 ns per step in a
+micro-benchmark against 2.5 ns in the block layout), the per-Gaussian row
+table 7.3 (solving it per strip and band had cost 1.8 ms), the vector 8-bit
+pack 6.0, paired blocks 5.8, bands of 64 rows instead of 32 5.4. The row
+recurrence alone is worth about 10%: the strip loop is bound by the exact
+``d2`` (a vector division per row) and the three read-modify-writes, not by
+``exp``. Removing the division (a reciprocal with an exact fallback near
+``d2 = 9``) would give at most 5%.
 """
 
 from __future__ import annotations
@@ -45,12 +47,12 @@ from numba.extending import intrinsic
 
 from ..limits import MAX_DIMENSION
 from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _f32_from_bits, _prepare
-from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip_exact,
-                     strip_recurrence)
+from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
+                     strip2_recurrence, strip_exact, strip_recurrence)
 
 # Rows per band: the scratch (3 channels x (_BAND_ROWS + 1) rows x width float32,
 # 310 KB at width 768) stays in L2; fewer, taller bands recompute fewer column terms.
-_BAND_ROWS = 32
+_BAND_ROWS = 64
 _F32_255 = np.float32(255.0)
 _BLOCK_ROW_TASKS = 16
 _F32_ROUND = np.float32(12582912.0)  # 1.5 * 2^23: adding and subtracting it rounds to an integer
@@ -270,15 +272,37 @@ def _render_bands(
             nq = offsets[k + 1] - offsets[k]
             _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
             recurrence = abs(l22) >= MIN_RECURRENCE_L22
-            for q in range(nq):
+            q = 0
+            while q < nq:
                 rs = max(spans[offsets[k] + q, 0], r0)
                 re = min(spans[offsets[k] + q, 1], r1)
-                if re > rs:
-                    aoff = (q0 + q) * block + (rs - lo) * ROW_STRIDE
+                rs2, re2 = r1, r0  # the next block, rendered with this one as two vectors when both are met
+                if q + 1 < nq:
+                    rs2 = max(spans[offsets[k] + q + 1, 0], r0)
+                    re2 = min(spans[offsets[k] + q + 1, 1], r1)
+                aoff = (q0 + q) * block
+                if re > rs and re2 > rs2:
+                    rs, re = min(rs, rs2), max(re, re2)
                     if recurrence:
-                        strip_recurrence(acc, aoff, z1s, q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
+                        strip2_recurrence(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
+                                          y, l21, l22, c0, c1, c2)
                     else:
-                        strip_exact(acc, aoff, z1s, q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
+                        strip2_exact(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
+                                     y, l21, l22, c0, c1, c2)
+                    q += 2
+                    continue
+                if re2 > rs2:
+                    q += 1
+                    rs, re = rs2, re2
+                    aoff += block
+                if re > rs:
+                    if recurrence:
+                        strip_recurrence(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
+                                         y, l21, l22, c0, c1, c2)
+                    else:
+                        strip_exact(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
+                                    y, l21, l22, c0, c1, c2)
+                q += 1
         full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
         for i in range(lo, hi):
             a = (i - lo) * ROW_STRIDE

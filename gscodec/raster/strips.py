@@ -23,6 +23,10 @@ three channel vectors of that row. The weight is computed in one of two ways:
   block), which keeps every product a normal float: denormals would cost
   hundreds of cycles each.
 
+The ``strip2_*`` kernels draw two strips (adjacent column blocks, ``bstride``
+floats apart) over the same rows in one loop: half the calls and loop exits,
+and two independent vectors per step.
+
 The scratch layout is fixed at compile time: row ``r`` of the strip starts
 ``ROW_STRIDE * r`` floats after the first, channel ``c`` ``CHANNEL_STRIDE * c``
 floats after its row. numba's auto-vectorizer cannot keep per-lane state in
@@ -30,6 +34,10 @@ registers across rows (it vectorizes only the innermost loop, along a row),
 hence the hand-written IR. Rows are processed in pairs, so a strip with an odd
 number of rows also writes the row after its last (zero weight where the exact
 mask says so): the scratch must have that row.
+
+numba caches the compiled renderer by :mod:`.forward`'s source file: after
+editing only this module, clear the ``__pycache__`` folder (or touch
+``forward.py``) so the kernels are recompiled.
 """
 
 from __future__ import annotations
@@ -84,36 +92,42 @@ def _exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
     return builder.fmul(p, builder.bitcast(bits, _VEC))
 
 
-def _codegen(recurrence: bool):  # type: ignore[no-untyped-def]
+def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        acc_arg, aoff, z1_arg, zoff, nrows, row0, y, l21, l22, c0, c1, c2 = args
+        acc_arg, aoff, bstride, z1_arg, zoff, nrows, row0, y, l21, l22, c0, c1, c2 = args
         fma = _vector_intrinsic(builder, "fma", 3)
         vmax = _vector_intrinsic(builder, "maxnum", 2)
         vptr = _VEC.as_pointer()
         acc = context.make_array(signature.args[0])(context, builder, acc_arg).data
-        z1p = context.make_array(signature.args[2])(context, builder, z1_arg).data
-        base = builder.gep(acc, [aoff])
-        z1 = builder.load(builder.bitcast(builder.gep(z1p, [zoff]), vptr), align=4)
-        l21z1 = builder.fmul(z1, _splat(builder, l21))
-        z1sq = builder.fmul(z1, z1)
+        z1p = context.make_array(signature.args[3])(context, builder, z1_arg).data
+        vs = range(vectors)
+        bases = [builder.gep(acc, [builder.add(aoff, builder.mul(bstride, ir.Constant(_I64, v)))]) for v in vs]
+        z1 = [builder.load(builder.bitcast(builder.gep(z1p, [builder.add(zoff, ir.Constant(_I64, LANES * v))]), vptr),
+                           align=4) for v in vs]
+        l21z1 = [builder.fmul(z, _splat(builder, l21)) for z in z1]
+        z1sq = [builder.fmul(z, z) for z in z1]
         vl22 = _splat(builder, l22)
         colour = [_splat(builder, c) for c in (c0, c1, c2)]
         zero = _const(0.0)
         row0f = builder.fadd(builder.sitofp(row0, _F32), ir.Constant(_F32, 0.5))
 
-        def z2_d2(i: ir.Value) -> tuple[ir.Value, ir.Value]:
+        def z2_d2(i: ir.Value, v: int) -> tuple[ir.Value, ir.Value]:
             dy = builder.fsub(builder.fadd(row0f, builder.sitofp(i, _F32)), y)  # (row + 0.5) - y, exact order
-            z2 = builder.fdiv(builder.fsub(_splat(builder, dy), l21z1), vl22)
-            return z2, builder.fadd(z1sq, builder.fmul(z2, z2))
+            z2 = builder.fdiv(builder.fsub(_splat(builder, dy), l21z1[v]), vl22)
+            return z2, builder.fadd(z1sq[v], builder.fmul(z2, z2))
 
-        def accumulate(i: ir.Value, weights: list[ir.Value]) -> None:
-            row = builder.gep(base, [builder.mul(i, ir.Constant(_I64, ROW_STRIDE))])
-            for r, w in enumerate(weights):
-                _, d2 = z2_d2(builder.add(i, ir.Constant(_I64, r)))
-                w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), w, zero)
-                for ch in range(3):
-                    p = builder.bitcast(builder.gep(row, [ir.Constant(_I64, r * ROW_STRIDE + ch * CHANNEL_STRIDE)]), vptr)
-                    builder.store(builder.call(fma, [w, colour[ch], builder.load(p, align=4)]), p, align=4)
+        def accumulate(i: ir.Value, weights: list[list[ir.Value]]) -> None:
+            """Add rows ``i`` and ``i + 1`` of every vector ``v`` with ``weights[v]``, masked here."""
+            offset = builder.mul(i, ir.Constant(_I64, ROW_STRIDE))
+            for v in vs:
+                row = builder.gep(bases[v], [offset])
+                for r, w in enumerate(weights[v]):
+                    _, d2 = z2_d2(builder.add(i, ir.Constant(_I64, r)), v)
+                    w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), w, zero)
+                    for ch in range(3):
+                        at = ir.Constant(_I64, r * ROW_STRIDE + ch * CHANNEL_STRIDE)
+                        ptr = builder.bitcast(builder.gep(row, [at]), vptr)
+                        builder.store(builder.call(fma, [w, colour[ch], builder.load(ptr, align=4)]), ptr, align=4)
 
         entry = builder.block
         fn = builder.function
@@ -125,8 +139,8 @@ def _codegen(recurrence: bool):  # type: ignore[no-untyped-def]
             builder.position_at_end(loop)
             i = builder.phi(_I64)
             i.add_incoming(ir.Constant(_I64, 0), entry)
-            weights = [_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)))[1]) for r in range(2)]
-            accumulate(i, weights)
+            accumulate(i, [[_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)), v)[1]) for r in range(2)]
+                           for v in vs])
             nxt = builder.add(i, two)
             i.add_incoming(nxt, builder.block)
             builder.cbranch(builder.icmp_signed("<", nxt, nrows), loop, done)
@@ -146,30 +160,36 @@ def _codegen(recurrence: bool):  # type: ignore[no-untyped-def]
         builder.position_at_end(restart)
         i0 = builder.phi(_I64)
         i0.add_incoming(ir.Constant(_I64, 0), entry)
-        z2, d2 = z2_d2(i0)
-        wa0 = _exp_neg_half(builder, d2)
-        # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
-        rho = _exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
-        wb0 = builder.fmul(wa0, rho)
-        ra0 = builder.fmul(builder.fmul(rho, rho), k1)
-        rb0 = builder.fmul(ra0, k2)
+        start = []  # per vector: w(i), w(i + 1), rho2(i), rho2(i + 1)
+        for v in vs:
+            z2, d2 = z2_d2(i0, v)
+            wa0 = _exp_neg_half(builder, d2)
+            # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
+            rho = _exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
+            ra0 = builder.fmul(builder.fmul(rho, rho), k1)
+            start += [wa0, builder.fmul(wa0, rho), ra0, builder.fmul(ra0, k2)]
         end = builder.add(i0, ir.Constant(_I64, RESTART))
         end = builder.select(builder.icmp_signed("<", end, nrows), end, nrows)
         builder.branch(loop)
 
         builder.position_at_end(loop)
-        phis = [builder.phi(t) for t in (_I64, _VEC, _VEC, _VEC, _VEC)]
-        for phi, v in zip(phis, (i0, wa0, wb0, ra0, rb0)):
-            phi.add_incoming(v, restart)
-        i, wa, wb, ra, rb = phis
-        accumulate(i, [wa, wb])
+        i = builder.phi(_I64)
+        i.add_incoming(i0, restart)
+        state = [builder.phi(_VEC) for _ in start]
+        for phi, value in zip(state, start):
+            phi.add_incoming(value, restart)
+        accumulate(i, [state[4 * v: 4 * v + 2] for v in vs])
         wfloor, rfloor = _const(2.0 ** -100), _const(2.0 ** -20)
-        step = (builder.add(i, two),
-                builder.call(vmax, [builder.fmul(wa, ra), wfloor]), builder.call(vmax, [builder.fmul(wb, rb), wfloor]),
-                builder.call(vmax, [builder.fmul(ra, k4), rfloor]), builder.call(vmax, [builder.fmul(rb, k4), rfloor]))
-        for phi, v in zip(phis, step):
-            phi.add_incoming(v, loop)
-        builder.cbranch(builder.icmp_signed("<", step[0], end), loop, latch)
+        step = []
+        for v in vs:
+            wa, wb, ra, rb = state[4 * v: 4 * v + 4]
+            step += [builder.call(vmax, [builder.fmul(wa, ra), wfloor]), builder.call(vmax, [builder.fmul(wb, rb), wfloor]),
+                     builder.call(vmax, [builder.fmul(ra, k4), rfloor]), builder.call(vmax, [builder.fmul(rb, k4), rfloor])]
+        for phi, value in zip(state, step):
+            phi.add_incoming(value, loop)
+        nxt = builder.add(i, two)
+        i.add_incoming(nxt, loop)
+        builder.cbranch(builder.icmp_signed("<", nxt, end), loop, latch)
 
         builder.position_at_end(latch)
         i0.add_incoming(end, latch)
@@ -180,23 +200,25 @@ def _codegen(recurrence: bool):  # type: ignore[no-untyped-def]
     return codegen
 
 
-def _strip_intrinsic(recurrence: bool):  # type: ignore[no-untyped-def]
-    def typer(typingctx, acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2):  # type: ignore[no-untyped-def]
-        args = (acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+def _strip_intrinsic(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
+    def typer(typingctx, acc, aoff, bstride, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2):  # type: ignore[no-untyped-def]
+        args = (acc, aoff, bstride, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
         ok = (isinstance(acc, types.Array) and acc.dtype == types.float32 and acc.layout == "C"
               and isinstance(z1s, types.Array) and z1s.dtype == types.float32 and z1s.layout == "C"
-              and all(t == types.int64 for t in (aoff, zoff, nrows, row0))
+              and all(t == types.int64 for t in (aoff, bstride, zoff, nrows, row0))
               and all(t == types.float32 for t in (y, l21, l22, c0, c1, c2)))
         if not ok:
             return None
-        return types.void(*args), _codegen(recurrence)
+        return types.void(*args), _codegen(recurrence, vectors)
 
-    typer.__name__ = "strip_recurrence" if recurrence else "strip_exact"
+    typer.__name__ = f"strip{vectors}_{'recurrence' if recurrence else 'exact'}"
     return intrinsic(typer)
 
 
-strip_exact = _strip_intrinsic(False)
-strip_recurrence = _strip_intrinsic(True)
+strip_exact = _strip_intrinsic(False, 1)
+strip_recurrence = _strip_intrinsic(True, 1)
+strip2_exact = _strip_intrinsic(False, 2)
+strip2_recurrence = _strip_intrinsic(True, 2)
 
 
 def _pack_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -240,16 +262,22 @@ def pack_rgb8(typingctx, acc, aoff, out, ooff):  # type: ignore[no-untyped-def]
     return types.void(acc, aoff, out, ooff), _pack_codegen
 
 
-_doc = """Add one Gaussian to a strip of 8 columns and ``nrows`` rows of a scratch ({how}).
+_DOC = """Add one Gaussian to {what} of a scratch over ``nrows`` rows ({how}).
 
-    ``strip(acc, aoff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)``:
+    ``strip(acc, aoff, bstride, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)``:
     ``acc`` float32 scratch, the strip's first row at ``acc[aoff:]`` (layout in
-    the module docstring); ``z1s[zoff:zoff + 8]`` the lanes' ``(px - x) / l11``;
-    image row of the first strip row ``row0``; mean ``y`` and factors ``l21,
-    l22`` (pixels); colour ``c0, c1, c2``. Rows ``nrows`` (rounded up to even).
+    the module docstring){second}; ``z1s[zoff:]`` the lanes' ``(px - x) / l11``;
+    ``row0`` the image row of the strip's first row; mean ``y`` and factors
+    ``l21, l22`` (pixels); colour ``c0, c1, c2``. Rows are stepped in pairs:
+    an odd ``nrows`` also writes the next row (with the exact mask).
     """
-strip_exact.__doc__ = _doc.format(how="weights from the polynomial in every row")
-strip_recurrence.__doc__ = _doc.format(how="weights by the row recurrence; needs ``|l22| >= MIN_RECURRENCE_L22``")
+for _fn, _what, _second in ((strip_exact, "one strip of 8 columns", ", ``bstride`` unused"),
+                            (strip_recurrence, "one strip of 8 columns", ", ``bstride`` unused"),
+                            (strip2_exact, "two strips of 8 columns", ", the second ``bstride`` floats on"),
+                            (strip2_recurrence, "two strips of 8 columns", ", the second ``bstride`` floats on")):
+    _how = ("weights by the row recurrence; needs ``|l22| >= MIN_RECURRENCE_L22``" if _fn in (strip_recurrence, strip2_recurrence)
+            else "weights from the polynomial in every row")
+    _fn.__doc__ = _DOC.format(what=_what, how=_how, second=_second)
 
-__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "pack_rgb8", "strip_exact",
-           "strip_recurrence"]
+__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "pack_rgb8", "strip2_exact",
+           "strip2_recurrence", "strip_exact", "strip_recurrence"]
