@@ -97,10 +97,10 @@ def test_render_uses_it_and_matches_reference(size: tuple[int, int] | None) -> N
 
 
 def test_exp_neg_half_accuracy() -> None:
-    from gscodec.raster.forward import _exp_neg_half
+    from gscodec.raster.strips import exp_neg_half
 
     d2 = np.linspace(0.0, 9.0, 4001, dtype=np.float32)
-    got = np.array([_exp_neg_half(v) for v in d2], dtype=np.float64)
+    got = np.array([exp_neg_half(v) for v in d2], dtype=np.float64)
     want = np.exp(-d2.astype(np.float64) / 2)
     assert np.max(np.abs(got - want) / want) < 4e-7
 
@@ -143,3 +143,21 @@ def test_uint8_write_out_is_the_float_images() -> None:
     expected = np.floor(np.clip(np.nan_to_num(floats, nan=0.0), 0, 1) * np.float32(255) + np.float32(0.5))
     got = render_numpy(m, l, c, 61, 19, uint8=True)
     np.testing.assert_array_equal(got, expected.astype(np.uint8))
+
+
+def test_strip_weights_are_the_scalar_polynomial_bit_for_bit() -> None:
+    # |l22| < MIN_RECURRENCE_L22: every weight is the vector polynomial; colour 1 adds it unrounded
+    from gscodec.raster.strips import MIN_RECURRENCE_L22, exp_neg_half
+
+    means = np.array([[10.3, 7.6], [30.1, 9.2]], np.float32)
+    chol = np.array([[2.5, 0.7, 0.9 * MIN_RECURRENCE_L22], [6.0, -3.0, 0.5]], np.float32)
+    for k in range(2):
+        out = render_numpy(means[k:k + 1], chol[k:k + 1], np.ones((1, 3), np.float32), 41, 19)
+        j, i = np.meshgrid(np.arange(41, dtype=np.float32) + np.float32(0.5), np.arange(19, dtype=np.float32) + np.float32(0.5))
+        z1 = (j - means[k, 0]) / chol[k, 0]
+        z2 = ((i - means[k, 1]) - chol[k, 1] * z1) / chol[k, 2]
+        d2 = z1 * z1 + z2 * z2
+        want = np.where(d2 <= 9, np.array([exp_neg_half(v) for v in d2.ravel()], np.float32).reshape(d2.shape), 0)
+        assert (d2 <= 9).sum() > 20
+        np.testing.assert_array_equal(out[..., 0], want)
+        np.testing.assert_array_equal(out[..., 2], want)

@@ -40,13 +40,10 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import njit, prange
-from numba.core import types
-from numba.extending import intrinsic
 
 from ..limits import MAX_DIMENSION
-from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _f32_from_bits, _prepare
+from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _prepare
 from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
                      strip2_recurrence, strip_exact, strip_recurrence)
 
@@ -54,21 +51,6 @@ from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_ST
 # 310 KB at width 768) stays in L2; fewer, taller bands recompute fewer column terms.
 _BAND_ROWS = 64
 _F32_255 = np.float32(255.0)
-_BLOCK_ROW_TASKS = 16
-_F32_ROUND = np.float32(12582912.0)  # 1.5 * 2^23: adding and subtracting it rounds to an integer
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
-    """``a * b + c`` with one rounding (float32)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        f32 = ir.FloatType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
-        return builder.call(fn, args)
-
-    return sig, codegen
 
 
 @njit(cache=True)
@@ -111,26 +93,6 @@ def _centres(width: int) -> np.ndarray:
 
 
 @njit(cache=True, inline="always")
-def _exp_neg_half(d2: np.float32) -> np.float32:
-    """``exp(-d2 / 2)`` in float32 for ``d2 >= 0`` (relative error below 3e-7; clamps at ``2^-100``), vectorizable.
-
-    ``2^x`` with ``x = -d2 log2(e) / 2``: ``n = round(x)`` by the 1.5 * 2^23
-    addition trick, a degree-5 least-squares fit of ``2^r`` on ``|r| <= 1/2``
-    evaluated with FMAs in Estrin's scheme (short dependency chain), and ``2^n``
-    built in the exponent bits.
-    """
-    x = max(d2 * np.float32(-0.72134752044448170), np.float32(-100.0))
-    n = (x + _F32_ROUND) - _F32_ROUND
-    r = x - n
-    r2 = r * r
-    q01 = _fma(np.float32(0.69314686), r, np.float32(1.0))
-    q23 = _fma(np.float32(0.05550893), r, np.float32(0.24022238))
-    q45 = _fma(np.float32(0.00132187), r, np.float32(0.0096717))
-    p = _fma(r2, _fma(r2, q45, q23), q01)
-    return p * _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-
-
-@njit(cache=True, inline="always")
 def _u8(v: np.float32) -> np.uint8:
     """``floor(clamp(v, 0, 1) * 255 + 0.5)`` as uint8 (NaN becomes 0)."""
     v = v if v > np.float32(0.0) else np.float32(0.0)
@@ -148,20 +110,19 @@ def _columns(xd: float, l11: float, pad: float, width: int) -> tuple[int, int]:
 
 
 @njit(cache=True, inline="always")
-def _edges(xe: float, xd: float, l11: float, l21: float, l22: float) -> tuple[float, float]:
-    """Top and bottom of the ellipse (relative to its mean, no margin) in the column at ``xe``, clamped to its extent."""
-    ex = np.sqrt(_SPAN_CUT) * abs(l11)
-    z1 = (min(max(xe, xd - ex), xd + ex) - xd) / l11
-    h = abs(l22) * np.sqrt(max(_SPAN_CUT - z1 * z1, 0.0))
-    return l21 * z1 - h, l21 * z1 + h
-
-
-@njit(cache=True, inline="always")
 def _fill_block_rows(
     means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
-    k: int, start: int, stop: int, spans: np.ndarray,
+    k: int, count: int, edges: np.ndarray, spans: np.ndarray,
 ) -> None:
-    """``spans[start:stop]``: the row ranges of Gaussian ``k``'s column blocks (see :func:`_block_rows`)."""
+    """``spans[:count]``: image rows ``[rs, re)`` where Gaussian ``k``'s ellipse meets each of its column blocks.
+
+    Block ``q`` (counted from the first, ``b0 // 8``) covers the column centres
+    ``[x_q, x_{q+1}]`` (block starts, clamped to the box). Over them the
+    ellipse's top edge ``y + l21 z1 - |l22| sqrt(cut - z1^2)`` is convex in x,
+    so its minimum is at an end or at the ellipse's topmost point; likewise the
+    bottom. float64, with the footprint's margins. ``edges`` ``(3, count + 1)``
+    is scratch for the block ends' x, top and bottom; both loops vectorize.
+    """
     root = np.sqrt(_SPAN_CUT)
     xd = np.float64(means[k, 0])
     yd = np.float64(means[k, 1])
@@ -170,74 +131,32 @@ def _fill_block_rows(
     l22 = np.float64(chol[k, 2])
     pad = params[k, _P_PAD]
     b0, b1 = _columns(xd, l11, pad, width)
+    ex = root * abs(l11)
+    q0 = b0 // _LANES
+    for e in range(count + 1):
+        xe = min(max(np.float64((q0 + e) * _LANES) + 0.5, b0 + 0.5), b1 - 0.5)
+        z1 = (min(max(xe, xd - ex), xd + ex) - xd) / l11
+        h = abs(l22) * np.sqrt(max(_SPAN_CUT - z1 * z1, 0.0))
+        edges[0, e] = xe
+        edges[1, e] = l21 * z1 - h
+        edges[2, e] = l21 * z1 + h
     sy = np.sqrt(l21 * l21 + l22 * l22)
     xt = root * l11 * l21 / sy  # the topmost point is at x - xt, the bottom one at x + xt
-    q0 = b0 // _LANES
-    xa = b0 + 0.5
-    ta, ba = _edges(xa, xd, l11, l21, l22)
-    for q in range(stop - start):
-        xb = min(max((q0 + q + 1) * _LANES + 0.5, b0 + 0.5), b1 - 0.5)
-        tb, bb = _edges(xb, xd, l11, l21, l22)
-        top = -root * sy if xa <= xd - xt <= xb else min(ta, tb)
-        bot = root * sy if xa <= xd + xt <= xb else max(ba, bb)
+    for q in range(count):
+        xa = edges[0, q]
+        xb = edges[0, q + 1]
+        top = -root * sy if xa <= xd - xt <= xb else min(edges[1, q], edges[1, q + 1])
+        bot = root * sy if xa <= xd + xt <= xb else max(edges[2, q], edges[2, q + 1])
         lo = min(max(yd + top - pad - 0.5, -1.0), height + 1.0)
         hi = min(max(yd + bot + pad - 0.5, -1.0), height + 1.0)
-        spans[start + q, 0] = max(np.int64(np.ceil(lo)), rows[k, 0])
-        spans[start + q, 1] = min(np.int64(np.floor(hi)) + 1, rows[k, 1])
-        xa, ta, ba = xb, tb, bb
-
-
-@njit(cache=True)
-def _block_offsets(means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int) -> np.ndarray:
-    """``(N + 1,)`` start of each Gaussian's column blocks in :func:`_block_rows`' table."""
-    n = means.shape[0]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    for k in range(n):
-        count = 0
-        if rows[k, 1] > rows[k, 0]:
-            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), params[k, _P_PAD], width)
-            if b1 > b0:
-                count = (b1 + _LANES - 1) // _LANES - b0 // _LANES
-        offsets[k + 1] = offsets[k] + count
-    return offsets
-
-
-@njit(cache=True, parallel=True)
-def _fill_block_table(
-    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
-    offsets: np.ndarray, spans: np.ndarray,
-) -> None:
-    """Fill ``spans`` for every Gaussian, in a few large tasks (the renderer sets numba's chunk size to 1)."""
-    n = means.shape[0]
-    per_task = max(-(-n // _BLOCK_ROW_TASKS), 1)
-    for task in prange(_BLOCK_ROW_TASKS):
-        for k in range(task * per_task, min(task * per_task + per_task, n)):
-            if offsets[k + 1] > offsets[k]:
-                _fill_block_rows(means, chol, params, rows, width, height, k, offsets[k], offsets[k + 1], spans)
-
-
-def _block_rows(
-    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Image rows ``[rs, re)`` where each Gaussian's ellipse meets each of its column blocks.
-
-    Returns ``offsets`` ``(N + 1,)`` and ``spans`` ``(offsets[N], 2)``: block ``q``
-    of Gaussian ``k`` (counted from its first block ``b0 // 8``) is row
-    ``offsets[k] + q``. Over the column centres ``[x_q, x_{q+1}]`` (block starts,
-    clamped to the box) the ellipse's top edge ``y + l21 z1 - |l22| sqrt(cut - z1^2)``
-    is convex in x, so its minimum is at an end or at the ellipse's topmost point;
-    likewise the bottom. float64, with the footprint's margins.
-    """
-    offsets = _block_offsets(means, chol, params, rows, width)
-    spans = np.empty((int(offsets[-1]), 2), dtype=np.int64)
-    _fill_block_table(means, chol, params, rows, width, height, offsets, spans)
-    return offsets, spans
+        spans[q, 0] = max(np.int64(np.ceil(lo)), rows[k, 0])
+        spans[q, 1] = min(np.int64(np.floor(hi)) + 1, rows[k, 1])
 
 
 @njit(cache=True, parallel=True)
 def _render_bands(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
-    starts: np.ndarray, order: np.ndarray, offsets: np.ndarray, spans: np.ndarray, band_rows: int, to_u8: bool,
+    starts: np.ndarray, order: np.ndarray, band_rows: int, to_u8: bool,
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
     """Render every band into ``out_u8`` (``to_u8``) or ``out_f32``, both ``(H, W, 3)``; the other is unused."""
@@ -249,6 +168,8 @@ def _render_bands(
     for band in prange(nbands):
         acc = np.zeros(nblocks * block, dtype=np.float32)
         z1s = np.empty(nblocks * _LANES, dtype=np.float32)
+        spans = np.empty((nblocks, 2), dtype=np.int64)
+        edges = np.empty((3, nblocks + 1), dtype=np.float64)
         lo = band * band_rows
         hi = min(lo + band_rows, height)
         for idx in range(starts[band], starts[band + 1]):
@@ -269,17 +190,18 @@ def _render_bands(
             if b1 <= b0 or r1 <= r0:
                 continue
             q0 = b0 // _LANES
-            nq = offsets[k + 1] - offsets[k]
+            nq = (b1 + _LANES - 1) // _LANES - q0
+            _fill_block_rows(means, chol, params, rows, width, height, k, nq, edges, spans)
             _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
             recurrence = abs(l22) >= MIN_RECURRENCE_L22
             q = 0
             while q < nq:
-                rs = max(spans[offsets[k] + q, 0], r0)
-                re = min(spans[offsets[k] + q, 1], r1)
+                rs = max(spans[q, 0], r0)
+                re = min(spans[q, 1], r1)
                 rs2, re2 = r1, r0  # the next block, rendered with this one as two vectors when both are met
                 if q + 1 < nq:
-                    rs2 = max(spans[offsets[k] + q + 1, 0], r0)
-                    re2 = min(spans[offsets[k] + q + 1, 1], r1)
+                    rs2 = max(spans[q + 1, 0], r0)
+                    re2 = min(spans[q + 1, 1], r1)
                 aoff = (q0 + q) * block
                 if re > rs and re2 > rs2:
                     rs, re = min(rs, rs2), max(re, re2)
@@ -359,12 +281,11 @@ def render_numpy(
     _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
     nbands = -(-height // _BAND_ROWS)
     starts, order = _bin_bands(rows[0], _BAND_ROWS, nbands)
-    offsets, spans = _block_rows(m, l, params[0], rows[0], width, height)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(m, l, c, params[0], rows[0], starts, order, offsets, spans, _BAND_ROWS, uint8, out_u8, out_f32)
+        _render_bands(m, l, c, params[0], rows[0], starts, order, _BAND_ROWS, uint8, out_u8, out_f32)
     finally:
         numba.set_parallel_chunksize(chunksize)
     return out

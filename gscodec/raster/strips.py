@@ -7,7 +7,7 @@ so the ``d2 <= CUTOFF_SQ`` mask is exact, and adds ``colour * weight`` to the
 three channel vectors of that row. The weight is computed in one of two ways:
 
 * ``exact``: ``exp(-d2 / 2)`` by the vector polynomial of
-  :func:`gscodec.raster.forward._exp_neg_half` in every row;
+  :func:`exp_neg_half` in every row;
 * ``recurrence``: along a column ``d2`` is a quadratic in the row, so the
   weight of the next row is this row's times a ratio that itself changes by a
   constant factor: ``w(i + 1) = w(i) * rho(i)``, ``rho(i + 1) = rho(i) * K``
@@ -44,8 +44,11 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
+from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
+
+from .cpu import _f32_from_bits
 
 LANES = 8
 ROW_STRIDE = 3 * LANES
@@ -53,11 +56,47 @@ CHANNEL_STRIDE = LANES
 RESTART = 16
 MIN_RECURRENCE_L22 = 2.0
 
+_F32_ROUND = np.float32(12582912.0)  # 1.5 * 2^23: adding and subtracting it rounds to an integer
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VEC = ir.VectorType(_F32, LANES)
 _IVEC = ir.VectorType(_I32, LANES)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):  # type: ignore[no-untyped-def]
+    """``a * b + c`` with one rounding (float32)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@njit(cache=True, inline="always")
+def exp_neg_half(d2: np.float32) -> np.float32:
+    """``exp(-d2 / 2)`` in float32 for ``d2 >= 0`` (relative error below 3e-7; clamps at ``2^-100``), vectorizable.
+
+    The scalar form of the kernels' vector polynomial (the same operations).
+
+    ``2^x`` with ``x = -d2 log2(e) / 2``: ``n = round(x)`` by the 1.5 * 2^23
+    addition trick, a degree-5 least-squares fit of ``2^r`` on ``|r| <= 1/2``
+    evaluated with FMAs in Estrin's scheme (short dependency chain), and ``2^n``
+    built in the exponent bits.
+    """
+    x = max(d2 * np.float32(-0.72134752044448170), np.float32(-100.0))
+    n = (x + _F32_ROUND) - _F32_ROUND
+    r = x - n
+    r2 = r * r
+    q01 = _fma(np.float32(0.69314686), r, np.float32(1.0))
+    q23 = _fma(np.float32(0.05550893), r, np.float32(0.24022238))
+    q45 = _fma(np.float32(0.00132187), r, np.float32(0.0096717))
+    p = _fma(r2, _fma(r2, q45, q23), q01)
+    return p * _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
 def _const(x: float) -> ir.Constant:
@@ -75,8 +114,8 @@ def _vector_intrinsic(builder: ir.IRBuilder, name: str, nargs: int) -> ir.Functi
     return cgutils.get_or_insert_function(builder.module, fnty, f"llvm.{name}.v{LANES}f32")
 
 
-def _exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
-    """``exp(-d2 / 2)`` per lane: the same operations as :func:`gscodec.raster.forward._exp_neg_half`."""
+def _vector_exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
+    """``exp(-d2 / 2)`` per lane: the same operations as :func:`exp_neg_half`."""
     fma = _vector_intrinsic(builder, "fma", 3)
     vmax = _vector_intrinsic(builder, "maxnum", 2)
     x = builder.call(vmax, [builder.fmul(d2, _const(-0.72134752044448170)), _const(-100.0)])
@@ -139,7 +178,7 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
             builder.position_at_end(loop)
             i = builder.phi(_I64)
             i.add_incoming(ir.Constant(_I64, 0), entry)
-            accumulate(i, [[_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)), v)[1]) for r in range(2)]
+            accumulate(i, [[_vector_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)), v)[1]) for r in range(2)]
                            for v in vs])
             nxt = builder.add(i, two)
             i.add_incoming(nxt, builder.block)
@@ -149,7 +188,7 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
 
         inv = builder.fdiv(ir.Constant(_F32, 1.0), l22)
         vinv = _splat(builder, inv)
-        k1 = _exp_neg_half(builder, _splat(builder, builder.fmul(ir.Constant(_F32, 2.0), builder.fmul(inv, inv))))
+        k1 = _vector_exp_neg_half(builder, _splat(builder, builder.fmul(ir.Constant(_F32, 2.0), builder.fmul(inv, inv))))
         k2 = builder.fmul(k1, k1)
         k4 = builder.fmul(k2, k2)
         restart = fn.append_basic_block("strip.restart")
@@ -163,9 +202,9 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         start = []  # per vector: w(i), w(i + 1), rho2(i), rho2(i + 1)
         for v in vs:
             z2, d2 = z2_d2(i0, v)
-            wa0 = _exp_neg_half(builder, d2)
+            wa0 = _vector_exp_neg_half(builder, d2)
             # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
-            rho = _exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
+            rho = _vector_exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
             ra0 = builder.fmul(builder.fmul(rho, rho), k1)
             start += [wa0, builder.fmul(wa0, rho), ra0, builder.fmul(ra0, k2)]
         end = builder.add(i0, ir.Constant(_I64, RESTART))
@@ -279,5 +318,6 @@ for _fn, _what, _second in ((strip_exact, "one strip of 8 columns", ", ``bstride
             else "weights from the polynomial in every row")
     _fn.__doc__ = _DOC.format(what=_what, how=_how, second=_second)
 
-__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "pack_rgb8", "strip2_exact",
+__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
+           "strip2_exact",
            "strip2_recurrence", "strip_exact", "strip_recurrence"]
