@@ -45,20 +45,22 @@ def test_cutoff_mask_is_the_references() -> None:
 
 
 @pytest.mark.parametrize("shear", [0.0, 3.0, -8.0, 40.0])
-def test_row_pairs_cover_each_rows_own_span(shear: float) -> None:
-    # rows are rendered two at a time over the union of their spans: thin sheared
-    # Gaussians (disjoint spans in consecutive rows), one-row ones, odd row counts
-    # and band edges (32 rows) must still give exactly the reference's mask and values
+def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
+    # thin sheared Gaussians (disjoint spans in consecutive rows, tilted strips),
+    # one-row ones, odd row counts and Gaussians across a band edge must give
+    # exactly the reference's mask and values
+    from gscodec.raster.forward import _BAND_ROWS
+
     gen = torch.Generator().manual_seed(int(abs(shear)) + 7)
     n = 60
     means = torch.rand(n, 2, generator=gen) * torch.tensor([90.0, 70.0])
-    means[:10, 1] = 31.5 + torch.rand(10, generator=gen)  # straddle the first band edge
+    means[:10, 1] = _BAND_ROWS - 0.5 + torch.rand(10, generator=gen)  # straddle the first band edge
     l22 = 0.2 + 2.0 * torch.rand(n, generator=gen)
     l22[10:20] = 0.05  # a single row or two
     chol = torch.stack([0.3 + 6 * torch.rand(n, generator=gen), shear * l22, l22], 1)
     colors = torch.rand(n, 3, generator=gen)
-    ref = reference(means, chol, colors, 90, 70).numpy()
-    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, 70)
+    ref = reference(means, chol, colors, 90, _BAND_ROWS + 6).numpy()
+    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, _BAND_ROWS + 6)
     np.testing.assert_array_equal(out > 0, ref > 0)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -161,3 +163,20 @@ def test_strip_weights_are_the_scalar_polynomial_bit_for_bit() -> None:
         assert (d2 <= 9).sum() > 20
         np.testing.assert_array_equal(out[..., 0], want)
         np.testing.assert_array_equal(out[..., 2], want)
+
+
+def test_extreme_shapes_match_reference() -> None:
+    # log-uniform scales over five decades, both signs, strong shear, means off the image:
+    # the block row ranges, both weight paths and the masks against the dense reference
+    for seed in range(24):
+        rng = np.random.default_rng(seed)
+        width, height, n = int(rng.integers(1, 90)), int(rng.integers(1, 150)), int(rng.integers(1, 40))
+        means = (rng.random((n, 2)) * [width * 1.4, height * 1.4] - [width * 0.2, height * 0.2]).astype(np.float32)
+        l11, l22 = (10 ** rng.uniform(-2.5, 2.5, (2, n)) * rng.choice([-1, 1], (2, n))).astype(np.float32)
+        l21 = (rng.standard_normal(n) * 10 ** rng.uniform(-2, 2.5, n)).astype(np.float32)
+        chol = np.stack([l11, l21, l22], 1)
+        colors = (rng.random((n, 3)) * 2 - 0.5).astype(np.float32)
+        ref = reference(*(torch.from_numpy(a) for a in (means, chol, colors)), width, height).numpy()
+        out = render_numpy(means, chol, colors, width, height)
+        np.testing.assert_array_equal(out != 0, ref != 0, err_msg=f"seed {seed}")
+        np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}")
