@@ -49,18 +49,23 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     # thin sheared Gaussians (disjoint spans in consecutive rows, tilted strips),
     # one-row ones, odd row counts and Gaussians across a band edge must give
     # exactly the reference's mask and values
-    from gscodec.raster.forward import _BAND_ROWS
+    import numba
 
+    from gscodec.raster.forward import _band_rows
+
+    height = 300
+    edge = _band_rows(height, numba.get_num_threads())
+    assert edge < height
     gen = torch.Generator().manual_seed(int(abs(shear)) + 7)
     n = 60
-    means = torch.rand(n, 2, generator=gen) * torch.tensor([90.0, 70.0])
-    means[:10, 1] = _BAND_ROWS - 0.5 + torch.rand(10, generator=gen)  # straddle the first band edge
+    means = torch.rand(n, 2, generator=gen) * torch.tensor([90.0, float(height)])
+    means[:10, 1] = edge - 0.5 + torch.rand(10, generator=gen)  # straddle the first band edge
     l22 = 0.2 + 2.0 * torch.rand(n, generator=gen)
     l22[10:20] = 0.05  # a single row or two
     chol = torch.stack([0.3 + 6 * torch.rand(n, generator=gen), shear * l22, l22], 1)
     colors = torch.rand(n, 3, generator=gen)
-    ref = reference(means, chol, colors, 90, _BAND_ROWS + 6).numpy()
-    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, _BAND_ROWS + 6)
+    ref = reference(means, chol, colors, 90, height).numpy()
+    out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, height)
     np.testing.assert_array_equal(out > 0, ref > 0)
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
 
@@ -180,3 +185,12 @@ def test_extreme_shapes_match_reference() -> None:
         out = render_numpy(means, chol, colors, width, height)
         np.testing.assert_array_equal(out != 0, ref != 0, err_msg=f"seed {seed}")
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}")
+
+
+@pytest.mark.parametrize("height,threads,rows", [(512, 2, 128), (224, 2, 112), (1500, 2, 125), (300, 1, 100),
+                                                 (7, 2, 4), (1, 2, 1), (128, 1, 128)])
+def test_band_rows_share_out_evenly(height: int, threads: int, rows: int) -> None:
+    from gscodec.raster.forward import _MAX_BAND_ROWS, _band_rows
+
+    assert _band_rows(height, threads) == rows <= _MAX_BAND_ROWS
+    assert -(-height // rows) % threads == 0 or height < threads

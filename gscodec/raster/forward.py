@@ -5,35 +5,37 @@ per pixel ``d2`` in float32 with the reference's operation order (so the
 ``d2 <= CUTOFF_SQ`` mask matches the float32 reference), weight ``exp(-d2 / 2)``
 within about 1e-5 relative. How it differs from the training kernel in :mod:`.cpu`:
 
-* Gaussians are binned once into horizontal bands of ``_BAND_ROWS`` rows
-  (counting sort over each Gaussian's row range); bands go one at a time to
-  whichever numba thread is free, each into its own scratch;
+* Gaussians are binned once into horizontal bands of rows (counting sort over
+  each Gaussian's row range); bands go one at a time to whichever numba thread
+  is free, each into its own scratch. Their count is a multiple of the thread
+  count, for bands of at most ``_MAX_BAND_ROWS`` rows (:func:`_band_rows`);
 * the scratch is column-major in blocks of 8 columns (per block: rows, then the
   three channels, then 8 lanes), so a Gaussian is drawn as vertical strips of
   one SIMD vector: the hand-written LLVM IR kernels of :mod:`.strips` walk down
   a strip with the per-lane state in registers. Where ``|l22| >= 2`` pixels
   the weights come from a row recurrence (two multiplies per row instead of
   the ``exp`` polynomial); adjacent blocks are drawn together as two vectors;
-* each Gaussian's rows per column block are solved once (float64, with the
-  footprint's margins) in a table shared by the bands it reaches, and
-  ``z1 = (px - x) / l11`` once per Gaussian and band: neither depends on the row;
+* each Gaussian's rows per column block (float64, with the footprint's
+  margins) and ``z1 = (px - x) / l11`` are solved once per Gaussian and band;
 * Gaussians of colour 0 are skipped; the conversion to 8 bits,
   ``floor(clamp(v, 0, 1) * 255 + 0.5)``, is fused into the band's write-out,
   8 pixels at a time as interleaved RGB bytes.
 
 Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``
-file, one thread, idle 2-core machine, against the row-span renderer this
-replaced): 11.3 to 5.4 ms for the band kernel, 6.6 to 4.1 ms for the whole
-render with two threads. What each step gave, single thread: the block layout
-and strips 11.3 to 10.1 ms (strips down the old row-major planes gave 9.6 ms:
-a strip's row step touched three planes 64 KB apart, 5.5 ns per step in a
-micro-benchmark against 2.5 ns in the block layout), the per-Gaussian row
-table 7.3 (solving it per strip and band had cost 1.8 ms), the vector 8-bit
-pack 6.0, paired blocks 5.8, bands of 64 rows instead of 32 5.4. The row
-recurrence alone is worth about 10%: the strip loop is bound by the exact
-``d2`` (a vector division per row) and the three read-modify-writes, not by
-``exp``. Removing the division (a reciprocal with an exact fallback near
-``d2 = 9``) would give at most 5%.
+file, idle 2-core machine, against the row-span renderer this replaced): the
+whole render 6.6 to 3.5 ms with two threads; the band kernel 11.3 to 5.4 ms on
+one. What each step gave, one thread: the block layout and strips 11.3 to
+10.1 ms (strips down the old row-major planes gave 9.6 ms: a strip's row step
+touched three planes 64 KB apart, 5.5 ns per step in a micro-benchmark against
+2.5 ns in the block layout); row ranges solved once per Gaussian and band, the
+ends shared by adjacent blocks, 7.3 (solving them per strip had cost 1.8 ms);
+the vector 8-bit pack 6.0; paired blocks 5.8; bands of 64 rows instead of 32
+5.4. Then, on two threads, an even share of bands per thread (four of 128
+rows here) 3.8 to 3.5 ms for the whole render. The row recurrence alone is
+worth about 10%: the strip loop is bound by the exact ``d2`` (a vector division
+per row) and the three read-modify-writes, not by ``exp``; removing the
+division (a reciprocal with an exact fallback near ``d2 = 9``) would give at
+most 5%.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _prepare
 from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
                      strip2_recurrence, strip_exact, strip_recurrence)
 
-# Rows per band: the scratch (3 channels x (_BAND_ROWS + 1) rows x width float32,
-# 310 KB at width 768) stays in L2; fewer, taller bands recompute fewer column terms.
-_BAND_ROWS = 64
+# Rows per band at most: taller bands meet fewer Gaussians twice, but the bands
+# must also share out evenly between the threads. The scratch is 3 channels x
+# (rows + 1) x width float32 (1.2 MB at width 768).
+_MAX_BAND_ROWS = 128
 _F32_255 = np.float32(255.0)
 
 
@@ -242,6 +245,19 @@ def _render_bands(
                     out_f32[i, j, 2] = acc[p + 2 * CHANNEL_STRIDE]
 
 
+def _band_rows(height: int, nthreads: int) -> int:
+    """Rows per band for an image ``height`` rows tall: the fewest equal bands, a multiple of ``nthreads``.
+
+    Measured at 768x512 with 10000 Gaussians and 224x224 with 900 on two
+    threads: an odd number of bands leaves one thread idle at the end (176 rows,
+    3 bands: 4.10 ms; 128 rows, 4 bands: 3.52 ms), and at 224 rows two bands of
+    112 took 0.30 ms against 0.37 ms for four of 64.
+    """
+    nthreads = max(int(nthreads), 1)
+    nbands = nthreads * -(-height // (nthreads * _MAX_BAND_ROWS))
+    return max(-(-height // nbands), 1)
+
+
 def render_numpy(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, width: int, height: int, uint8: bool = False,
 ) -> np.ndarray:
@@ -279,13 +295,14 @@ def render_numpy(
     params = np.empty((1, n, 4), dtype=np.float64)
     rows = np.zeros((1, n, 2), dtype=np.int64)
     _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
-    nbands = -(-height // _BAND_ROWS)
-    starts, order = _bin_bands(rows[0], _BAND_ROWS, nbands)
+    band_rows = _band_rows(height, numba.get_num_threads())
+    nbands = -(-height // band_rows)
+    starts, order = _bin_bands(rows[0], band_rows, nbands)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(m, l, c, params[0], rows[0], starts, order, _BAND_ROWS, uint8, out_u8, out_f32)
+        _render_bands(m, l, c, params[0], rows[0], starts, order, band_rows, uint8, out_u8, out_f32)
     finally:
         numba.set_parallel_chunksize(chunksize)
     return out
