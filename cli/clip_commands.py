@@ -373,6 +373,7 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
     from gscodec.clip.zeroshot import get_templates, imagenet_classnames, logit_scale_of, parse_labels, \
         read_labels_file
     from gscodec.format import GsiError, read
+    from gscodec.render import RenderBudgetError, check_render_budget
 
     if labels and labels_file:
         raise click.UsageError("give either --labels or --labels-file, not both")
@@ -390,9 +391,12 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
     gaussians, names, failed = [], [], []
     for path in files:
         try:
-            gaussians.append(read(path).gaussians)
+            g = read(path).gaussians
+            if rgb:
+                check_render_budget(g)  # a decompression bomb is reported and skipped, not rendered for hours
+            gaussians.append(g)
             names.append(str(path))
-        except (GsiError, OSError) as exc:
+        except (GsiError, OSError, RenderBudgetError) as exc:
             failed.append(path)
             err.print(f"[red]error:[/] {escape(str(path))}: {escape(error_text(exc))}")
     if gaussians:

@@ -11,7 +11,7 @@ Library use::
 from .format import (GsiError, GsiFile, GsiInfo, Mode, decode, encode, peek, read, write)
 from .gaussians import GaussianImage, InvalidGaussiansError
 from .quantize import Quantization, dequantize, quantize, snap
-from .render import render, render_float
+from .render import RenderBudgetError, render, render_float
 
 
 def register_pillow() -> None:
@@ -25,6 +25,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GaussianImage", "GsiError", "GsiFile", "GsiInfo", "InvalidGaussiansError", "Mode", "Quantization",
+    "RenderBudgetError",
     "decode", "dequantize", "encode", "peek", "quantize", "read", "register_pillow", "render", "render_float",
     "snap", "write",
 ]

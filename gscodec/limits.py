@@ -25,3 +25,15 @@ MAX_POSITION_FRACTION_BITS = 4
 CUTOFF_SQ = 9.0
 """A Gaussian contributes to a pixel only where its squared Mahalanobis distance
 is at most this (its 3-sigma ellipse). Normative: part of the decode."""
+
+MAX_RENDER_OVERLAP = 1024
+"""Most footprint pixels a render visits per output pixel, on average (each
+Gaussian's 3-sigma bounding box, clipped to the image), above
+:data:`MIN_RENDER_BUDGET` in all. Fitted files stay near 20-60; far above is a
+decompression bomb (a small image under millions of Gaussians that each cover
+all of it), whose render would take hours, so it is refused unless the caller
+raises or lifts the limit."""
+
+MIN_RENDER_BUDGET = 1 << 28
+"""Footprint pixels every render may visit whatever its size (under a second
+on one core): a thumbnail of a file with millions of Gaussians still renders."""

@@ -6,9 +6,9 @@ import numpy as np
 import torch
 
 from .gaussians import GaussianImage
-from .limits import MAX_DIMENSION
+from .limits import MAX_DIMENSION, MAX_RENDER_OVERLAP, MIN_RENDER_BUDGET
 from .raster import rasterize_sum
-from .raster.forward import render_numpy
+from .raster.forward import footprint_pixels as _footprint_pixels, render_numpy
 
 
 def output_size(g: GaussianImage, width: int | None = None, height: int | None = None,
@@ -35,19 +35,49 @@ def output_size(g: GaussianImage, width: int | None = None, height: int | None =
     return width, height
 
 
+class RenderBudgetError(ValueError):
+    """A render would visit more footprint pixels than its budget (:data:`gscodec.limits.MAX_RENDER_OVERLAP`)."""
+
+
+def footprint_pixels(g: GaussianImage) -> float:
+    """Pixels of ``g``'s image inside the Gaussians' 3-sigma bounding boxes, summed over Gaussians.
+
+    An upper bound on the pixels a render at ``g``'s size evaluates (float64);
+    Gaussians whose box misses the image count 0.
+    """
+    return float(_footprint_pixels(g.means.numpy(), g.chol.numpy(), g.width, g.height))
+
+
+def check_render_budget(g: GaussianImage, max_overlap: float | None = MAX_RENDER_OVERLAP) -> None:
+    """Raise :class:`RenderBudgetError` if rendering ``g`` at its size would visit more than
+    ``max(max_overlap * width * height, MIN_RENDER_BUDGET)`` footprint pixels; ``None`` allows any."""
+    if max_overlap is None:
+        return
+    work = footprint_pixels(g)
+    budget = max(float(max_overlap) * g.width * g.height, float(MIN_RENDER_BUDGET))
+    if work > budget:
+        raise RenderBudgetError(
+            f"rendering {g.width}x{g.height} from {g.count} Gaussians would visit {work:.3g} footprint pixels, "
+            f"{work / (g.width * g.height):.0f} per pixel on average, over the limit of {max_overlap:g} "
+            f"(a decompression bomb?); pass max_overlap=None to render it anyway")
+
+
 def render_float(g: GaussianImage, width: int | None = None, height: int | None = None,
                  scale: float | None = None, backend: str = "auto",
-                 device: torch.device | str | None = None) -> torch.Tensor:
+                 device: torch.device | str | None = None,
+                 max_overlap: float | None = MAX_RENDER_OVERLAP) -> torch.Tensor:
     """``(H, W, 3)`` float32 unclamped render of ``g``, at its stored size or resized.
 
     Rendering at another size maps the same continuous image onto the new grid
     (:meth:`GaussianImage.scaled`) and samples it at the new pixel centres.
     ``device``: where to render (default the CPU; ``backend="auto"`` then picks
     the Triton kernels for a CUDA device); the result stays there.
+    Raises :class:`RenderBudgetError` past ``max_overlap`` (see :func:`check_render_budget`).
     """
     w, h = output_size(g, width, height, scale)
     if (w, h) != (g.width, g.height):
         g = g.scaled(w, h)
+    check_render_budget(g, max_overlap)
     if _numpy_path(backend, device):
         return torch.from_numpy(render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h))
     with torch.no_grad():
@@ -66,14 +96,17 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def render(g: GaussianImage, width: int | None = None, height: int | None = None,
-           scale: float | None = None, backend: str = "auto", device: torch.device | str | None = None) -> np.ndarray:
+           scale: float | None = None, backend: str = "auto", device: torch.device | str | None = None,
+           max_overlap: float | None = MAX_RENDER_OVERLAP) -> np.ndarray:
     """Decode ``g`` to an ``(H, W, 3)`` uint8 RGB array (the normative decode), rendered on ``device``.
 
     On the CPU the 8-bit conversion is fused into the forward-only renderer.
+    Raises :class:`RenderBudgetError` past ``max_overlap`` (see :func:`check_render_budget`).
     """
     if _numpy_path(backend, device):
         w, h = output_size(g, width, height, scale)
         if (w, h) != (g.width, g.height):
             g = g.scaled(w, h)
+        check_render_budget(g, max_overlap)
         return render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h, uint8=True)
-    return to_uint8(render_float(g, width, height, scale, backend, device))
+    return to_uint8(render_float(g, width, height, scale, backend, device, max_overlap))

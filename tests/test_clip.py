@@ -396,6 +396,15 @@ def test_cli_train_head_and_classify(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["mode"] == "rgb"
 
+    n = 70000  # a decompression bomb among the files: reported and skipped before rendering
+    bomb = gscodec.GaussianImage(64, 64, torch.full((n, 2), 32.0), torch.tensor([[64.0, 0.0, 64.0]]).repeat(n, 1),
+                         torch.full((n, 3), 1e-3))
+    (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(bomb))
+    result = runner.invoke(classify, files[:1] + [str(tmp_path / "bomb.gsi"), "--rgb", "--model", "gsi-tiny-vit",
+                                                  "--pretrained", "none", "--labels", "cat,dog", "--json"])
+    assert result.exit_code == 1 and "bomb.gsi" in result.stderr and "decompression bomb" in result.stderr
+    assert [r["file"] for r in json.loads(result.stdout)] == files[:1]
+
 
 def test_cli_missing_weights_is_a_clear_error(tmp_path):
     from gscodec_cli.clip_commands import classify

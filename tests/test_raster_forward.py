@@ -194,3 +194,38 @@ def test_band_rows_share_out_evenly(height: int, threads: int, rows: int) -> Non
 
     assert _band_rows(height, threads) == rows <= _MAX_BAND_ROWS
     assert -(-height // rows) % threads == 0 or height < threads
+
+
+def _bomb(n: int = 70000, size: int = 64) -> gscodec.GaussianImage:
+    """``n`` Gaussians that each cover all of a ``size`` x ``size`` image."""
+    means = torch.full((n, 2), size / 2.0)
+    chol = torch.tensor([[size, 0.0, size]]).repeat(n, 1)
+    return gscodec.GaussianImage(size, size, means, chol, torch.full((n, 3), 1e-6))
+
+
+def test_footprint_pixels_bounds_the_visited_pixels() -> None:
+    from gscodec.render import footprint_pixels
+
+    one = gscodec.GaussianImage(40, 30, torch.tensor([[10.0, 10.0]]), torch.tensor([[1.0, 0.0, 2.0]]), torch.ones(1, 3))
+    assert footprint_pixels(one) == (6 + 1) * (12 + 1)  # the box, plus one pixel of rounding per side
+    outside = gscodec.GaussianImage(40, 30, torch.tensor([[-10.0, 10.0]]), torch.tensor([[1.0, 0.0, 1.0]]), torch.ones(1, 3))
+    assert footprint_pixels(outside) == 0
+    assert footprint_pixels(_bomb(10)) == 10 * 65 * 65
+    g = random_gaussians(48, 32, 80, 7)
+    visited = sum(int((render_numpy(*(t[k:k + 1].numpy() for t in (g.means, g.chol, torch.ones(80, 3))), 48, 32)[..., 0] > 0).sum())
+                  for k in range(80))
+    assert 0 < visited <= footprint_pixels(g)
+
+
+def test_decompression_bomb_is_refused_unless_allowed() -> None:
+    from gscodec.limits import MIN_RENDER_BUDGET
+
+    bomb = _bomb()
+    assert bomb.count * 64 * 64 > MIN_RENDER_BUDGET
+    for fn in (gscodec.render, gscodec.render_float):
+        with pytest.raises(gscodec.RenderBudgetError, match="decompression bomb"):
+            fn(bomb)
+    with pytest.raises(gscodec.RenderBudgetError):
+        gscodec.render(bomb, backend="torch")
+    assert gscodec.render(bomb, max_overlap=None).shape == (64, 64, 3)  # rendered on request
+    assert gscodec.render(_bomb(1000)).shape == (64, 64, 3)  # under the budget: rendered

@@ -245,6 +245,27 @@ def _render_bands(
                     out_f32[i, j, 2] = acc[p + 2 * CHANNEL_STRIDE]
 
 
+@njit(cache=True)
+def footprint_pixels(means: np.ndarray, chol: np.ndarray, width: int, height: int) -> float:
+    """Pixels inside the Gaussians' 3-sigma bounding boxes, clipped to the image, summed (float64).
+
+    ``means`` ``(N, 2)`` and ``chol`` ``(N, 3)`` in pixels. An upper bound on the
+    pixels a render evaluates: each clipped box side counts one pixel more for
+    rounding; boxes that miss the image count 0.
+    """
+    total = 0.0
+    for k in range(means.shape[0]):
+        x = np.float64(means[k, 0])
+        y = np.float64(means[k, 1])
+        hx = 3.0 * abs(np.float64(chol[k, 0]))
+        hy = 3.0 * np.sqrt(np.float64(chol[k, 1]) ** 2 + np.float64(chol[k, 2]) ** 2)
+        if x + hx >= 0.0 and x - hx <= width and y + hy >= 0.0 and y - hy <= height:
+            wx = min(max(min(x + hx, width) - max(x - hx, 0.0), 0.0), width) + 1.0
+            wy = min(max(min(y + hy, height) - max(y - hy, 0.0), 0.0), height) + 1.0
+            total += wx * wy
+    return total
+
+
 def _band_rows(height: int, nthreads: int) -> int:
     """Rows per band for an image ``height`` rows tall: the fewest equal bands, a multiple of ``nthreads``.
 
@@ -308,4 +329,4 @@ def render_numpy(
     return out
 
 
-__all__ = ["render_numpy"]
+__all__ = ["footprint_pixels", "render_numpy"]
