@@ -150,18 +150,27 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         zero = _const(0.0)
         row0f = builder.fadd(builder.sitofp(row0, _F32), ir.Constant(_F32, 0.5))
 
-        def z2_d2(i: ir.Value, v: int) -> tuple[ir.Value, ir.Value]:
-            dy = builder.fsub(builder.fadd(row0f, builder.sitofp(i, _F32)), y)  # (row + 0.5) - y, exact order
-            z2 = builder.fdiv(builder.fsub(_splat(builder, dy), l21z1[v]), vl22)
+        vy = _splat(builder, y)
+        first_centre = _splat(builder, row0f)  # in the entry block, for the exact loop's phi
+
+        def row_centres(i: ir.Value) -> ir.Value:
+            """``row0 + i + 0.5`` in every lane (exact in float32 below 2^23 rows)."""
+            return _splat(builder, builder.fadd(row0f, builder.sitofp(i, _F32)))
+
+        def z2_d2(centre: ir.Value, v: int) -> tuple[ir.Value, ir.Value]:
+            dy = builder.fsub(centre, vy)  # (row + 0.5) - y, the reference's order
+            z2 = builder.fdiv(builder.fsub(dy, l21z1[v]), vl22)
             return z2, builder.fadd(z1sq[v], builder.fmul(z2, z2))
 
-        def accumulate(i: ir.Value, weights: list[list[ir.Value]]) -> None:
-            """Add rows ``i`` and ``i + 1`` of every vector ``v`` with ``weights[v]``, masked here."""
+        def accumulate(i: ir.Value, centre: ir.Value, weights: list[list[ir.Value]]) -> None:
+            """Add rows ``i`` and ``i + 1`` (row centres ``centre``, ``centre + 1``) of every vector ``v``
+            with ``weights[v]``, masked here."""
             offset = builder.mul(i, ir.Constant(_I64, ROW_STRIDE))
+            centres = [centre, builder.fadd(centre, _const(1.0))]
             for v in vs:
                 row = builder.gep(bases[v], [offset])
                 for r, w in enumerate(weights[v]):
-                    _, d2 = z2_d2(builder.add(i, ir.Constant(_I64, r)), v)
+                    _, d2 = z2_d2(centres[r], v)
                     w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), w, zero)
                     for ch in range(3):
                         at = ir.Constant(_I64, r * ROW_STRIDE + ch * CHANNEL_STRIDE)
@@ -178,10 +187,13 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
             builder.position_at_end(loop)
             i = builder.phi(_I64)
             i.add_incoming(ir.Constant(_I64, 0), entry)
-            accumulate(i, [[_vector_exp_neg_half(builder, z2_d2(builder.add(i, ir.Constant(_I64, r)), v)[1]) for r in range(2)]
-                           for v in vs])
+            centre = builder.phi(_VEC)
+            centre.add_incoming(first_centre, entry)
+            pair = [centre, builder.fadd(centre, _const(1.0))]
+            accumulate(i, centre, [[_vector_exp_neg_half(builder, z2_d2(pair[r], v)[1]) for r in range(2)] for v in vs])
             nxt = builder.add(i, two)
             i.add_incoming(nxt, builder.block)
+            centre.add_incoming(builder.fadd(centre, _const(2.0)), builder.block)
             builder.cbranch(builder.icmp_signed("<", nxt, nrows), loop, done)
             builder.position_at_end(done)
             return context.get_dummy_value()
@@ -199,9 +211,10 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(restart)
         i0 = builder.phi(_I64)
         i0.add_incoming(ir.Constant(_I64, 0), entry)
+        centre0 = row_centres(i0)
         start = []  # per vector: w(i), w(i + 1), rho2(i), rho2(i + 1)
         for v in vs:
-            z2, d2 = z2_d2(i0, v)
+            z2, d2 = z2_d2(centre0, v)
             wa0 = _vector_exp_neg_half(builder, d2)
             # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
             rho = _vector_exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
@@ -214,10 +227,13 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         builder.position_at_end(loop)
         i = builder.phi(_I64)
         i.add_incoming(i0, restart)
+        centre = builder.phi(_VEC)
+        centre.add_incoming(centre0, restart)
         state = [builder.phi(_VEC) for _ in start]
         for phi, value in zip(state, start):
             phi.add_incoming(value, restart)
-        accumulate(i, [state[4 * v: 4 * v + 2] for v in vs])
+        accumulate(i, centre, [state[4 * v: 4 * v + 2] for v in vs])
+        centre.add_incoming(builder.fadd(centre, _const(2.0)), loop)
         wfloor, rfloor = _const(2.0 ** -100), _const(2.0 ** -20)
         step = []
         for v in vs:
