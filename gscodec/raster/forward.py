@@ -23,8 +23,8 @@ within about 1e-5 relative. How it differs from the training kernel in :mod:`.cp
 
 Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``
 file, idle 2-core machine, against the row-span renderer this replaced): the
-whole render 6.6 to 3.5 ms with two threads; the band kernel 11.3 to 5.4 ms on
-one. What each step gave, one thread: the block layout and strips 11.3 to
+whole render 6.6 to 3.4 ms with two threads; the band kernel 11.3 to 5.4 ms on
+one (before the last step below). What each step gave, one thread: the block layout and strips 11.3 to
 10.1 ms (strips down the old row-major planes gave 9.6 ms: a strip's row step
 touched three planes 64 KB apart, 5.5 ns per step in a micro-benchmark against
 2.5 ns in the block layout); row ranges solved once per Gaussian and band, the
@@ -33,11 +33,11 @@ the vector 8-bit pack 6.0; paired blocks 5.8; bands of 64 rows instead of 32
 5.4. Then, on two threads, an even share of bands per thread (four of 128
 rows here) 3.8 to 3.5 ms for the whole render, and the strips' row centres
 carried as a vector instead of converted from the row index in every row 3.6
-to 3.4 ms (5.8 ms on one thread). The row recurrence alone is
-worth about 10%: the strip loop is bound by the exact ``d2`` (a vector division
-per row) and the three read-modify-writes, not by ``exp``; removing the
-division (a reciprocal with an exact fallback near ``d2 = 9``) would give at
-most 5%.
+to 3.4 ms (5.8 ms on one thread). The row recurrence alone is worth about
+10%: a strip's row costs about 20 vector operations, spread over the exact
+``d2`` (one division), the mask, the three read-modify-writes and the
+recurrence. Timed without the division (a reciprocal, which would also need
+an exact fallback near ``d2 = 9``), the render was only 5% faster.
 """
 
 from __future__ import annotations
