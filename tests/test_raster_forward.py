@@ -51,19 +51,23 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     # exactly the reference's mask and values
     import numba
 
-    from gscodec.raster.forward import _band_rows
+    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.forward import _band_bounds, _band_count
 
     height = 300
-    edge = _band_rows(height, numba.get_num_threads())
-    assert edge < height
     gen = torch.Generator().manual_seed(int(abs(shear)) + 7)
     n = 60
     means = torch.rand(n, 2, generator=gen) * torch.tensor([90.0, float(height)])
-    means[:10, 1] = edge - 0.5 + torch.rand(10, generator=gen)  # straddle the first band edge
     l22 = 0.2 + 2.0 * torch.rand(n, generator=gen)
     l22[10:20] = 0.05  # a single row or two
     chol = torch.stack([0.3 + 6 * torch.rand(n, generator=gen), shear * l22, l22], 1)
     colors = torch.rand(n, 3, generator=gen)
+    m, l = means.numpy(), chol.numpy()
+    params, rows = np.empty((1, n, 4)), np.zeros((1, n, 2), dtype=np.int64)
+    _prepare(m[None], l[None], np.array([n]), height, params, rows)
+    bounds = _band_bounds(m, l, params[0], rows[0], 90, height, _band_count(height, numba.get_num_threads()))
+    inner = bounds[1:-1]
+    assert len(inner) and any(((rows[0, :, 0] < e) & (rows[0, :, 1] > e)).any() for e in inner)  # some straddle
     ref = reference(means, chol, colors, 90, height).numpy()
     out = render_numpy(means.numpy(), chol.numpy(), colors.numpy(), 90, height)
     np.testing.assert_array_equal(out > 0, ref > 0)
@@ -187,13 +191,30 @@ def test_extreme_shapes_match_reference() -> None:
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5, err_msg=f"seed {seed}")
 
 
-@pytest.mark.parametrize("height,threads,rows", [(512, 2, 128), (224, 2, 112), (1500, 2, 125), (300, 1, 100),
-                                                 (7, 2, 4), (1, 2, 1), (128, 1, 128)])
-def test_band_rows_share_out_evenly(height: int, threads: int, rows: int) -> None:
-    from gscodec.raster.forward import _MAX_BAND_ROWS, _band_rows
+@pytest.mark.parametrize("height,threads,count", [(512, 2, 4), (224, 2, 2), (1500, 2, 12), (300, 1, 3),
+                                                  (7, 2, 2), (1, 2, 1), (128, 1, 1)])
+def test_band_count_is_a_multiple_of_the_threads(height: int, threads: int, count: int) -> None:
+    from gscodec.raster.forward import _band_count
 
-    assert _band_rows(height, threads) == rows <= _MAX_BAND_ROWS
-    assert -(-height // rows) % threads == 0 or height < threads
+    assert _band_count(height, threads) == count
+
+
+def test_band_bounds_balance_the_work() -> None:
+    # all the Gaussians in the top 64 rows of 600: the bands there are short, the empty ones
+    # below tall but at most 2 * _MAX_BAND_ROWS; the bounds cover every row once
+    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.forward import _MAX_BAND_ROWS, _band_bounds
+
+    g = random_gaussians(200, 64, 300, 3)
+    m, l = g.means.numpy(), g.chol.numpy()
+    params, rows = np.empty((1, 300, 4)), np.zeros((1, 300, 2), dtype=np.int64)
+    _prepare(m[None], l[None], np.array([300]), 600, params, rows)
+    bounds = _band_bounds(m, l, params[0], rows[0], 200, 600, 4)
+    heights = np.diff(bounds)
+    assert bounds[0] == 0 and bounds[-1] == 600 and (heights > 0).all() and (heights <= 2 * _MAX_BAND_ROWS).all()
+    assert heights[0] < 64 and heights.max() > _MAX_BAND_ROWS
+    empty = _band_bounds(m[:0], l[:0], params[0, :0], rows[0, :0], 200, 600, 4)
+    np.testing.assert_array_equal(empty, [0, 150, 300, 450, 600])  # no Gaussians: equal bands
 
 
 def _bomb(n: int = 70000, size: int = 64) -> gscodec.GaussianImage:

@@ -8,7 +8,7 @@ within about 1e-5 relative. How it differs from the training kernel in :mod:`.cp
 * Gaussians are binned once into horizontal bands of rows (counting sort over
   each Gaussian's row range); bands go one at a time to whichever numba thread
   is free, each into its own scratch. Their count is a multiple of the thread
-  count, for bands of at most ``_MAX_BAND_ROWS`` rows (:func:`_band_rows`);
+  count, cut where they balance the estimated work (:func:`_band_bounds`);
 * the scratch is column-major in blocks of 8 columns (per block: rows, then the
   three channels, then 8 lanes), so a Gaussian is drawn as vertical strips of
   one SIMD vector: the hand-written LLVM IR kernels of :mod:`.strips` walk down
@@ -23,7 +23,7 @@ within about 1e-5 relative. How it differs from the training kernel in :mod:`.cp
 
 Measured on a 768x512 photo with 10000 Gaussians (``benchmarks/bench_decode.py``
 file, idle 2-core machine, against the row-span renderer this replaced): the
-whole render 6.6 to 3.4 ms with two threads; the band kernel 11.3 to 5.4 ms on
+whole render 6.6 to 3.3 ms with two threads (minimum of rounds); the band kernel 11.3 to 5.4 ms on
 one (before the last step below). What each step gave, one thread: the block layout and strips 11.3 to
 10.1 ms (strips down the old row-major planes gave 9.6 ms: a strip's row step
 touched three planes 64 KB apart, 5.5 ns per step in a micro-benchmark against
@@ -33,7 +33,9 @@ the vector 8-bit pack 6.0; paired blocks 5.8; bands of 64 rows instead of 32
 5.4. Then, on two threads, an even share of bands per thread (four of 128
 rows here) 3.8 to 3.5 ms for the whole render, and the strips' row centres
 carried as a vector instead of converted from the row index in every row 3.6
-to 3.4 ms (5.8 ms on one thread). The row recurrence alone is worth about
+to 3.4 ms (5.8 ms on one thread); band edges placed where they balance the
+estimated work (blocks of the Gaussians per row) instead of at equal heights,
+3.71 to 3.39 ms (medians, interleaved). The row recurrence alone is worth about
 10%: a strip's row costs about 20 vector operations, spread over the exact
 ``d2`` (one division), the mask, the three read-modify-writes and the
 recurrence. Timed without the division (a reciprocal, which would also need
@@ -51,22 +53,66 @@ from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _prepare
 from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
                      strip2_recurrence, strip_exact, strip_recurrence)
 
-# Rows per band at most: taller bands meet fewer Gaussians twice, but the bands
-# must also share out evenly between the threads. The scratch is 3 channels x
-# (rows + 1) x width float32 (1.2 MB at width 768).
+# Rows per band on average at most (a band may grow to twice that where rows
+# are cheap): taller bands meet fewer Gaussians twice, but the bands must also
+# share out evenly between the threads. The scratch is 3 channels x (rows + 1)
+# x width float32 (1.2 MB for 128 rows at width 768).
 _MAX_BAND_ROWS = 128
 _F32_255 = np.float32(255.0)
 
 
 @njit(cache=True)
-def _bin_bands(rows: np.ndarray, band_rows: int, nbands: int) -> tuple[np.ndarray, np.ndarray]:
+def _band_bounds(means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int,
+                 height: int, nbands: int) -> np.ndarray:
+    """``(B + 1,)`` first rows of about ``nbands`` bands of equal estimated work, each at most ``2 * _MAX_BAND_ROWS`` tall.
+
+    A row's work is the width of the column blocks of every Gaussian reaching it,
+    plus a quarter of the image width (clearing and writing out the row).
+    """
+    diff = np.zeros(height + 1, dtype=np.float64)
+    for k in range(rows.shape[0]):
+        r0, r1 = rows[k, 0], rows[k, 1]
+        if r1 > r0:
+            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), params[k, _P_PAD], width)
+            if b1 > b0:
+                w = np.float64(((b1 + _LANES - 1) // _LANES - b0 // _LANES) * _LANES)
+                diff[r0] += w
+                diff[r1] -= w
+    cost = np.empty(height, dtype=np.float64)
+    run = 0.0
+    total = 0.0
+    for r in range(height):
+        run += diff[r]
+        cost[r] = run + 0.25 * width
+        total += cost[r]
+    target = total / max(nbands, 1)
+    bounds = np.empty(height + 1, dtype=np.int64)
+    bounds[0] = 0
+    count = 0
+    acc = 0.0
+    for r in range(height):
+        acc += cost[r]
+        if r + 1 < height and (acc >= target * (count + 1) or r + 1 - bounds[count] >= 2 * _MAX_BAND_ROWS):
+            count += 1
+            bounds[count] = r + 1
+    count += 1
+    bounds[count] = height
+    return bounds[:count + 1].copy()
+
+
+@njit(cache=True)
+def _bin_bands(rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gaussians per band: ``order[starts[b]:starts[b + 1]]`` are those whose row range meets band ``b``."""
     n = rows.shape[0]
+    nbands = bounds.shape[0] - 1
+    band_of = np.empty(bounds[nbands], dtype=np.int64)
+    for b in range(nbands):
+        band_of[bounds[b]:bounds[b + 1]] = b
     starts = np.zeros(nbands + 1, dtype=np.int64)
     for k in range(n):
         r0, r1 = rows[k, 0], rows[k, 1]
         if r1 > r0:
-            for b in range(r0 // band_rows, (r1 - 1) // band_rows + 1):
+            for b in range(band_of[r0], band_of[r1 - 1] + 1):
                 starts[b + 1] += 1
     for b in range(nbands):
         starts[b + 1] += starts[b]
@@ -75,7 +121,7 @@ def _bin_bands(rows: np.ndarray, band_rows: int, nbands: int) -> tuple[np.ndarra
     for k in range(n):
         r0, r1 = rows[k, 0], rows[k, 1]
         if r1 > r0:
-            for b in range(r0 // band_rows, (r1 - 1) // band_rows + 1):
+            for b in range(band_of[r0], band_of[r1 - 1] + 1):
                 order[fill[b]] = k
                 fill[b] += 1
     return starts, order
@@ -161,22 +207,22 @@ def _fill_block_rows(
 @njit(cache=True, parallel=True)
 def _render_bands(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
-    starts: np.ndarray, order: np.ndarray, band_rows: int, to_u8: bool,
+    starts: np.ndarray, order: np.ndarray, bounds: np.ndarray, to_u8: bool,
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
     """Render every band into ``out_u8`` (``to_u8``) or ``out_f32``, both ``(H, W, 3)``; the other is unused."""
     height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
     nbands = starts.shape[0] - 1
     nblocks = (width + _LANES - 1) // _LANES
-    block = (band_rows + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
     px = _centres(nblocks * _LANES)
     for band in prange(nbands):
+        lo = bounds[band]
+        hi = bounds[band + 1]
+        block = (hi - lo + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
         acc = np.zeros(nblocks * block, dtype=np.float32)
         z1s = np.empty(nblocks * _LANES, dtype=np.float32)
         spans = np.empty((nblocks, 2), dtype=np.int64)
         edges = np.empty((3, nblocks + 1), dtype=np.float64)
-        lo = band * band_rows
-        hi = min(lo + band_rows, height)
         for idx in range(starts[band], starts[band + 1]):
             k = order[idx]
             c0 = colors[k, 0]
@@ -268,17 +314,18 @@ def footprint_pixels(means: np.ndarray, chol: np.ndarray, width: int, height: in
     return total
 
 
-def _band_rows(height: int, nthreads: int) -> int:
-    """Rows per band for an image ``height`` rows tall: the fewest equal bands, a multiple of ``nthreads``.
+def _band_count(height: int, nthreads: int) -> int:
+    """How many bands to cut an image ``height`` rows tall into: a multiple of ``nthreads``, about
+    ``_MAX_BAND_ROWS`` rows each at most on average (:func:`_band_bounds` then balances their work).
 
     Measured at 768x512 with 10000 Gaussians and 224x224 with 900 on two
-    threads: an odd number of bands leaves one thread idle at the end (176 rows,
-    3 bands: 4.10 ms; 128 rows, 4 bands: 3.52 ms), and at 224 rows two bands of
-    112 took 0.30 ms against 0.37 ms for four of 64.
+    threads, with bands of equal height: an odd number of bands leaves one
+    thread idle at the end (176 rows, 3 bands: 4.10 ms; 128 rows, 4 bands:
+    3.52 ms), and at 224 rows two bands of 112 took 0.30 ms against 0.37 ms
+    for four of 64.
     """
     nthreads = max(int(nthreads), 1)
-    nbands = nthreads * -(-height // (nthreads * _MAX_BAND_ROWS))
-    return max(-(-height // nbands), 1)
+    return min(nthreads * -(-height // (nthreads * _MAX_BAND_ROWS)), max(height, 1))
 
 
 def render_numpy(
@@ -318,14 +365,14 @@ def render_numpy(
     params = np.empty((1, n, 4), dtype=np.float64)
     rows = np.zeros((1, n, 2), dtype=np.int64)
     _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
-    band_rows = _band_rows(height, numba.get_num_threads())
-    nbands = -(-height // band_rows)
-    starts, order = _bin_bands(rows[0], band_rows, nbands)
+    nthreads = numba.get_num_threads()
+    bounds = _band_bounds(m, l, params[0], rows[0], width, height, _band_count(height, nthreads))
+    starts, order = _bin_bands(rows[0], bounds)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(m, l, c, params[0], rows[0], starts, order, band_rows, uint8, out_u8, out_f32)
+        _render_bands(m, l, c, params[0], rows[0], starts, order, bounds, uint8, out_u8, out_f32)
     finally:
         numba.set_parallel_chunksize(chunksize)
     return out
