@@ -7,8 +7,10 @@ within about 1e-5 relative. How it differs from the training kernel in :mod:`.cp
 
 * Gaussians are binned once into horizontal bands of rows (counting sort over
   each Gaussian's row range); bands go one at a time to whichever numba thread
-  is free, each into its own scratch. Their count is a multiple of the thread
-  count, cut where they balance the estimated work (:func:`_band_bounds`);
+  is free, each into its own scratch. There are a multiple of the thread
+  count of them (:func:`_band_count`; more where rows are so cheap that a band
+  would pass 256 rows), cut where they balance the estimated work
+  (:func:`_band_bounds`);
 * the scratch is column-major in blocks of 8 columns (per block: rows, then the
   three channels, then 8 lanes), so a Gaussian is drawn as vertical strips of
   one SIMD vector: the hand-written LLVM IR kernels of :mod:`.strips` walk down
