@@ -169,6 +169,10 @@ def test_view_refuses_a_decompression_bomb(runner: CliRunner, tmp_path: Path) ->
     result = runner.invoke(cli, ["view", str(tmp_path / "bomb.gsi"), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "bomb.gsi" in result.stderr and "decompression bomb" in result.stderr
     assert not (tmp_path / "o.png").exists()
+    result = runner.invoke(cli, ["view", str(tmp_path / "bomb.gsi"), "-o", str(tmp_path / "o.png"),
+                                 "--max-overlap", "0"])  # lifted on request
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o.png").exists()
 
 
 @pytest.mark.parametrize("viewer_name", [None, "fakeviewer"])
