@@ -96,12 +96,12 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 @click.option("--width", type=click.IntRange(1), help="Output width in pixels.")
 @click.option("--height", type=click.IntRange(1), help="Output height in pixels.")
 @click.option("--scale", type=click.FloatRange(0, min_open=True), help="Output size relative to the stored size.")
-@click.option("--max-overlap", type=click.FloatRange(0), default=1024.0, show_default=True,
+@click.option("--max-overlap", type=click.FloatRange(0),
               help="Refuse a render visiting more footprint pixels than this per output pixel, on average "
-                   "(a decompression bomb); 0 for no limit.")
+                   "(a decompression bomb); default the library's limit (1024), 0 for none.")
 @device_option(help="Render on: auto (CUDA with triton when usable), cpu, cuda or cuda:N.")
 def view(file: Path, output: Path | None, width: int | None, height: int | None, scale: float | None,
-         max_overlap: float, device: str) -> None:
+         max_overlap: float | None, device: str) -> None:
     """Render a .gsi FILE to pixels, at its stored size or any other.
 
     Give --width or --height alone to keep the aspect ratio, both to stretch,
@@ -117,6 +117,7 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
     """
     from gscodec.format import GsiError, read
     from gscodec.imageio import save_png
+    from gscodec.limits import MAX_RENDER_OVERLAP
     from gscodec.render import output_size, render
 
     from . import viewer
@@ -128,7 +129,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
     try:
         g = read(file).gaussians
         w, h = output_size(g, width, height, scale)
-        pixels = render(g, w, h, device=dev, max_overlap=max_overlap or None)
+        limit = MAX_RENDER_OVERLAP if max_overlap is None else max_overlap or None  # 0: no limit
+        pixels = render(g, w, h, device=dev, max_overlap=limit)
     except (GsiError, OSError, ValueError) as exc:
         raise click.ClickException(f"{file}: {error_text(exc)}") from None
     if output is None:

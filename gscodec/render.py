@@ -74,14 +74,22 @@ def render_float(g: GaussianImage, width: int | None = None, height: int | None 
     the Triton kernels for a CUDA device); the result stays there.
     Raises :class:`RenderBudgetError` past ``max_overlap`` (see :func:`check_render_budget`).
     """
+    g = _at_output_size(g, width, height, scale, max_overlap)
+    if _numpy_path(backend, device):
+        return torch.from_numpy(render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), g.width, g.height))
+    with torch.no_grad():
+        return rasterize_sum(g.means.to(device), g.chol.to(device), g.colors.to(device), g.width, g.height,
+                             backend=backend)
+
+
+def _at_output_size(g: GaussianImage, width: int | None, height: int | None, scale: float | None,
+                    max_overlap: float | None) -> GaussianImage:
+    """``g`` mapped onto the requested output grid (:func:`output_size`), checked against the render budget."""
     w, h = output_size(g, width, height, scale)
     if (w, h) != (g.width, g.height):
         g = g.scaled(w, h)
     check_render_budget(g, max_overlap)
-    if _numpy_path(backend, device):
-        return torch.from_numpy(render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h))
-    with torch.no_grad():
-        return rasterize_sum(g.means.to(device), g.chol.to(device), g.colors.to(device), w, h, backend=backend)
+    return g
 
 
 def _numpy_path(backend: str, device: torch.device | str | None) -> bool:
@@ -104,9 +112,6 @@ def render(g: GaussianImage, width: int | None = None, height: int | None = None
     Raises :class:`RenderBudgetError` past ``max_overlap`` (see :func:`check_render_budget`).
     """
     if _numpy_path(backend, device):
-        w, h = output_size(g, width, height, scale)
-        if (w, h) != (g.width, g.height):
-            g = g.scaled(w, h)
-        check_render_budget(g, max_overlap)
-        return render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), w, h, uint8=True)
+        g = _at_output_size(g, width, height, scale, max_overlap)
+        return render_numpy(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), g.width, g.height, uint8=True)
     return to_uint8(render_float(g, width, height, scale, backend, device, max_overlap))

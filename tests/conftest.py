@@ -24,6 +24,13 @@ def random_gaussians(width: int = 48, height: int = 32, n: int = 64, seed: int =
     return GaussianImage(width, height, means, torch.stack([l11, l21, l22], 1), colors)
 
 
+def decompression_bomb(n: int = 70000, size: int = 64, color: float = 1e-3) -> GaussianImage:
+    """``n`` Gaussians that each cover all of a ``size`` x ``size`` image: 70,000 of them pass the render budget."""
+    means = torch.full((n, 2), size / 2.0)
+    chol = torch.tensor([[float(size), 0.0, float(size)]]).repeat(n, 1)
+    return GaussianImage(size, size, means, chol, torch.full((n, 3), color))
+
+
 @pytest.fixture
 def gaussians() -> GaussianImage:
     return random_gaussians()

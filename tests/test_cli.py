@@ -19,6 +19,8 @@ from gscodec_cli import viewer as cli_viewer
 from gscodec_cli.inputs import discover
 from gscodec_cli.main import cli, main
 
+from .conftest import decompression_bomb
+
 W, H = 32, 24
 FAST = ["--points", "8", "--iterations", "10"]
 
@@ -162,10 +164,7 @@ def test_view_corrupt_file(runner: CliRunner, tmp_path: Path) -> None:
 
 
 def test_view_refuses_a_decompression_bomb(runner: CliRunner, tmp_path: Path) -> None:
-    n, size = 70000, 64  # every Gaussian covers the whole image: about 300 M footprint pixels
-    bomb = GaussianImage(size, size, torch.full((n, 2), size / 2.0), torch.tensor([[size, 0.0, size]]).repeat(n, 1),
-                         torch.full((n, 3), 1e-3))
-    (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(bomb))
+    (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(decompression_bomb()))  # about 300 M footprint pixels
     result = runner.invoke(cli, ["view", str(tmp_path / "bomb.gsi"), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "bomb.gsi" in result.stderr and "decompression bomb" in result.stderr
     assert not (tmp_path / "o.png").exists()

@@ -28,7 +28,7 @@ from gscodec.clip.data import read_pairs_csv
 from gscodec.clip.train import TrainConfig, Trainer, trainable_summary
 from gscodec.clip.zeroshot import predict, text_classifier
 
-from .conftest import random_gaussians
+from .conftest import decompression_bomb, random_gaussians
 
 ATOL = 2e-5
 
@@ -396,10 +396,8 @@ def test_cli_train_head_and_classify(tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[0]["mode"] == "rgb"
 
-    n = 70000  # a decompression bomb among the files: reported and skipped before rendering
-    bomb = gscodec.GaussianImage(64, 64, torch.full((n, 2), 32.0), torch.tensor([[64.0, 0.0, 64.0]]).repeat(n, 1),
-                         torch.full((n, 3), 1e-3))
-    (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(bomb))
+    # a decompression bomb among the files: reported and skipped before rendering
+    (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(decompression_bomb()))
     result = runner.invoke(classify, files[:1] + [str(tmp_path / "bomb.gsi"), "--rgb", "--model", "gsi-tiny-vit",
                                                   "--pretrained", "none", "--labels", "cat,dog", "--json"])
     assert result.exit_code == 1 and "bomb.gsi" in result.stderr and "decompression bomb" in result.stderr

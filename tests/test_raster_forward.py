@@ -11,7 +11,7 @@ from gscodec.raster.forward import render_numpy
 from gscodec.raster.reference import rasterize_sum as reference
 from gscodec.render import to_uint8
 
-from .conftest import random_gaussians
+from .conftest import decompression_bomb, random_gaussians
 
 
 def _arrays(g: gscodec.GaussianImage) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -217,13 +217,6 @@ def test_band_bounds_balance_the_work() -> None:
     np.testing.assert_array_equal(empty, [0, 150, 300, 450, 600])  # no Gaussians: equal bands
 
 
-def _bomb(n: int = 70000, size: int = 64) -> gscodec.GaussianImage:
-    """``n`` Gaussians that each cover all of a ``size`` x ``size`` image."""
-    means = torch.full((n, 2), size / 2.0)
-    chol = torch.tensor([[size, 0.0, size]]).repeat(n, 1)
-    return gscodec.GaussianImage(size, size, means, chol, torch.full((n, 3), 1e-6))
-
-
 def test_footprint_pixels_bounds_the_visited_pixels() -> None:
     from gscodec.render import footprint_pixels
 
@@ -231,7 +224,7 @@ def test_footprint_pixels_bounds_the_visited_pixels() -> None:
     assert footprint_pixels(one) == (6 + 1) * (12 + 1)  # the box, plus one pixel of rounding per side
     outside = gscodec.GaussianImage(40, 30, torch.tensor([[-10.0, 10.0]]), torch.tensor([[1.0, 0.0, 1.0]]), torch.ones(1, 3))
     assert footprint_pixels(outside) == 0
-    assert footprint_pixels(_bomb(10)) == 10 * 65 * 65
+    assert footprint_pixels(decompression_bomb(10)) == 10 * 65 * 65
     g = random_gaussians(48, 32, 80, 7)
     visited = sum(int((render_numpy(*(t[k:k + 1].numpy() for t in (g.means, g.chol, torch.ones(80, 3))), 48, 32)[..., 0] > 0).sum())
                   for k in range(80))
@@ -241,7 +234,7 @@ def test_footprint_pixels_bounds_the_visited_pixels() -> None:
 def test_decompression_bomb_is_refused_unless_allowed() -> None:
     from gscodec.limits import MIN_RENDER_BUDGET
 
-    bomb = _bomb()
+    bomb = decompression_bomb(color=1e-6)
     assert bomb.count * 64 * 64 > MIN_RENDER_BUDGET
     for fn in (gscodec.render, gscodec.render_float):
         with pytest.raises(gscodec.RenderBudgetError, match="decompression bomb"):
@@ -249,4 +242,4 @@ def test_decompression_bomb_is_refused_unless_allowed() -> None:
     with pytest.raises(gscodec.RenderBudgetError):
         gscodec.render(bomb, backend="torch")
     assert gscodec.render(bomb, max_overlap=None).shape == (64, 64, 3)  # rendered on request
-    assert gscodec.render(_bomb(1000)).shape == (64, 64, 3)  # under the budget: rendered
+    assert gscodec.render(decompression_bomb(1000, color=1e-6)).shape == (64, 64, 3)  # under the budget: rendered

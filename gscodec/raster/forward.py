@@ -164,26 +164,21 @@ def _columns(xd: float, l11: float, pad: float, width: int) -> tuple[int, int]:
 
 @njit(cache=True, inline="always")
 def _fill_block_rows(
-    means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int, height: int,
-    k: int, count: int, edges: np.ndarray, spans: np.ndarray,
+    xd: float, yd: float, l11: float, l21: float, l22: float, pad: float, b0: int, b1: int, height: int,
+    count: int, edges: np.ndarray, spans: np.ndarray,
 ) -> None:
-    """``spans[:count]``: image rows ``[rs, re)`` where Gaussian ``k``'s ellipse meets each of its column blocks.
+    """``spans[:count]``: image rows ``[rs, re)`` where a Gaussian's ellipse meets each of its column blocks.
 
-    Block ``q`` (counted from the first, ``b0 // 8``) covers the column centres
-    ``[x_q, x_{q+1}]`` (block starts, clamped to the box). Over them the
-    ellipse's top edge ``y + l21 z1 - |l22| sqrt(cut - z1^2)`` is convex in x,
-    so its minimum is at an end or at the ellipse's topmost point; likewise the
-    bottom. float64, with the footprint's margins. ``edges`` ``(3, count + 1)``
-    is scratch for the block ends' x, top and bottom; both loops vectorize.
+    Mean ``(xd, yd)``, factors and margin ``pad`` in pixels (float64); ``[b0,
+    b1)`` its clipped box columns (:func:`_columns`). Block ``q`` (counted from
+    the first, ``b0 // 8``) covers the column centres ``[x_q, x_{q+1}]`` (block
+    starts, clamped to the box). Over them the ellipse's top edge
+    ``y + l21 z1 - |l22| sqrt(cut - z1^2)`` is convex in x, so its minimum is at
+    an end or at the ellipse's topmost point; likewise the bottom. Rows are
+    clipped to the image only. ``edges`` ``(3, count + 1)`` is scratch for the
+    block ends' x, top and bottom; both loops vectorize.
     """
     root = np.sqrt(_SPAN_CUT)
-    xd = np.float64(means[k, 0])
-    yd = np.float64(means[k, 1])
-    l11 = np.float64(chol[k, 0])
-    l21 = np.float64(chol[k, 1])
-    l22 = np.float64(chol[k, 2])
-    pad = params[k, _P_PAD]
-    b0, b1 = _columns(xd, l11, pad, width)
     ex = root * abs(l11)
     q0 = b0 // _LANES
     for e in range(count + 1):
@@ -202,8 +197,24 @@ def _fill_block_rows(
         bot = root * sy if xa <= xd + xt <= xb else max(edges[2, q], edges[2, q + 1])
         lo = min(max(yd + top - pad - 0.5, -1.0), height + 1.0)
         hi = min(max(yd + bot + pad - 0.5, -1.0), height + 1.0)
-        spans[q, 0] = max(np.int64(np.ceil(lo)), rows[k, 0])
-        spans[q, 1] = min(np.int64(np.floor(hi)) + 1, rows[k, 1])
+        spans[q, 0] = np.int64(np.ceil(lo))
+        spans[q, 1] = np.int64(np.floor(hi)) + 1
+
+
+@njit(cache=True, inline="always")
+def _draw(
+    two: bool, recurrence: bool, acc: np.ndarray, aoff: int, block: int, z1s: np.ndarray, zoff: int, nrows: int,
+    row0: int, y: np.float32, l21: np.float32, l22: np.float32, c0: np.float32, c1: np.float32, c2: np.float32,
+) -> None:
+    """One strip (``two``: two adjacent ones, ``block`` floats apart) by the kernel for its weights."""
+    if two and recurrence:
+        strip2_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    elif two:
+        strip2_exact(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    elif recurrence:
+        strip_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    else:
+        strip_exact(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
 
 
 @njit(cache=True, parallel=True)
@@ -239,45 +250,34 @@ def _render_bands(
             l11 = chol[k, 0]
             l21 = chol[k, 1]
             l22 = chol[k, 2]
-            b0, b1 = _columns(np.float64(x), np.float64(l11), params[k, _P_PAD], width)
+            pad = params[k, _P_PAD]
+            b0, b1 = _columns(np.float64(x), np.float64(l11), pad, width)
             if b1 <= b0 or r1 <= r0:
                 continue
             q0 = b0 // _LANES
             nq = (b1 + _LANES - 1) // _LANES - q0
-            _fill_block_rows(means, chol, params, rows, width, height, k, nq, edges, spans)
+            _fill_block_rows(np.float64(x), np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22), pad,
+                             b0, b1, height, nq, edges, spans)
             _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
             recurrence = abs(l22) >= MIN_RECURRENCE_L22
             q = 0
-            while q < nq:
-                rs = max(spans[q, 0], r0)
-                re = min(spans[q, 1], r1)
-                rs2, re2 = r1, r0  # the next block, rendered with this one as two vectors when both are met
-                if q + 1 < nq:
-                    rs2 = max(spans[q + 1, 0], r0)
-                    re2 = min(spans[q + 1, 1], r1)
-                aoff = (q0 + q) * block
+            while q < nq:  # a block whose next one is also met is drawn with it, as two vectors over both rows
+                rs, re = max(spans[q, 0], r0), min(spans[q, 1], r1)
+                rs2, re2 = (max(spans[q + 1, 0], r0), min(spans[q + 1, 1], r1)) if q + 1 < nq else (r1, r0)
                 if re > rs and re2 > rs2:
                     rs, re = min(rs, rs2), max(re, re2)
-                    if recurrence:
-                        strip2_recurrence(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
-                                          y, l21, l22, c0, c1, c2)
-                    else:
-                        strip2_exact(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
-                                     y, l21, l22, c0, c1, c2)
+                    _draw(True, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES,
+                          re - rs, rs, y, l21, l22, c0, c1, c2)
                     q += 2
-                    continue
-                if re2 > rs2:
+                elif re2 > rs2:
+                    _draw(False, recurrence, acc, (q0 + q + 1) * block + (rs2 - lo) * ROW_STRIDE, block, z1s,
+                          (q + 1) * _LANES, re2 - rs2, rs2, y, l21, l22, c0, c1, c2)
+                    q += 2
+                else:
+                    if re > rs:
+                        _draw(False, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s,
+                              q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
                     q += 1
-                    rs, re = rs2, re2
-                    aoff += block
-                if re > rs:
-                    if recurrence:
-                        strip_recurrence(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
-                                         y, l21, l22, c0, c1, c2)
-                    else:
-                        strip_exact(acc, aoff + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES, re - rs, rs,
-                                    y, l21, l22, c0, c1, c2)
-                q += 1
         full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
         for i in range(lo, hi):
             a = (i - lo) * ROW_STRIDE
