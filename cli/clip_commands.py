@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import click
-from rich.markup import escape
 
-from .common import err_console, error_text, human_bytes, out_console
+from .common import err_console, error_text, human_bytes, out_console, printable, safe, same_file
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_HEAD = "gsi-vit-b-16-k196"
@@ -33,7 +32,7 @@ def _library_errors(prefix: str = "") -> Iterator[None]:
     try:
         yield
     except (ClipHeadError, GsiError, OSError, ValueError) as exc:
-        raise click.ClickException(f"{prefix}{error_text(exc)}") from None
+        raise click.ClickException(printable(f"{prefix}{error_text(exc)}")) from None
 
 
 @contextmanager
@@ -43,7 +42,7 @@ def _warnings_to_stderr() -> Iterator[None]:
     old = warnings.showwarning
 
     def show(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001
-        err.print(f"[yellow]warning:[/] {escape(str(message))}")
+        err.print(f"[yellow]warning:[/] {safe(str(message))}")
 
     warnings.showwarning = show
     try:
@@ -213,6 +212,9 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
 
     main = distributed.is_main()
     world = distributed.world_size()
+    for option, given in (("--init-head", init_head), ("--resume", resume)):
+        if given is not None and same_file(output, given):
+            raise click.UsageError(f"-o {printable(output)} is the {option} file; the new head would replace it")
     err = err_console() if main else Console(stderr=True, quiet=True)
     if init_head is not None and (model or num_tokens or head_config != DEFAULT_HEAD):
         err.print("[yellow]warning:[/] --init-head given: --head-config, --model and --num-tokens are taken from "
@@ -247,8 +249,8 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
             resumed = f", resuming at step {trainer.step}"
             if trainer.resumed_total_steps is not None:
                 resumed += f" (the run had {trainer.resumed_total_steps} steps)"
-        err.print(f"{stage}: {clip.model_name} (weights: {escape(clip.pretrained)}), head "
-                  f"{escape(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
+        err.print(f"{stage}: {clip.model_name} (weights: {safe(clip.pretrained)}), head "
+                  f"{safe(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
                   f"steps of {batch_size}{procs} on {dev}{resumed}")
         err.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
                   f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
@@ -285,7 +287,7 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
         speed = f", {row['images_per_s']} images/s" if images_seen else ""
         sync = f", {world} processes in sync" if world > 1 else ""
         out_console().print(
-            f"wrote {escape(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
+            f"wrote {safe(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
             f"{result['loss']:.4f}{speed}{sync}")
 
 
@@ -319,12 +321,12 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
             if trainer.world_size > 1:  # the other processes may be gone: no collective checkpoint now
                 if trainer.config.checkpoint_dir:
                     err.print(f"interrupted at step {trainer.step}; resume from the last periodic checkpoint with "
-                              f"--resume {escape(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
+                              f"--resume {safe(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
                 raise click.Abort() from None
             if trainer.config.checkpoint_dir:
                 trainer.save_checkpoint(Path(trainer.config.checkpoint_dir) / "last.pt")
                 err.print(f"interrupted at step {trainer.step}; resume with --resume "
-                          f"{escape(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
+                          f"{safe(str(Path(trainer.config.checkpoint_dir) / 'last.pt'))}")
             raise click.Abort() from None
 
 
@@ -332,11 +334,12 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
 
 
 @click.command("classify", context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--head", "head_path", type=click.Path(dir_okay=False, path_type=Path), metavar="HEAD.safetensors",
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
+@click.option("--head", "head_path", type=click.Path(dir_okay=False, readable=False, path_type=Path),
+              metavar="HEAD.safetensors",
               help="Head file from gsi train-head.")
 @click.option("--labels", help="Comma-separated labels, e.g. \"cat,dog,car\".")
-@click.option("--labels-file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--labels-file", type=click.Path(dir_okay=False, readable=False, path_type=Path),
               help="Labels, one per line.  [default without --labels: the 1000 ImageNet-1k classes]")
 @click.option("--templates", default="simple", show_default=True,
               help="Prompt template set: openai (80 prompts), simple (7), short (1), or a .json/.txt file "
@@ -375,8 +378,11 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
     from gscodec.format import GsiError, read
     from gscodec.render import RenderBudgetError, check_render_budget
 
-    if labels and labels_file:
+    if labels is not None and labels_file:
         raise click.UsageError("give either --labels or --labels-file, not both")
+    if labels is not None and not labels.replace(",", "").strip():
+        raise click.UsageError("--labels has no labels; give comma-separated labels such as \"cat,dog,car\" "
+                               "(without --labels the 1000 ImageNet-1k classes are used)")
     if head_path is None and not rgb:
         raise click.UsageError("give --head HEAD.safetensors (a head from gsi train-head), or --rgb to run an RGB "
                                "CLIP model on the decoded pixels")
@@ -385,7 +391,7 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
     err = err_console()
     dev = _device(device)
     with _library_errors():
-        classnames = parse_labels(labels) if labels else read_labels_file(labels_file) if labels_file \
+        classnames = parse_labels(labels) if labels is not None else read_labels_file(labels_file) if labels_file \
             else imagenet_classnames()
         prompts = get_templates(templates)
     gaussians, names, failed = [], [], []
@@ -396,9 +402,9 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
                 check_render_budget(g)  # a decompression bomb is reported and skipped, not rendered for hours
             gaussians.append(g)
             names.append(str(path))
-        except (GsiError, OSError, RenderBudgetError) as exc:
+        except (GsiError, OSError, RenderBudgetError, MemoryError) as exc:
             failed.append(path)
-            err.print(f"[red]error:[/] {escape(str(path))}: {escape(error_text(exc))}")
+            err.print(f"[red]error:[/] {safe(str(path))}: {safe(error_text(exc))}")
     if gaussians:
         with _warnings_to_stderr(), _library_errors():
             with err.status("loading the model...", spinner="dots"):
@@ -453,9 +459,9 @@ def _classify_table(rows: list[dict], model_name: str, mode: str):
     table.add_column("Next", overflow="fold")
     for r in rows:
         top, rest = r["predictions"][0], r["predictions"][1:]
-        table.add_row(escape(os.path.basename(r["file"]) if len(r["file"]) > 60 else r["file"]), escape(top["label"]),
+        table.add_row(safe(os.path.basename(r["file"]) if len(r["file"]) > 60 else r["file"]), safe(top["label"]),
                       f"{100 * top['probability']:.1f}%", f"{top['similarity']:.3f}",
-                      escape(", ".join(f"{p['label']} {100 * p['probability']:.1f}%" for p in rest)) or "-")
+                      safe(", ".join(f"{p['label']} {100 * p['probability']:.1f}%" for p in rest)) or "-")
     return table
 
 

@@ -1,10 +1,15 @@
-"""Shared CLI helpers: the two consoles, error messages and number formatting."""
+"""Shared CLI helpers: the two consoles, error messages, untrusted text made safe to print, number formatting."""
 
 from __future__ import annotations
 
 import os
+import re
 
 from rich.console import Console
+from rich.markup import escape
+
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+"""C0 and C1 controls (escape sequences, newlines) and bidirectional overrides, which can disguise text."""
 
 
 def out_console() -> Console:
@@ -17,12 +22,32 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def printable(text: object) -> str:
+    """``text`` (a file name, metadata, an error naming them) with every control character shown as ``\\xNN``
+    or ``\\uNNNN``, so that it prints on one line and cannot drive the terminal."""
+    return _UNPRINTABLE.sub(lambda m: repr(m.group())[1:-1] if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}",
+                            str(text))
+
+
+def safe(text: object) -> str:
+    """Untrusted ``text`` for rich output: :func:`printable`, then rich markup (``[bold]``) escaped."""
+    return escape(printable(text))
+
+
 def error_text(exc: BaseException) -> str:
     """A one-line reason for ``exc`` (``OSError`` without its errno noise)."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     text = str(exc)
     return text if text else type(exc).__name__
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether ``a`` and ``b`` name one file (through links too); ``False`` when either does not exist."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def human_bytes(n: float) -> str:

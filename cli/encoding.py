@@ -21,7 +21,6 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
@@ -33,7 +32,7 @@ from gscodec.imageio import ImageReadError, load_image, resize_for_clip
 from gscodec.limits import MAX_GAUSSIANS
 from gscodec.quantize import PRESETS, Quantization, resolve_preset
 
-from .common import display_path, error_text, human_bytes
+from .common import display_path, error_text, human_bytes, safe
 from .inputs import Job
 
 QUALITIES: dict[str, Quantization | None] = {"auto": None, **PRESETS, "float16": None, "float32": None}
@@ -337,13 +336,13 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
 
 def record_line(r: Record) -> str:
     """One rich-markup line describing a finished record."""
-    src = escape(display_path(r.input))
+    src = safe(display_path(r.input))
     if r.status == "encoded":
-        return (f"[green]✓[/] {src} → {escape(display_path(r.output or ''))}  "
+        return (f"[green]✓[/] {src} → {safe(display_path(r.output or ''))}  "
                 f"[bold]{r.psnr:.2f} dB[/]  {human_bytes(r.bytes or 0)}  {r.bpp:.3f} bpp  {r.seconds:.1f} s")
     if r.status == "skipped":
-        return f"[yellow]-[/] {src}: {escape(display_path(r.output or ''))} exists (use --force to re-encode)"
-    return f"[red]✗[/] {src}: {escape(r.error or 'failed')}"
+        return f"[yellow]-[/] {src}: {safe(display_path(r.output or ''))} exists (use --force to re-encode)"
+    return f"[red]✗[/] {src}: {safe(r.error or 'failed')}"
 
 
 def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1, batch: int = 1) -> list[Record]:
@@ -381,7 +380,7 @@ def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1,
 
             def on_progress(name: str, info: dict) -> None:
                 nonlocal fitting
-                desc = f"  fitting {escape(name)}"
+                desc = f"  fitting {safe(name)}"
                 psnrs = info.get("psnr") or []
                 if psnrs:
                     desc += f"  {max(psnrs):.2f} dB"
@@ -390,7 +389,7 @@ def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1,
                 bar.update(fitting, description=desc, completed=info["iteration"], total=info["iterations"])
 
             for idx in chunks:
-                bar.update(total, description=f"encoding {escape(jobs[idx[0]].input.name)}")
+                bar.update(total, description=f"encoding {safe(jobs[idx[0]].input.name)}")
                 done = encode_chunk([jobs[i] for i in idx], settings, on_progress)
                 if fitting is not None:
                     bar.remove_task(fitting)

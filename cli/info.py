@@ -11,6 +11,8 @@ from rich.table import Table
 
 from gscodec.format import peek, read
 
+from .common import safe
+
 
 def file_info(path: Path, verify: bool = False) -> dict[str, Any]:
     """Header, size and derived statistics of one `.gsi` file.
@@ -45,7 +47,10 @@ def file_info(path: Path, verify: bool = False) -> dict[str, Any]:
 
 
 def info_tables(rows: list[dict[str, Any]]) -> list[Table]:
-    """A statistics table (one row per file) and, if any file has metadata, a metadata table."""
+    """A statistics table (one row per file) and, if any file has metadata, a metadata table.
+
+    File names and metadata are untrusted: control characters are shown escaped and rich markup is not applied.
+    """
     file_width = min(30, max(len(r["file"]) for r in rows))
     stats = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     stats.add_column("File", overflow="fold")
@@ -56,7 +61,7 @@ def info_tables(rows: list[dict[str, Any]]) -> list[Table]:
         stats.add_column(name, justify="right", no_wrap=True)
     for r in rows:
         bpg = "-" if r["bytes_per_gaussian"] is None else f"{r['bytes_per_gaussian']:.2f}"
-        stats.add_row(r["file"], f"{r['bytes']:,}", f"{r['width']}x{r['height']}", f"{r['gaussians']:,}", r["mode"],
+        stats.add_row(safe(r["file"]), f"{r['bytes']:,}", f"{r['width']}x{r['height']}", f"{r['gaussians']:,}", r["mode"],
                       bpg, f"{r['bits_per_pixel']:.3f}", f"{r['compression_ratio']:.1f}:1")
     tables = [stats]
     if any(r["metadata"] for r in rows):
@@ -66,6 +71,6 @@ def info_tables(rows: list[dict[str, Any]]) -> list[Table]:
         meta.add_column("Value", overflow="fold")
         for r in rows:
             for i, (key, value) in enumerate(r["metadata"].items()):
-                meta.add_row(r["file"] if i == 0 else "", key, value)
+                meta.add_row(safe(r["file"]) if i == 0 else "", safe(key), safe(value))
         tables.append(meta)
     return tables

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gscodec.files import regular_file_problem
 from gscodec.imageio import image_extensions
 from gscodec.shards import is_tar_name
+
+from .common import error_text
 
 _MAGIC = frozenset("*?[")
 
@@ -24,11 +28,13 @@ class Job:
 
 @dataclass
 class Discovery:
-    """What the inputs expand to: jobs, inputs that failed to expand, and folders without images."""
+    """What the inputs expand to: jobs, inputs that failed to expand, folders without images, and clashes
+    between outputs (each a sentence; any clash means the run must not start)."""
 
     jobs: list[Job] = field(default_factory=list)
     problems: list[tuple[str, str]] = field(default_factory=list)
     empty_folders: list[Path] = field(default_factory=list)
+    clashes: list[str] = field(default_factory=list)
 
 
 def _has_magic(text: str) -> bool:
@@ -46,22 +52,89 @@ def _glob_root(pattern: str) -> Path:
     return Path(*root) if root else Path(".")
 
 
-def _walk(folder: Path, extensions: frozenset[str]) -> list[Path]:
-    """Image files under ``folder`` (recursive, sorted, hidden entries skipped)."""
+def _folders_below(base: str) -> list[str]:
+    """``base`` and every folder below it, hidden ones skipped, never entering a symbolically linked folder."""
+    out: list[str] = []
+    for dirpath, dirnames, _ in os.walk(base or os.curdir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.append(dirpath if base else os.path.relpath(dirpath))
+    return out
+
+
+def safe_glob(pattern: str) -> list[str]:
+    """The paths matching ``pattern``, sorted: :func:`glob.glob` with ``recursive=True``, except that ``**``
+    never enters a symbolically linked folder (one linking up the tree would repeat it without end).
+
+    Wildcards match hidden names only when the pattern part starts with a dot, as in :mod:`glob`.
+    """
+    path = Path(pattern)
+    parts = path.parts[1:] if path.anchor else path.parts
+    current = [path.anchor]
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        found: list[str] = []
+        for base in current:
+            if part == "**":
+                found += _folders_below(base)
+            elif _has_magic(part):
+                try:
+                    with os.scandir(base or os.curdir) as entries:
+                        names = [e.name for e in entries if last or e.is_dir()]
+                except OSError:
+                    continue
+                hidden = part.startswith(".")
+                found += [os.path.join(base, n) for n in fnmatch.filter(names, part)
+                          if hidden or not n.startswith(".")]
+            else:
+                candidate = os.path.join(base, part)
+                if os.path.lexists(candidate) if last else os.path.isdir(candidate):
+                    found.append(candidate)
+        current = found
+    return sorted(set(current))
+
+
+def _walk(folder: Path, extensions: frozenset[str], problems: list[tuple[str, str]]) -> list[Path]:
+    """Image files under ``folder`` (recursive, sorted, hidden entries and linked folders skipped).
+
+    Entries with an image extension that are not readable regular files (FIFOs,
+    symbolic link loops, broken links) and unreadable folders are added to ``problems``.
+    """
     found: list[Path] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
+
+    def unreadable(exc: OSError) -> None:
+        problems.append((str(exc.filename), f"cannot list folder: {error_text(exc)}"))
+
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=unreadable):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                found.append(Path(dirpath) / name)
+                path = Path(dirpath) / name
+                if (problem := regular_file_problem(path)) is not None:
+                    problems.append((str(path), problem))
+                else:
+                    found.append(path)
     return found
 
 
+def _outside(rel: str) -> bool:
+    return os.path.isabs(rel) or rel == os.pardir or rel.startswith(os.pardir + os.sep)
+
+
 def _output_for(path: Path, root: Path, outdir: Path | None, keep_suffix: bool = False) -> Path:
+    """Where ``path`` (found below ``root``) is encoded to: its place below ``root`` mirrored under ``outdir``
+    (by the normalized path, so ``..`` cannot climb out), or ``OUTDIR/NAME.gsi`` when it lies outside ``root``."""
     name = path.name + ".gsi" if keep_suffix else path.with_suffix(".gsi").name
     if outdir is None:
         return path.with_name(name)
-    return outdir / path.relative_to(root).with_name(name)
+    rel = os.path.relpath(os.path.abspath(path), os.path.abspath(root))
+    if _outside(rel):  # reached through '..' after a wildcard
+        rel = path.name
+    return outdir / Path(rel).with_name(name)
+
+
+def _key(path: Path) -> str:
+    """Identity of a path for clashes: its absolute, normalized form (symbolic links resolved where they exist)."""
+    return os.path.normcase(os.path.realpath(path))
 
 
 def discover(specs: list[str], outdir: Path | None) -> Discovery:
@@ -69,58 +142,94 @@ def discover(specs: list[str], outdir: Path | None) -> Discovery:
 
     Outputs mirror each input's path below its folder (or the glob's fixed
     prefix) under ``outdir``, or sit next to the input when ``outdir`` is
-    ``None``. Inputs that would share an output (``a.png`` and ``a.jpg``) keep
-    their suffix (``a.png.gsi``). Explicit files are always tried, whatever
-    their extension; duplicates are dropped.
+    ``None``; an input outside that folder (a ``..`` after a wildcard) goes
+    straight into ``outdir``. Inputs that would share an output (``a.png``
+    and ``a.jpg``) keep their suffix (``a.png.gsi``); outputs that still
+    clash (``a/x.png`` and ``b/x.png`` into one folder), outputs that would
+    replace an input, and outputs that would land outside ``outdir`` through
+    a symbolic link are listed in :attr:`Discovery.clashes` and the run must
+    not start. Explicit files are always tried, whatever their extension;
+    duplicates (the same file twice) are dropped; FIFOs, devices, link loops
+    and broken links are listed as problems, never opened.
     """
     result = Discovery()
     extensions = image_extensions()
     found: list[tuple[Path, Path]] = []  # (input, root)
+
+    def add_file(path: Path, root: Path) -> None:
+        if (problem := regular_file_problem(path)) is not None:
+            result.problems.append((str(path), problem))
+        else:
+            found.append((path, root))
+
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = _walk(path, extensions)
+            files = _walk(path, extensions, result.problems)
             if not files:
                 result.empty_folders.append(path)
             found += [(f, path) for f in files]
-        elif path.is_file():
-            found.append((path, path.parent))
         elif _has_magic(spec):
-            matches = sorted(glob.glob(spec, recursive=True))
+            matches = safe_glob(spec)
             root = _glob_root(spec)
-            before = len(found)
             for m in map(Path, matches):
                 if m.is_dir():
-                    found += [(f, root) for f in _walk(m, extensions)]
-                elif m.is_file():
-                    found.append((m, root))
-            if len(found) == before:
+                    found += [(f, root) for f in _walk(m, extensions, result.problems)]
+                else:
+                    add_file(m, root)
+            if not matches:
                 result.problems.append((spec, "no files match this pattern"))
-        elif path.exists():
-            result.problems.append((spec, "not a regular file or folder"))
+        elif os.path.lexists(path):
+            add_file(path, path.parent)
         else:
             result.problems.append((spec, "no such file or folder"))
 
-    seen: set[Path] = set()
+    seen: set[str] = set()
     unique: list[tuple[Path, Path]] = []
     for path, root in found:
-        key = path.resolve()
-        if key not in seen:
+        if (key := _key(path)) not in seen:
             seen.add(key)
             unique.append((path, root))
 
     planned = [_output_for(p, r, outdir) for p, r in unique]
-    counts: dict[Path, int] = {}
-    for out in planned:
-        counts[out.resolve()] = counts.get(out.resolve(), 0) + 1
-    for (path, root), out in zip(unique, planned):
-        if counts[out.resolve()] > 1:
-            out = _output_for(path, root, outdir, keep_suffix=True)
-        if out.resolve() == path.resolve():
+    counts = Counter(_key(out) for out in planned)
+    suffixed = [_output_for(p, r, outdir, keep_suffix=True) if counts[_key(out)] > 1 else out
+                for (p, r), out in zip(unique, planned)]
+    still = Counter(_key(out) for out in suffixed)
+    jobs: list[Job] = []
+    for (path, root), out, alternative in zip(unique, planned, suffixed):
+        if still[_key(alternative)] == 1:  # the suffix tells them apart (a.png, a.jpg); else the clash is named
+            out = alternative
+        if _key(out) == _key(path):
             result.problems.append((str(path), "is already a .gsi file"))
             continue
-        result.jobs.append(Job(path, out))
+        jobs.append(Job(path, out))
+    result.clashes = _clashes(jobs, outdir)
+    result.jobs = jobs
     return result
+
+
+def _clashes(jobs: list[Job], outdir: Path | None) -> list[str]:
+    """Why ``jobs`` cannot all run: shared outputs, outputs replacing inputs, outputs leading out of ``outdir``."""
+    clashes: list[str] = []
+    by_output: dict[str, list[Job]] = {}
+    for job in jobs:
+        by_output.setdefault(_key(job.output), []).append(job)
+    for same in by_output.values():
+        if len(same) > 1:
+            names = " and ".join(str(j.input) for j in same)
+            clashes.append(f"{names} would {'both' if len(same) == 2 else 'all'} be written to {same[0].output}")
+    inputs = {_key(j.input): j.input for j in jobs}
+    for job in jobs:
+        if (replaced := inputs.get(_key(job.output))) is not None:
+            clashes.append(f"the output {job.output} of {job.input} would replace the input {replaced}")
+    if outdir is not None:
+        top = os.path.realpath(outdir)
+        for job in jobs:
+            if _outside(os.path.relpath(os.path.realpath(job.output.parent), top)):
+                clashes.append(f"the output folder {job.output.parent} of {job.input} leads out of {outdir} "
+                               "(a symbolic link)")
+    return clashes
 
 
 # --- tar shards and input lists ----------------------------------------------------------------------------
@@ -178,7 +287,7 @@ def input_kind(specs: list[str]) -> str:
             elif path.is_file() or not _has_magic(item):
                 kinds.add(is_tar_name(path.name))
             else:
-                files = [Path(m) for m in glob.glob(item, recursive=True) if os.path.isfile(m)]
+                files = [Path(m) for m in safe_glob(item) if os.path.isfile(m)]
                 kinds.add(all(is_tar_name(f.name) for f in files) if files else is_tar_name(path.name))
     if kinds == {True}:
         return "shards"
@@ -208,16 +317,16 @@ def discover_shards(specs: list[str]) -> ShardDiscovery:
             elif path.is_file():
                 found.append(path)
             elif _has_magic(item):
-                matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if os.path.isfile(m))
+                matches = sorted(Path(m) for m in safe_glob(item) if os.path.isfile(m))
                 if not matches:
                     result.problems.append((item, "no files match this pattern"))
                 found += [m for m in matches if is_tar_name(m.name)]
             else:
                 result.problems.append((item, "no such file or folder"))
-    seen: set[Path] = set()
+    seen: set[str] = set()
     for p in found:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
+        if _key(p) not in seen:
+            seen.add(_key(p))
             result.shards.append(p)
     result.shards.sort(key=str)
     return result

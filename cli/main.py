@@ -21,11 +21,11 @@ from pathlib import Path
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import click  # noqa: E402
-from rich.markup import escape  # noqa: E402
 
 from .bench import bench  # noqa: E402
 from .clip_commands import classify, train_head  # noqa: E402
-from .common import display_path, err_console, error_text, human_bytes, out_console  # noqa: E402
+from .common import (display_path, err_console, error_text, human_bytes, out_console, printable, safe,  # noqa: E402
+                     same_file)
 from .device import cli_device, device_option  # noqa: E402
 from .verify import verify  # noqa: E402
 
@@ -50,7 +50,7 @@ def cli() -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(readable=False, path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list of objects on stdout instead of a table.")
 @click.option("--verify", is_flag=True, help="Decode each whole file, checking its checksum and parameters (slower).")
 def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
@@ -78,7 +78,7 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
             rows.append(file_info(path, verify=verify))
         except (GsiError, OSError) as exc:
             failed.append(path)
-            err.print(f"[red]error:[/] {escape(str(path))}: {escape(error_text(exc))}")
+            err.print(f"[red]error:[/] {safe(str(path))}: {safe(error_text(exc))}")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
@@ -90,7 +90,7 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, readable=False, path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the render to this PNG instead of opening a viewer.")
 @click.option("--width", type=click.IntRange(1), help="Output width in pixels.")
@@ -124,6 +124,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 
     if scale is not None and (width is not None or height is not None):
         raise click.UsageError("give either --scale or --width/--height, not both")
+    if output is not None and same_file(output, file):
+        raise click.UsageError(f"-o {printable(output)} is the input file; the PNG would replace it")
     dev = cli_device(device)
     err = err_console()
     try:
@@ -132,7 +134,7 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
         limit = MAX_RENDER_OVERLAP if max_overlap is None else max_overlap or None  # 0: no limit
         pixels = render(g, w, h, device=dev, max_overlap=limit)
     except (GsiError, OSError, ValueError) as exc:
-        raise click.ClickException(f"{file}: {error_text(exc)}") from None
+        raise click.ClickException(printable(f"{file}: {error_text(exc)}")) from None
     if output is None:
         fd, name = tempfile.mkstemp(prefix=f"gsi-view-{file.stem}-", suffix=".png")
         os.close(fd)
@@ -145,11 +147,11 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
         if output is None:
             target.unlink(missing_ok=True)
         raise click.ClickException(error_text(exc)) from None
-    err.print(f"wrote {escape(str(target))} ({w}x{h})")
+    err.print(f"wrote {safe(str(target))} ({w}x{h})")
     if output is None:
         opened = viewer.open_viewer(target)
         if opened:
-            err.print(f"opened in {escape(opened)}")
+            err.print(f"opened in {safe(opened)}")
         else:
             err.print("no image viewer found; open the PNG yourself")
 
@@ -159,7 +161,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 @click.option("-o", "--output-dir", "outdir", type=click.Path(file_okay=False, path_type=Path),
               help="Write outputs here, mirroring the input folders. Default: next to each input. "
                    "Required for tar shards and --input-list.")
-@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, readable=False, path_type=Path),
+              metavar="FILE",
               help="Encode the images listed in FILE (one path per line, relative to FILE's folder; blank lines and "
                    "# comments skipped) into tar shards of --shard-size images, list-000000.tar, ... under -o.")
 @click.option("--shard", metavar="I/N",
@@ -289,15 +292,19 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         return
 
     found = discover(list(inputs), outdir)
+    if found.clashes:
+        lines = "\n".join(f"  {printable(c)}" for c in found.clashes)
+        raise click.UsageError(f"inputs clash, nothing was encoded:\n{lines}\n"
+                               "encode them in separate runs or into separate output folders (-o)")
     for folder in found.empty_folders:
-        err.print(f"[yellow]warning:[/] no images in folder {escape(str(folder))}")
+        err.print(f"[yellow]warning:[/] no images in folder {safe(str(folder))}")
     if not found.jobs and not found.problems:
         raise click.ClickException(f"no images to encode in {', '.join(inputs)} (folders are searched recursively "
                                    f"for files Pillow reads: .png, .jpg, .webp, .tif, .bmp, .gif, ...)")
 
     records = [Record(spec, None, "failed", error=reason) for spec, reason in found.problems]
     for r in records:
-        err.print(f"[red]✗[/] {escape(r.input)}: {escape(r.error or '')}")
+        err.print(f"[red]✗[/] {safe(r.input)}: {safe(r.error or '')}")
     start = time.perf_counter()
     try:
         if dev.type == "cuda":
@@ -321,7 +328,7 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
     err.print(f"encoded {len(encoded)}, skipped {len(skipped)}, failed {len(failed)} "
               f"in {elapsed:.1f} s; wrote {human_bytes(written)}")
     if failed:
-        lines = "\n".join(f"  {display_path(r.input)}: {r.error}" for r in failed)
+        lines = "\n".join(printable(f"  {display_path(r.input)}: {r.error}") for r in failed)
         raise click.ClickException(f"{len(failed)} of {len(records)} input(s) failed:\n{lines}")
 
 

@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterator
 import click
 import numpy as np
 from rich.console import Console
-from rich.markup import escape
 
 from gscodec import distributed
 from gscodec.imageio import ImageReadError, load_image_bytes
@@ -32,7 +31,7 @@ from gscodec.shards import (FailureEntry, Manifest, ManifestError, PlanError, Sa
                             parse_shard_spec, plan_input_list, plan_tar_shards, remove_stale_temps, write_manifest)
 from gscodec.shards.plan import sidecars
 
-from .common import display_path, error_text, human_bytes
+from .common import display_path, error_text, human_bytes, printable, safe
 from .encoding import ENCODER, Fitted, Settings, fit_images, prepare_image
 from .inputs import discover_shards, read_input_list
 
@@ -209,30 +208,30 @@ def run_shards(tasks: list[ShardTask], settings: Settings, console: Console, bat
     tag = f"[dim]\\[rank {rank}/{world_size}][/] " if world_size > 1 else ""
     outcomes: list[ShardOutcome] = []
     for n, task in enumerate(tasks, 1):
-        out = escape(display_path(task.output))
+        out = safe(display_path(task.output))
         done = None if settings.force else finished(task.output, task.fingerprint())
         if done is not None:
             outcomes.append(ShardOutcome.from_manifest(task, done, "skipped", rank))
             console.print(f"{tag}[yellow]-[/] {out}: complete ({len(done.samples)} encoded, {len(done.failures)} "
                           "failed), skipped (use --force to re-encode)")
             continue
-        console.print(f"{tag}encoding {escape(task.source)} → {out} ({n}/{len(tasks)})")
+        console.print(f"{tag}encoding {safe(task.source)} → {out} ({n}/{len(tasks)})")
 
         def report(key: str, error: str | None) -> None:
             if error is not None:
-                console.print(f"{tag}  [red]✗[/] {escape(key)}: {escape(error)}")
+                console.print(f"{tag}  [red]✗[/] {safe(key)}: {safe(error)}")
 
         try:
             manifest = encode_shard(task, settings, batch, rank, world_size, report)
         except (ShardError, ManifestError, OSError) as exc:
             outcomes.append(ShardOutcome(str(task.output), "failed", task.source, rank=rank,
                                          errors=[error_text(exc)]))
-            console.print(f"{tag}[red]✗[/] {out}: {escape(error_text(exc))}")
+            console.print(f"{tag}[red]✗[/] {out}: {safe(error_text(exc))}")
             continue
         outcome = ShardOutcome.from_manifest(task, manifest, "encoded", rank)
         outcomes.append(outcome)
         for e in manifest.errors:
-            console.print(f"{tag}  [red]✗[/] {escape(e)}")
+            console.print(f"{tag}  [red]✗[/] {safe(e)}")
         psnrs = [s.psnr for s in manifest.samples if s.psnr is not None]
         mean = f", mean {sum(psnrs) / len(psnrs):.2f} dB" if psnrs else ""
         console.print(f"{tag}[green]✓[/] {out}: {outcome.samples} encoded, {outcome.failures} failed{mean}, "
@@ -274,11 +273,11 @@ def _plan(inputs: tuple[str, ...], input_list: Path | None, outdir: Path, shard_
             return plan_input_list(paths, outdir, shard_size)
         found = discover_shards(list(inputs))
         if found.problems:
-            lines = "\n".join(f"  {spec}: {reason}" for spec, reason in found.problems)
+            lines = "\n".join(printable(f"  {spec}: {reason}") for spec, reason in found.problems)
             raise click.ClickException(f"input shard(s) not found:\n{lines}")
         return plan_tar_shards(found.shards, outdir)
     except (OSError, PlanError) as exc:
-        raise click.ClickException(error_text(exc)) from None
+        raise click.ClickException(printable(error_text(exc))) from None
 
 
 def _part(shard: str | None) -> tuple[int, int, bool]:
@@ -306,7 +305,7 @@ def encode_sharded(inputs: tuple[str, ...], input_list: Path | None, outdir: Pat
     """
     rank, world, launched = _part(shard)
     if shard is not None and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
-        console.print(f"[yellow]warning:[/] --shard {escape(shard)} wins over RANK/WORLD_SIZE: every process of "
+        console.print(f"[yellow]warning:[/] --shard {safe(shard)} wins over RANK/WORLD_SIZE: every process of "
                       "this job encodes the same part")
     tasks = _plan(inputs, input_list, outdir, shard_size)
     try:
@@ -365,7 +364,7 @@ def _summarize(rows: list[dict[str, Any]], elapsed: float, processes: int, as_js
         lines = []
         for r in rows:
             if r["status"] == "failed" or r["errors"]:
-                lines += [f"  {display_path(r['shard'])}: {e}" for e in r["errors"]]
+                lines += [printable(f"  {display_path(r['shard'])}: {e}") for e in r["errors"]]
             if r["failures"]:
                 lines.append(f"  {display_path(r['shard'])}: {r['failures']} image(s) failed (listed in its manifest)")
         raise click.ClickException("some inputs were not encoded (failed images are recorded in the manifests; "

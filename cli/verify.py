@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
-from rich.markup import escape
 
-from .common import display_path, err_console, error_text, human_bytes, out_console
+from .common import display_path, err_console, error_text, human_bytes, out_console, printable, safe
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -42,7 +41,7 @@ def _output_shards(specs: tuple[str, ...]) -> list[Path]:
                 tars.append(item)
     found = discover_shards(tars) if tars else None
     if found is not None and found.problems:
-        lines = "\n".join(f"  {spec}: {reason}" for spec, reason in found.problems)
+        lines = "\n".join(printable(f"  {spec}: {reason}") for spec, reason in found.problems)
         raise click.ClickException(f"shard(s) not found:\n{lines}")
     shards = {p.resolve(): p for p in (found.shards if found else [])}
     for p in extra:
@@ -58,7 +57,8 @@ def _output_shards(specs: tuple[str, ...]) -> list[Path]:
               help="The input tar shards the set was encoded from (a folder, a file, or a quoted pattern such as "
                    "'in/*.tar' or 'in/{000..009}.tar'; repeatable): every input key must be encoded or listed as a "
                    "failure exactly once.")
-@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, path_type=Path), metavar="FILE",
+@click.option("--input-list", type=click.Path(exists=True, dir_okay=False, readable=False, path_type=Path),
+              metavar="FILE",
               help="The input list the set was encoded from (gsi encode --input-list): every line must be encoded "
                    "or listed as a failure exactly once.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON report (ok, shards, problems, totals) on stdout.")
@@ -91,7 +91,7 @@ def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Pa
     if input_specs:
         found = discover_shards(list(input_specs))
         if found.problems:
-            lines = "\n".join(f"  {spec}: {reason}" for spec, reason in found.problems)
+            lines = "\n".join(printable(f"  {spec}: {reason}") for spec, reason in found.problems)
             raise click.ClickException(f"input shard(s) not found:\n{lines}")
         input_shards = found.shards
     listed = None
@@ -112,7 +112,7 @@ def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Pa
         out_console().print(_table(report))
     problems = report.all_problems()
     for p in problems:
-        err.print(f"[red]✗[/] {escape(p)}")
+        err.print(f"[red]✗[/] {safe(p)}")
     totals = report.to_json()["totals"]
     compared = f"; {report.input_keys} input key(s) compared" if report.input_keys is not None else ""
     err.print(f"{totals['shards']} shard(s), {totals['samples']} sample(s), {totals['failures']} recorded "
@@ -134,9 +134,9 @@ def _table(report: VerifyReport) -> Table:
     table.add_column("Status", overflow="fold")
     for s in report.shards:
         source = (Path(s.inputs[0]).name if len(s.inputs) == 1 else f"{len(s.inputs)} files") if s.inputs else "-"
-        status = "[green]ok[/]" if s.ok else f"[red]{len(s.problems)} problem(s)[/]: {escape(s.problems[0])}"
-        table.add_row(escape(display_path(s.shard)), str(s.samples), str(s.failures), human_bytes(s.bytes),
-                      escape(source), status)
+        status = "[green]ok[/]" if s.ok else f"[red]{len(s.problems)} problem(s)[/]: {safe(s.problems[0])}"
+        table.add_row(safe(display_path(s.shard)), str(s.samples), str(s.failures), human_bytes(s.bytes),
+                      safe(source), status)
     return table
 
 

@@ -12,8 +12,10 @@ anything Pillow reads into an ``(H, W, 3)`` uint8 array:
   as ``round(v * 255 / 65535)``; 32-bit integer images (mode ``I``) are read
   as 16-bit data, clipped to ``0..65535``;
 * multi-frame files (GIF, TIFF, APNG) give their first frame;
-* Pillow's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``) stays on, and
-  its warning is an error here too.
+* images over :data:`~gscodec.limits.MAX_IMAGE_PIXELS` are refused from their
+  header, before decoding; Pillow's decompression-bomb limit
+  (``Image.MAX_IMAGE_PIXELS``) stays on, and its warning is an error here too;
+* only regular files are read: a FIFO, device or folder is refused unopened.
 
 Every failure (missing, unreadable, unknown format, corrupt, truncated, too
 large) raises :class:`ImageReadError` naming the file, never a raw Pillow error.
@@ -24,13 +26,16 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .files import NotRegularFileError, open_regular
 from .format import write_atomic
+from .limits import MAX_IMAGE_PIXELS
 
 _STUB_FORMATS = frozenset({"BUFR", "GRIB", "HDF5", "MPEG", "WMF"})
 """Formats Pillow identifies but cannot decode without an external handler."""
@@ -55,25 +60,38 @@ def image_extensions() -> frozenset[str]:
 def load_image(path: str | os.PathLike) -> np.ndarray:
     """Read the image at ``path`` as ``(H, W, 3)`` uint8 RGB (see the module notes for the conversions).
 
-    Raises :class:`ImageReadError` for every failure.
+    Raises :class:`ImageReadError` for every failure, among them a path that
+    is not a regular file (a FIFO is never opened for reading, so never blocks)
+    and an image over :data:`~gscodec.limits.MAX_IMAGE_PIXELS`, refused from
+    its header before any pixel is decoded.
     """
     path = Path(path)
-    return _load(path, lambda: Image.open(path))
+    return _load(path, lambda: open_regular(path))
 
 
 def load_image_bytes(data: bytes, name: str) -> np.ndarray:
     """:func:`load_image` for encoded image bytes in memory (e.g. a tar member); ``name`` labels errors."""
-    return _load(Path(name), lambda: Image.open(io.BytesIO(data)))
+    return _load(Path(name), lambda: io.BytesIO(data))
 
 
-def _load(path: Path, opener: Callable[[], Image.Image]) -> np.ndarray:
+def _load(path: Path, source: Callable[[], BinaryIO]) -> np.ndarray:
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), ExitStack() as files:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+
+            def opener() -> Image.Image:
+                return Image.open(files.enter_context(source()))
+
             with opener() as im:
+                width, height = im.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise ImageReadError(path, f"{width}x{height} is {width * height:,} pixels, over the limit "
+                                               f"of {MAX_IMAGE_PIXELS:,}")
                 data, maxval = _decode(im, opener)
     except ImageReadError:
         raise
+    except NotRegularFileError as exc:
+        raise ImageReadError(path, exc.strerror or "not a regular file") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageReadError(path, f"too many pixels (decompression-bomb limit of "
                                    f"{Image.MAX_IMAGE_PIXELS} pixels): {exc}") from None
@@ -150,14 +168,21 @@ def _decode(im: Image.Image, opener: Callable[[], Image.Image]) -> tuple[np.ndar
     return arr, 255
 
 
+_COMPOSITE_PIXELS = 1 << 20
+"""Pixels composited over white at a time (bounds the float32 temporaries to about 50 MB)."""
+
+
 def _to_rgb8(data: np.ndarray, maxval: int) -> np.ndarray:
     """Composite any alpha over white, expand grey to RGB and round to 8 bits."""
     channels = data.shape[2]
     if channels in (2, 4):
-        alpha = data[..., -1:].astype(np.float32) / maxval
-        color = data[..., :-1].astype(np.float32) / maxval
-        out = color * alpha + (1.0 - alpha)
-        rgb8 = np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        rgb8 = np.empty(data.shape[:2] + (channels - 1,), np.uint8)
+        rows = max(1, _COMPOSITE_PIXELS // max(1, data.shape[1]))  # float temporaries for this many pixels only
+        for y in range(0, data.shape[0], rows):
+            block = data[y:y + rows]
+            alpha = block[..., -1:].astype(np.float32) / maxval
+            out = block[..., :-1].astype(np.float32) / maxval * alpha + (1.0 - alpha)
+            rgb8[y:y + rows] = np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5)
     elif maxval == 255:
         rgb8 = data.astype(np.uint8, copy=False)
     else:
@@ -173,6 +198,10 @@ def resize_for_clip(img: np.ndarray, size: int = 224) -> np.ndarray:
     Matches torchvision's ``Resize(size, BICUBIC)`` + ``CenterCrop(size)``:
     the longer side becomes ``int(size * long / short)`` and the crop offset
     is ``round((side - size) / 2)``. Returns ``(size, size, 3)`` uint8.
+    Where that resized image would exceed :data:`~gscodec.limits.MAX_IMAGE_PIXELS`
+    (an extreme aspect ratio such as 1 x 30000), only the crop's box of the
+    source is resampled, straight to ``size x size`` (within a few levels of
+    the full resize), so memory stays ``O(size^2)``.
     """
     if size < 1:
         raise ValueError(f"size must be positive, got {size}")
@@ -185,9 +214,13 @@ def resize_for_clip(img: np.ndarray, size: int = 224) -> np.ndarray:
     else:
         nw, nh = max(size, int(size * w / h)), size
     pil = Image.fromarray(np.ascontiguousarray(arr))
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
+    if nw * nh > MAX_IMAGE_PIXELS:  # an extreme aspect ratio: resample only the crop's box of the source
+        sx, sy = w / nw, h / nh
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC, box=box))
     if (nw, nh) != (w, h):
         pil = pil.resize((nw, nh), Image.Resampling.BICUBIC)
-    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
     return np.asarray(pil.crop((left, top, left + size, top + size)))
 
 

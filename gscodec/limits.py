@@ -37,3 +37,24 @@ raises or lifts the limit."""
 MIN_RENDER_BUDGET = 1 << 28
 """Footprint pixels every render may visit whatever its size (under a second
 on one core): a thumbnail of a file with millions of Gaussians still renders."""
+
+MAX_IMAGE_PIXELS = 1 << 26
+"""Largest image ``gsi encode`` decodes (67,108,864 pixels, e.g. 8192 x 8192),
+checked from the file's header before any pixel is decoded: the decoded RGB8
+array stays below 202 MB. Pillow's own limit (89,478,485) is higher."""
+
+MAX_FIT_PIXELS = 1 << 24
+"""Largest image the fitter takes (16,777,216 pixels, e.g. 4096 x 4096), after
+``--resize``: its working buffers cost about 100-150 bytes per pixel (about
+2.5 GB here) and its time grows faster than the pixel count."""
+
+MAX_SAMPLE_BYTES = 1 << 28
+"""Most bytes read into memory for one sample: the members of one key in a tar
+shard (their declared sizes, checked before reading), or a listed image and its
+sidecars (256 MiB; an RGB8 image of :data:`MAX_IMAGE_PIXELS` pixels, stored raw, fits)."""
+
+MAX_SAMPLE_MEMBERS = 1024
+"""Most tar members one sample may have."""
+
+MAX_MANIFEST_BYTES = 1 << 28
+"""Largest shard manifest read (256 MiB; a manifest takes about 400 bytes per sample)."""

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
+from ..files import open_regular
 from ..gaussians import GaussianImage
 from ..quantize import Quantization, QuantizedGaussians, dequantize, quantize
 from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
@@ -120,10 +121,12 @@ def read(src: PathOrFile) -> GsiFile:
     """Read a `.gsi` file from a path or a binary file object.
 
     Raises :class:`~gscodec.format.errors.GsiError` subclasses for malformed
-    data and ``OSError`` for paths that cannot be opened.
+    data and ``OSError`` for paths that cannot be opened (among them
+    :class:`~gscodec.files.NotRegularFileError` for a FIFO, device or folder,
+    which is never read, so never blocks).
     """
     if isinstance(src, (str, os.PathLike)):
-        with open(src, "rb") as fh:
+        with open_regular(src) as fh:
             return decode(_read_exact(fh))
     return decode(_read_exact(src))
 
@@ -131,7 +134,7 @@ def read(src: PathOrFile) -> GsiFile:
 def peek(src: PathOrFile) -> GsiInfo:
     """Read and validate the header and metadata only (the payload and checksum are not checked)."""
     if isinstance(src, (str, os.PathLike)):
-        with open(src, "rb") as fh:
+        with open_regular(src) as fh:
             return _peek(fh, os.fstat(fh.fileno()).st_size)
     return _peek(src, None)
 
