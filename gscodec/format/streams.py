@@ -2,7 +2,8 @@
 
 Layout: ``u8 frame_count`` (1..:data:`MAX_FRAMES`), then ``frame_count`` x
 ``u32`` compressed lengths, then the frames back to back. Every frame declares
-its content size; the sizes must add up to the expected raw length exactly.
+its content size; the sizes must add up to the expected raw length exactly. Each slot holds one
+frame with no dictionary, no content checksum and a window of at most 128 MiB (spec section 5).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .errors import StreamError, TruncatedError
 MAX_FRAMES = 16
 ZSTD_LEVEL = 22
 _MAX_WINDOW = 1 << 27
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def pack_frames(chunks: list[bytes], level: int = ZSTD_LEVEL) -> bytes:
@@ -67,12 +69,19 @@ def unpack_frames(data: memoryview, expected: int) -> bytes:
     for length in lengths:
         frame = bytes(data[pos : pos + length])
         pos += length
+        if frame[:4] != _ZSTD_MAGIC:
+            raise StreamError("a frame slot does not start with a zstd frame (skippable frames are not allowed)")
         try:
-            size = zstandard.get_frame_parameters(frame).content_size
+            params = zstandard.get_frame_parameters(frame)
         except zstandard.ZstdError as exc:
             raise StreamError(f"invalid zstd frame header: {exc}") from None
+        size = params.content_size
         if size == zstandard.CONTENTSIZE_UNKNOWN or size == zstandard.CONTENTSIZE_ERROR:
             raise StreamError("zstd frame does not declare its content size")
+        if params.dict_id or params.has_checksum or frame[4] & 0x03:
+            raise StreamError("zstd frame declares a dictionary or a content checksum")
+        if params.window_size > _MAX_WINDOW:
+            raise StreamError(f"zstd frame window of {params.window_size} bytes exceeds {_MAX_WINDOW}")
         if len(out) + size > expected:
             raise StreamError(f"zstd frames declare more than the expected {expected} bytes")
         dobj = decompressor.decompressobj()
