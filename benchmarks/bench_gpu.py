@@ -29,13 +29,18 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from gscodec.fit import FitConfig
 
 Raster = Callable[..., torch.Tensor]
 
@@ -82,22 +87,42 @@ def estimate_bytes(kind: str, batch: int, n: int, size: int) -> float:
     return images + params + _BYTES_PER_INTERSECTION * batch * n * tiles_per_gaussian
 
 
+def _nvml_utilization(device: torch.device) -> float | None:
+    try:
+        return float(torch.cuda.utilization(device))
+    except Exception:  # noqa: BLE001 - pynvml/amdsmi missing or NVML errors
+        return None
+
+
+def _smi_utilization(device: torch.device) -> float | None:
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    cmd = ["nvidia-smi", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", str(index)]
+    try:
+        return float(subprocess.run(cmd, capture_output=True, text=True, timeout=5, check=True).stdout.strip())
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
 class UtilSampler:
-    """Mean GPU utilization (%) over a block, sampled from NVML in a thread; ``None`` if unavailable."""
+    """Mean GPU utilization (%) over a block, sampled in a thread from NVML (``torch.cuda.utilization``)
+    or else ``nvidia-smi``; ``None`` if neither answers. ``source`` names the one used."""
 
     def __init__(self, device: torch.device, period: float = 0.02) -> None:
         self.device = device
-        self.period = period
         self.samples: list[float] = []
-        self.available = device.type == "cuda" and self._read() is not None
+        self.source: str | None = None
+        self._reader: Callable[[torch.device], float | None] | None = None
+        if device.type == "cuda":
+            for name, reader, every in (("nvml", _nvml_utilization, period), ("nvidia-smi", _smi_utilization, 0.1)):
+                if reader(device) is not None:
+                    self.source, self._reader, self.period = name, reader, max(period, every)
+                    break
+        self.available = self._reader is not None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _read(self) -> float | None:
-        try:
-            return float(torch.cuda.utilization(self.device))
-        except Exception:  # noqa: BLE001 - pynvml/amdsmi missing or NVML errors
-            return None
+        return None if self._reader is None else self._reader(self.device)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -273,6 +298,19 @@ def main() -> int:
     return 0
 
 
+def time_fit(images: list, config: FitConfig, batch: int, progress: Callable | None = None) -> tuple[list, float]:
+    """``fit_batch`` over ``images`` in batches of ``batch``: the results and the wall seconds (device synced)."""
+    from gscodec.fit import fit_batch
+    from gscodec.fit.device import fit_device
+
+    t0 = time.perf_counter()
+    results = []
+    for k in range(0, len(images), batch):
+        results += fit_batch(images[k:k + batch], config, progress)
+    sync(fit_device(config.backend))
+    return results, time.perf_counter() - t0
+
+
 def fit_benchmark(args: argparse.Namespace) -> int:
     """``--fit``: images per second of ``fit_batch`` on the GPU and on the CPU, side by side, and their PSNRs."""
     from pathlib import Path
@@ -284,7 +322,7 @@ def fit_benchmark(args: argparse.Namespace) -> int:
             raise SystemExit("--interpret must be chosen before triton is imported")
         os.environ["TRITON_INTERPRET"] = "1"
     from gscodec.cuda.device import cuda_problem
-    from gscodec.fit import FitConfig, fit_batch
+    from gscodec.fit import FitConfig
     from gscodec.fit.device import choose_batch_size, fit_device
     from gscodec.imageio import load_image, resize_for_clip
 
@@ -303,17 +341,9 @@ def fit_benchmark(args: argparse.Namespace) -> int:
     kwargs = dict(points=n, iterations=10) if args.interpret else dict(points=n)
     note = " (Triton interpreter: not a performance figure)" if args.interpret else " (from free memory)"
     print(f"{size}x{size}, {n} Gaussians, {total} images, device {device}, GPU batch {batch}{note}")
-    cfg_gpu = FitConfig(backend="cuda", **kwargs)
-    t0 = time.perf_counter()
-    gpu = []
-    for k in range(0, total, batch):
-        gpu += fit_batch(images[k:k + batch], cfg_gpu)
-    sync(device)
-    gpu_s = time.perf_counter() - t0
+    gpu, gpu_s = time_fit(images, FitConfig(backend="cuda", **kwargs), batch)
     cpu_n = min(args.cpu_images, total)
-    t0 = time.perf_counter()
-    cpu = fit_batch(images[:cpu_n], FitConfig(backend="cpu", **kwargs))
-    cpu_s = time.perf_counter() - t0
+    cpu, cpu_s = time_fit(images[:cpu_n], FitConfig(backend="cpu", **kwargs), cpu_n)
     gpu_rate, cpu_rate = total / gpu_s, cpu_n / cpu_s
     print(f"GPU fitter: {gpu_rate:.2f} img/s; CPU fitter: {cpu_rate:.2f} img/s; ratio {gpu_rate / cpu_rate:.1f}x")
     dp = [g.psnr - c.psnr for g, c in zip(gpu[:cpu_n], cpu)]

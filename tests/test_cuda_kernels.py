@@ -207,6 +207,7 @@ def test_binning_matches_gsplat_rules_and_covers_every_hit() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's binning needs a CUDA device")
 def test_binning_gsplat_equals_torch_on_cuda() -> None:
+    pytest.importorskip("gsplat")
     (means, chol, _), counts, width, height = binning_case()
     centers, radii = gaussian_boxes(means.cuda(), chol.cuda(), counts.cuda(), width, height)
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
