@@ -10,6 +10,7 @@ redoing finished shards and without duplicates. Images are fitted with
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import tarfile
@@ -25,10 +26,13 @@ import numpy as np
 from rich.console import Console
 
 from gscodec import distributed
+from gscodec.files import open_regular
 from gscodec.imageio import ImageReadError, load_image_bytes
+from gscodec.limits import MAX_SAMPLE_BYTES
 from gscodec.shards import (FailureEntry, Manifest, ManifestError, PlanError, SampleEntry, ShardError, ShardTask,
                             ShardWriter, TarSample, assign, finished, image_member_extensions, iter_samples,
                             parse_shard_spec, plan_input_list, plan_tar_shards, remove_stale_temps, write_manifest)
+from gscodec.shards.manifest import digest
 from gscodec.shards.plan import sidecars
 
 from .common import display_path, error_text, human_bytes, printable, safe
@@ -74,14 +78,22 @@ class _Pending:
 def _list_samples(task: ShardTask) -> Iterator[tuple[TarSample, str, str | None]]:
     """``(sample, source, error)`` for each listed image: the image as ``KEY.<ext>`` (first) plus its sidecars."""
     for key, path in task.files:
-        source = str(path.resolve())
+        source = os.path.realpath(path)
         sample = TarSample(key)
         try:
             for p in [path] + [s for s in sidecars(path) if s.is_file() and s != path]:
                 info = tarfile.TarInfo(f"{key}{p.suffix.lower()}")
-                info.mtime = int(p.stat().st_mtime)
+                with open_regular(p) as fh:
+                    st = os.fstat(fh.fileno())
+                    if sample.size + st.st_size > MAX_SAMPLE_BYTES:
+                        raise OSError(errno.EFBIG, f"{p.name} and its sidecars hold more than "
+                                                   f"{MAX_SAMPLE_BYTES:,} bytes, the limit per sample")
+                    data = fh.read(MAX_SAMPLE_BYTES + 1 - sample.size)
+                if sample.size + len(data) > MAX_SAMPLE_BYTES:
+                    raise OSError(errno.EFBIG, f"{p.name} grew past the limit of {MAX_SAMPLE_BYTES:,} bytes")
+                info.mtime = int(st.st_mtime)
                 info.mode = 0o644
-                sample.members.append((info, p.read_bytes()))
+                sample.members.append((info, data))
         except OSError as exc:
             yield sample, source, f"cannot read {path}: {error_text(exc)}"
             continue
@@ -128,19 +140,20 @@ def encode_shard(task: ShardTask, settings: Settings, batch: int = 1, rank: int 
                 if not isinstance(res, Fitted):
                     fail(p.sample.key, p.source, res)
                     continue
-                names = []
+                names, digests = [], []
                 for j, (info, data) in enumerate(p.sample.members):
                     if j == p.image_index:
-                        name = f"{p.sample.key}.gsi"
-                        writer.add(name, res.data, like=info)
+                        name, data = f"{p.sample.key}.gsi", res.data
                     elif p.sample.extension(info) == "gsi":  # an older encoding: replaced, not kept twice
                         continue
                     else:
                         name = info.name
-                        writer.add(name, data, like=info)
+                    writer.add(name, data, like=info)
                     names.append(name)
+                    digests.append(digest(data))
                 manifest.samples.append(SampleEntry(p.sample.key, p.source, names, len(res.data),
-                                                    round(res.psnr, 3), res.width, res.height, res.gaussians))
+                                                    round(res.psnr, 3), res.width, res.height, res.gaussians,
+                                                    digests))
                 if on_sample is not None:
                     on_sample(p.sample.key, None)
             pending.clear()
@@ -165,6 +178,9 @@ def encode_shard(task: ShardTask, settings: Settings, batch: int = 1, rank: int 
             seen.add(key)
             if error is not None:
                 fail(key, source, error)
+                continue
+            if sample.rejected:
+                fail(key, source, "; ".join(reason for _, reason in sample.rejected) + "; the sample is left out")
                 continue
             if idx is None:
                 exts = ", ".join(sample.extension(i) or "(none)" for i, _ in sample.members)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,9 +44,9 @@ def _output_shards(specs: tuple[str, ...]) -> list[Path]:
     if found is not None and found.problems:
         lines = "\n".join(printable(f"  {spec}: {reason}") for spec, reason in found.problems)
         raise click.ClickException(f"shard(s) not found:\n{lines}")
-    shards = {p.resolve(): p for p in (found.shards if found else [])}
+    shards = {os.path.realpath(p): p for p in (found.shards if found else [])}
     for p in extra:
-        shards.setdefault(p.resolve(), p)
+        shards.setdefault(os.path.realpath(p), p)
     if not shards:
         raise click.ClickException(f"no tar shards or manifests in {', '.join(specs)}")
     return sorted(shards.values(), key=str)

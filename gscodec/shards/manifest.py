@@ -6,18 +6,22 @@
      "shard": "000.tar", "bytes": 81920,                      # the tar as written
      "inputs": [{"path": "/data/in/000.tar", "bytes": 1048576, "mtime_ns": 1700000000000000000}],
      "samples": [{"key": "000001", "source": "000001.jpg", "members": ["000001.gsi", "000001.txt"],
-                  "gsi_bytes": 3120, "psnr": 27.31, "width": 224, "height": 224, "gaussians": 900}, ...],
+                  "gsi_bytes": 3120, "psnr": 27.31, "width": 224, "height": 224, "gaussians": 900,
+                  "sha256": ["9f86d0...", "60303a..."]}, ...],          # per member, in "members" order
      "failures": [{"key": "000007", "source": "000007.jpg", "error": "file is truncated (...)"}],
      "errors": [],                                            # input-level problems (a truncated input tar)
      "settings": {...}, "encoder": "gscodec 0.1.0", "rank": 0, "world_size": 2, "seconds": 12.3}
 
 The manifest is written (atomically) only after the shard itself is complete,
 so a shard with a manifest whose inputs still have the recorded size and
-modification time is finished and need not be encoded again.
+modification time is finished and need not be encoded again. The SHA-256 of
+every member lets ``gsi verify`` notice any change to the shard's contents.
+Version 1 manifests (without hashes) are not read: their shards are encoded again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -25,11 +29,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..files import open_regular
 from ..format import WriteError, write_atomic
+from ..limits import MAX_MANIFEST_BYTES
 from .tar import ShardError, file_mode, shard_stem
 
 MANIFEST_FORMAT = "gscodec-shard-manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 MANIFEST_SUFFIX = ".manifest.json"
 
 
@@ -48,7 +54,7 @@ class InputFile:
     @classmethod
     def of(cls, path: str | os.PathLike) -> "InputFile":
         """The current state of ``path`` (``bytes`` and ``mtime_ns`` are -1 when it does not exist)."""
-        resolved = str(Path(path).resolve())
+        resolved = os.path.realpath(path)
         try:
             st = os.stat(resolved)
         except OSError:
@@ -58,7 +64,8 @@ class InputFile:
 
 @dataclass(frozen=True)
 class SampleEntry:
-    """One encoded sample: its key, the image member (or file) it came from and its output members."""
+    """One encoded sample: its key, the image member (or file) it came from, its output members and their
+    SHA-256 digests (hex, in ``members`` order)."""
 
     key: str
     source: str
@@ -68,6 +75,7 @@ class SampleEntry:
     width: int
     height: int
     gaussians: int
+    sha256: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,8 @@ class Manifest:
                        inputs=[InputFile(str(i["path"]), int(i["bytes"]), int(i["mtime_ns"])) for i in d["inputs"]],
                        samples=[SampleEntry(str(s["key"]), str(s["source"]), [str(m) for m in s["members"]],
                                             int(s["gsi_bytes"]), None if s["psnr"] is None else float(s["psnr"]),
-                                            int(s["width"]), int(s["height"]), int(s["gaussians"]))
+                                            int(s["width"]), int(s["height"]), int(s["gaussians"]),
+                                            [str(h) for h in s["sha256"]])
                                 for s in d["samples"]],
                        failures=[FailureEntry(str(f["key"]), str(f["source"]), str(f["error"])) for f in d["failures"]],
                        errors=[str(e) for e in d.get("errors", [])], settings=dict(d.get("settings", {})),
@@ -123,6 +132,11 @@ class Manifest:
                        world_size=int(d.get("world_size", 1)), seconds=float(d.get("seconds", 0.0)))
         except (KeyError, TypeError, ValueError) as exc:
             raise ManifestError(f"{where} is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def digest(data: bytes) -> str:
+    """The SHA-256 of ``data`` as a manifest records it (hex)."""
+    return hashlib.sha256(data).hexdigest()
 
 
 def manifest_path(shard: str | os.PathLike) -> Path:
@@ -147,11 +161,15 @@ def read_manifest(shard: str | os.PathLike) -> Manifest:
     """The manifest of ``shard``; raises :class:`ManifestError` when it is missing or invalid."""
     path = manifest_path(shard)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        with open_regular(path) as fh:
+            raw = fh.read(MAX_MANIFEST_BYTES + 1)
+        if len(raw) > MAX_MANIFEST_BYTES:
+            raise ManifestError(f"manifest {path} is over the limit of {MAX_MANIFEST_BYTES:,} bytes")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ManifestError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestError(f"cannot read manifest {path}: {exc}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise ManifestError(f"cannot read manifest {path}: {getattr(exc, 'strerror', None) or exc}") from None
     return Manifest.from_json(data, str(path))
 
 
@@ -171,5 +189,5 @@ def finished(shard: str | os.PathLike, inputs: Sequence[InputFile]) -> Manifest 
     return manifest
 
 
-__all__ = ["FailureEntry", "InputFile", "MANIFEST_SUFFIX", "Manifest", "ManifestError", "SampleEntry", "finished",
-           "manifest_path", "read_manifest", "write_manifest"]
+__all__ = ["FailureEntry", "InputFile", "MANIFEST_SUFFIX", "Manifest", "ManifestError", "SampleEntry", "digest",
+           "finished", "manifest_path", "read_manifest", "write_manifest"]

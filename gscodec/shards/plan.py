@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .manifest import InputFile
+from .manifest import InputFile, manifest_path
 from .tar import shard_stem
 
 SIDECAR_EXTENSIONS = ("txt", "json")
@@ -71,9 +71,9 @@ def plan_tar_shards(shards: Sequence[str | os.PathLike], outdir: str | os.PathLi
     Raises :class:`PlanError` when two input shards would give the same output name, or an output
     would replace an input.
     """
-    unique: dict[Path, Path] = {}
+    unique: dict[str, Path] = {}
     for s in shards:
-        unique.setdefault(Path(s).resolve(), Path(s))
+        unique.setdefault(os.path.realpath(s), Path(s))
     ordered = sorted(unique.values(), key=lambda p: str(p))
     tasks, names = [], {}
     for i, path in enumerate(ordered):
@@ -83,8 +83,8 @@ def plan_tar_shards(shards: Sequence[str | os.PathLike], outdir: str | os.PathLi
                             "give shards with distinct names")
         names[name] = path
         output = Path(outdir) / name
-        if output.resolve() in unique:
-            raise PlanError(f"output shard {output} would replace the input shard {unique[output.resolve()]}; "
+        if os.path.realpath(output) in unique:
+            raise PlanError(f"output shard {output} would replace the input shard {unique[os.path.realpath(output)]}; "
                             "write to another folder")
         tasks.append(ShardTask(i, output, tar=path))
     return tasks
@@ -97,12 +97,21 @@ def list_key(line: int) -> str:
 
 def plan_input_list(paths: Sequence[str | os.PathLike], outdir: str | os.PathLike,
                     shard_size: int) -> list[ShardTask]:
-    """Chunks of ``shard_size`` listed images, in list order, as ``list-000000.tar``, ``list-000001.tar``, ..."""
+    """Chunks of ``shard_size`` listed images, in list order, as ``list-000000.tar``, ``list-000001.tar``, ...
+
+    Raises :class:`PlanError` when an output shard or its manifest would replace a listed file or a sidecar.
+    """
     if shard_size < 1:
         raise ValueError(f"shard_size must be positive, got {shard_size}")
     items = [(list_key(i), Path(p)) for i, p in enumerate(paths)]
-    return [ShardTask(k, Path(outdir) / f"list-{k:06d}.tar", files=tuple(items[s:s + shard_size]))
-            for k, s in enumerate(range(0, len(items), shard_size))]
+    tasks = [ShardTask(k, Path(outdir) / f"list-{k:06d}.tar", files=tuple(items[s:s + shard_size]))
+             for k, s in enumerate(range(0, len(items), shard_size))]
+    listed = {os.path.realpath(q): q for _, p in items for q in [p, *sidecars(p)]}
+    for task in tasks:
+        for out in (task.output, manifest_path(task.output)):
+            if (replaced := listed.get(os.path.realpath(out))) is not None:
+                raise PlanError(f"output {out} would replace the listed file {replaced}; write to another folder")
+    return tasks
 
 
 def assign(tasks: Sequence[ShardTask], rank: int, world_size: int) -> list[ShardTask]:

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from ..files import open_regular
 from ..imageio import image_extensions
+from ..limits import MAX_SAMPLE_BYTES, MAX_SAMPLE_MEMBERS
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst")
 """File names that count as tar shards."""
@@ -59,10 +61,16 @@ def image_member_extensions() -> frozenset[str]:
 
 @dataclass
 class TarSample:
-    """One sample: its key and its members (``TarInfo`` and bytes) in tar order."""
+    """One sample: its key, its members (``TarInfo`` and bytes) in tar order, and the members refused unread.
+
+    ``rejected`` holds ``(member name, reason)`` for members that are not safe
+    to copy or too large to read (see :func:`member_problem`); a sample with
+    any is never written to an output shard.
+    """
 
     key: str
     members: list[tuple[tarfile.TarInfo, bytes]] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
 
     def extension(self, info: tarfile.TarInfo) -> str:
         """The extension of one of this sample's members."""
@@ -72,23 +80,71 @@ class TarSample:
         """Index of the first member whose whole extension is in ``extensions``, else ``None``."""
         return next((i for i, (info, _) in enumerate(self.members) if self.extension(info) in extensions), None)
 
+    @property
+    def size(self) -> int:
+        """Bytes of the members read so far."""
+        return sum(len(data) for _, data in self.members)
+
+
+_MEMBER_KINDS = ((tarfile.TarInfo.issym, "a symbolic link"), (tarfile.TarInfo.islnk, "a hard link"),
+                 (tarfile.TarInfo.isfifo, "a FIFO"), (tarfile.TarInfo.ischr, "a character device"),
+                 (tarfile.TarInfo.isblk, "a block device"))
+
+
+def unsafe_name(name: str) -> bool:
+    """True when extracting a member called ``name`` could write outside the target folder: an absolute
+    path, a Windows drive, or a ``..`` component (``/`` and ``\\`` both count as separators)."""
+    parts = name.replace("\\", "/").split("/")
+    drive = len(name) > 1 and name[0].isalpha() and name[1] == ":"
+    return name.startswith(("/", "\\")) or drive or ".." in parts
+
+
+def member_problem(info: tarfile.TarInfo) -> str | None:
+    """Why ``info`` must not be read or copied into a shard, or ``None``: an unsafe name
+    (:func:`unsafe_name`), a type other than a regular file, or a declared size over
+    :data:`~gscodec.limits.MAX_SAMPLE_BYTES`."""
+    if unsafe_name(info.name):
+        return f"member {info.name!r} has an unsafe name (absolute, or with '..'): it would extract outside its folder"
+    if not info.isfile():
+        kind = next((name for test, name in _MEMBER_KINDS if test(info)), f"of tar type {info.type!r}")
+        return f"member {info.name!r} is {kind}; only regular files are read and copied"
+    if info.size > MAX_SAMPLE_BYTES:
+        return f"member {info.name!r} declares {info.size:,} bytes, over the limit of {MAX_SAMPLE_BYTES:,} per sample"
+    return None
+
+
+def _members(tf: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """The members of ``tf`` in order, forgetting each after use (``TarFile`` keeps a list of them all)."""
+    while (info := tf.next()) is not None:
+        yield info
+        tf.members.clear()
+
 
 def iter_samples(path: str | os.PathLike) -> Iterator[TarSample]:
-    """The samples of a tar shard (plain or compressed), in order; non-file members are ignored.
+    """The samples of a tar shard (plain or compressed), in order.
 
-    Raises :class:`ShardError` when the shard cannot be opened, or, after
+    Folder members are ignored. Members that are unsafe or too large
+    (:func:`member_problem`), or past :data:`~gscodec.limits.MAX_SAMPLE_MEMBERS`
+    or :data:`~gscodec.limits.MAX_SAMPLE_BYTES` in one sample, are not read:
+    they are listed in the sample's ``rejected``. Raises :class:`ShardError`
+    when the shard cannot be opened (or is not a regular file), or, after
     yielding every complete sample before it, where the shard turns out to be
     truncated or corrupt (the sample being read then is dropped).
     """
     try:
-        tf = tarfile.open(path, "r:*")
-    except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        fh = open_regular(path)
+    except OSError as exc:
+        raise ShardError(f"cannot open tar shard {path}: {exc.strerror or exc}") from None
+    try:
+        tf = tarfile.open(fileobj=fh, mode="r:*")
+    except (OSError, tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
+        fh.close()
         raise ShardError(f"cannot open tar shard {path}: {exc}") from None
-    with tf:
+    with fh, tf:
         current: TarSample | None = None
         try:
-            for info in tf:
-                if not info.isfile():
+            for info in _members(tf):
+                if info.isdir():
                     continue
                 key, _ = split_key(info.name)
                 if current is not None and key != current.key:
@@ -96,12 +152,23 @@ def iter_samples(path: str | os.PathLike) -> Iterator[TarSample]:
                     current = None
                 if current is None:
                     current = TarSample(key)
-                fh = tf.extractfile(info)
-                data = fh.read() if fh is not None else b""
+                problem = member_problem(info)
+                if problem is None and len(current.members) + len(current.rejected) >= MAX_SAMPLE_MEMBERS:
+                    problem = f"sample {key!r} has more than {MAX_SAMPLE_MEMBERS} members"
+                if problem is None and current.size + info.size > MAX_SAMPLE_BYTES:
+                    problem = f"sample {key!r} holds more than {MAX_SAMPLE_BYTES:,} bytes"
+                if problem is None and any(m.name == info.name for m, _ in current.members):
+                    problem = f"member {info.name!r} appears twice (extracting would keep only one)"
+                if problem is not None:
+                    current.rejected.append((info.name, problem))
+                    continue
+                member = tf.extractfile(info)
+                data = member.read() if member is not None else b""
                 if len(data) != info.size:
                     raise EOFError(f"member {info.name} has {len(data)} of its {info.size} bytes")
                 current.members.append((info, data))
-        except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
+        except (OSError, tarfile.TarError, EOFError, zlib.error, ValueError) as exc:
+            # ValueError: tarfile's parsing of a malformed sparse map or number
             after = f" after key {current.key!r}" if current is not None else ""
             raise ShardError(f"tar shard {path} is truncated or corrupt{after}: {exc}") from None
         if current is not None:
@@ -169,6 +236,8 @@ class ShardWriter:
         else:
             info = tarfile.TarInfo(name)
             info.mode = 0o644
+        if unsafe_name(name):
+            raise ShardError(f"cannot write {self.path}: member name {name!r} is unsafe (absolute, or with '..')")
         info.type = tarfile.REGTYPE
         info.size = len(data)
         try:
@@ -212,4 +281,4 @@ class ShardWriter:
 
 
 __all__ = ["ShardError", "ShardWriter", "TAR_SUFFIXES", "TarSample", "image_member_extensions", "is_tar_name",
-           "iter_samples", "remove_stale_temps", "shard_stem", "split_key"]
+           "iter_samples", "member_problem", "remove_stale_temps", "shard_stem", "split_key", "unsafe_name"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from ..format import GsiError, decode
-from .manifest import InputFile, Manifest, ManifestError, read_manifest
+from .manifest import InputFile, Manifest, ManifestError, digest, read_manifest
 from .plan import list_key
 from .tar import ShardError, iter_samples
 
@@ -73,6 +73,8 @@ def _check_shard(path: Path) -> tuple[ShardCheck, Manifest | None]:
         check.problems.append(f"no valid manifest ({exc}); the shard is incomplete: run gsi encode again")
     keys: list[str] = []
     members: dict[str, list[str]] = {}
+    entries = {e.key: e for e in manifest.samples} if manifest is not None else {}
+    altered: list[str] = []
     if not path.is_file():
         check.problems.append("shard file is missing")
     else:
@@ -81,6 +83,13 @@ def _check_shard(path: Path) -> tuple[ShardCheck, Manifest | None]:
             for sample in iter_samples(path):
                 keys.append(sample.key)
                 members[sample.key] = [info.name for info, _ in sample.members]
+                check.problems += [f"sample {sample.key}: {reason}" for _, reason in sample.rejected]
+                entry = entries.get(sample.key)
+                if entry is not None and members[sample.key] == entry.members:
+                    got = [digest(data) for _, data in sample.members]
+                    if got != entry.sha256:
+                        names = [n for n, a, b in zip(entry.members, got, entry.sha256) if a != b] or entry.members
+                        altered.append(f"{sample.key} ({', '.join(names)})")
                 gsi = [(info, data) for info, data in sample.members if sample.extension(info) == "gsi"]
                 if not gsi:
                     check.problems.append(f"sample {sample.key} has no .gsi member")
@@ -112,6 +121,8 @@ def _check_shard(path: Path) -> tuple[ShardCheck, Manifest | None]:
     wrong = [s.key for s in manifest.samples if s.key in members and members[s.key] != s.members]
     if wrong:
         check.problems.append(f"members differ from the manifest for: {_some(wrong)}")
+    if altered:
+        check.problems.append(f"contents differ from the manifest's SHA-256 for: {_some(altered)}")
     if both := set(listed) & {f.key for f in manifest.failures}:
         check.problems.append(f"both encoded and listed as failed: {_some(both)}")
     check.problems += [f"input problem recorded while encoding: {e}" for e in manifest.errors]
@@ -122,8 +133,9 @@ def verify_shards(shards: Sequence[str | os.PathLike], input_shards: Sequence[st
                   input_list: Sequence[str | os.PathLike] | None = None) -> VerifyReport:
     """Check output ``shards`` (paths; a shard may be missing when only its manifest exists).
 
-    Per shard: it reads, every ``.gsi`` member decodes, keys are unique, and
-    its samples, members and size match its manifest. Across shards: no key is
+    Per shard: it reads, every ``.gsi`` member decodes, keys are unique, no
+    member is unsafe to extract (:func:`~gscodec.shards.tar.member_problem`),
+    and its samples, members, size and every member's SHA-256 match its manifest. Across shards: no key is
     accounted for (encoded or failed) twice. With ``input_shards`` (tar) or
     ``input_list`` (image paths, one per list line): every input key is
     encoded or listed as a failure exactly once, no output comes from another
@@ -168,13 +180,13 @@ def _against_tars(report: VerifyReport, manifests: list[tuple[str, Manifest]], i
     for shard, m in manifests:
         for i in m.inputs:
             owners.setdefault(i.path, []).append((shard, m))
-    given = {str(p.resolve()) for p in inputs}
+    given = {os.path.realpath(p) for p in inputs}
     for shard, m in manifests:
         if not any(i.path in given for i in m.inputs):
             report.problems.append(f"{shard} comes from {_some(i.path for i in m.inputs)}, not one of the inputs")
     total = 0
     for path in inputs:
-        mine = owners.get(str(path.resolve()), [])
+        mine = owners.get(os.path.realpath(path), [])
         if not mine:
             report.problems.append(f"input {path} has no output shard (not encoded yet?)")
             continue
@@ -199,7 +211,7 @@ def _against_tars(report: VerifyReport, manifests: list[tuple[str, Manifest]], i
 
 
 def _against_list(report: VerifyReport, manifests: list[tuple[str, Manifest]], paths: list[Path]) -> None:
-    expected = {list_key(i): str(p.resolve()) for i, p in enumerate(paths)}
+    expected = {list_key(i): os.path.realpath(p) for i, p in enumerate(paths)}
     seen: set[str] = set()
     unknown: list[str] = []
     moved: list[str] = []
