@@ -72,8 +72,8 @@ class Sizes:
 
 
 GPU = Sizes(size=224, points=400, batches=(1, 4, 16, 64, 256, 1024, 4096), gaussians=(400, 900, 1600, 3136),
-            step_iters=3, step_min_seconds=0.5, probe_images=256, max_images=4096, cpu_images=4, warm_iterations=20, fit={},
-            decode_batch=1024, decode_rounds=5,
+            step_iters=3, step_min_seconds=0.5, probe_images=256, max_images=4096, cpu_images=4,
+            warm_iterations=20, fit={}, decode_batch=4096, decode_rounds=10,
             clip=(("gsi-tiny", 1024, 400, 224), ("gsi-vit-b-16-k98", 256, 900, 224)), clip_steps=(2, 8))
 DRY = Sizes(size=16, points=12, batches=(1, 2), gaussians=(8, 20), step_iters=1, step_min_seconds=0.0,
             probe_images=1, max_images=2, cpu_images=2, warm_iterations=2,
@@ -162,8 +162,10 @@ def _reset_peak(ctx: Context) -> None:
         torch.cuda.reset_peak_memory_stats(ctx.device)
 
 
-def _crops(ctx: Context, count: int, size: int, seed: int = 0) -> tuple[list, list[dict]]:
-    """``count`` random square crops (half to all of the shorter side, random flip) of the photos, in turn."""
+def _crops(ctx: Context, count: int, size: int, distinct: int | None = None,
+           seed: int = 0) -> tuple[list, list[dict]]:
+    """``count`` random square crops (half to all of the shorter side, random flip) of the photos in turn; with
+    ``distinct``, that many crops repeated to fill ``count``."""
     import numpy as np
     from bench_clip_common import load_rgb, random_crop
 
@@ -172,8 +174,10 @@ def _crops(ctx: Context, count: int, size: int, seed: int = 0) -> tuple[list, li
         raise SystemExit(f"no photos in {ctx.photos}")
     photos = [load_rgb(p) for p in paths]
     rng = np.random.default_rng(seed)
-    crops = [random_crop(photos[i % len(photos)], size, rng, min_scale=0.5) for i in range(count)]
-    return crops, [{"name": p.name, "width": im.width, "height": im.height} for p, im in zip(paths, photos)]
+    unique = min(count, distinct or count)
+    crops = [random_crop(photos[i % len(photos)], size, rng, min_scale=0.5) for i in range(unique)]
+    sources = [{"name": p.name, "width": im.width, "height": im.height} for p, im in zip(paths, photos)]
+    return [crops[i % unique] for i in range(count)], sources
 
 
 def section_env(ctx: Context) -> None:
@@ -208,8 +212,8 @@ def section_env(ctx: Context) -> None:
     info["tile_binning"] = "gsplat" if not modules["gsplat"].startswith("missing") else "PyTorch (no gsplat)"
     if ctx.device.type == "cuda":
         props = torch.cuda.get_device_properties(ctx.device)
-        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count,
-                    memory_gib=round(props.total_memory / 2**30, 1))
+        info.update(gpu=props.name, capability=f"{props.major}.{props.minor}",
+                    multiprocessors=props.multi_processor_count, memory_gib=round(props.total_memory / 2**30, 1))
         try:
             smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                  capture_output=True, text=True, timeout=20, check=True)
@@ -288,9 +292,10 @@ def section_fit(ctx: Context) -> None:
     ctx.set("fit_config", asdict(gpu_cfg))
     limit = s.max_images if ctx.device.type != "cuda" else min(
         s.max_images, choose_batch_size(s.size, s.size, s.points, device=ctx.device))
-    images, photos = _crops(ctx, max(limit, s.probe_images), s.size)
-    ctx.set("fit_photos", {"folder": str(ctx.photos), "photos": photos, "crop": "random square, half to all of "
-                           f"the shorter side, random flip, resized to {s.size}x{s.size}"})
+    images, photos = _crops(ctx, max(limit, s.probe_images), s.size, distinct=s.probe_images)
+    ctx.set("fit_photos", {"folder": str(ctx.photos), "photos": photos, "distinct_crops": s.probe_images,
+                           "crop": "random square, half to all of the shorter side, random flip, resized to "
+                                   f"{s.size}x{s.size}; the probe batch's crops repeated to fill larger batches"})
 
     t0 = time.perf_counter()
     warm = replace(gpu_cfg, iterations=min(gpu_cfg.iterations, s.warm_iterations))
@@ -312,7 +317,7 @@ def section_fit(ctx: Context) -> None:
         return results, summary
 
     gpu, probe = run(s.probe_images, "fit_probe")
-    reserve = 60.0 if not ctx.dry else 0.0  # for the CPU fitter (its numba kernels may compile first)
+    reserve = 45.0 if not ctx.dry else 0.0  # for the CPU fitter (its numba kernels may compile first)
     affordable = int(0.8 * probe["images_per_s"] * (ctx.left() - reserve))
     main = min(limit, affordable)
     ctx.set("fit_main_plan", {"largest_batch_in_memory": limit, "affordable_in_time": affordable})
@@ -424,7 +429,7 @@ def section_clip(ctx: Context) -> None:
         if ctx.left() < 15:
             ctx.add("clip", {"config": config, "note": "no time left"})
             continue
-        crops, photos = _crops(ctx, batch, side, seed=2)
+        crops, photos = _crops(ctx, batch, side, distinct=64, seed=2)
         data = []
         for i, crop in enumerate(crops):
             sample = sample_from_gaussians(random_gaussians_like(crop, points, i), f"{i:06d}", i)
@@ -461,7 +466,7 @@ class Section:
 SECTIONS = (
     Section("env", "environment", 45, section_env),
     Section("tests", "CUDA tests (tests/test_cuda_kernels.py)", 90, section_tests),
-    Section("fit", "batched GPU fitter against the CPU fitter", 150, section_fit),
+    Section("fit", "batched GPU fitter against the CPU fitter", 200, section_fit),
     Section("steps", "fit-step throughput", 100, section_steps),
     Section("decode", "GPU decode throughput", 40, section_decode),
     Section("clip", "CLIP head training steps", 60, section_clip),
@@ -603,8 +608,8 @@ def judge(sections: dict[str, dict], dry: bool) -> dict[str, dict]:
             why = "no CUDA device" if env.get("cuda_problem") else "neither NVML (pynvml) nor nvidia-smi answered"
             out["utilization"] = {"measured": f"could not be measured: {why}", "verdict": "not measured"}
         else:
-            ok = len(values) == len(utils) and min(values) > MIN_UTIL
-            out["utilization"] = {"measured": measured, "verdict": "pass" if ok else "fail"}
+            verdict = "fail" if min(values) <= MIN_UTIL else "pass" if len(values) == len(utils) else "not measured"
+            out["utilization"] = {"measured": measured, "verdict": verdict}
     for key, text in TARGETS.items():
         out.setdefault(key, {"measured": "no measurement (its section did not get that far)",
                              "verdict": "not measured"})
@@ -636,8 +641,8 @@ def markdown(report: dict) -> str:
              f"Python {env.get('python', '?')}, {env.get('cpus', '?')} CPUs; tile binning "
              f"{env.get('tile_binning', '?')}; utilization from {env.get('utilization_source') or 'nowhere'}; "
              f"install: {report['install']['status']}; {report['seconds']:.0f} s in all.", ""]
-    lines += ["## Targets", ""] + _table(["target", "measured", "verdict"],
-                                        [[t["target"], t["measured"], t["verdict"]] for t in report["targets"].values()])
+    targets = [[t["target"], t["measured"], t["verdict"]] for t in report["targets"].values()]
+    lines += ["## Targets", ""] + _table(["target", "measured", "verdict"], targets)
     lines += ["## Sections", ""] + _table(["section", "status", "seconds"],
                                          [[s["title"], s["status"], s["seconds"]] for s in sec.values()])
     tests = data.get("tests", {}).get("tests", [])
@@ -655,10 +660,15 @@ def markdown(report: dict) -> str:
         rows.append(["CPU fitter", c["images"], c["images"], _f(c["seconds"]), _f(c["images_per_s"], ".2f"),
                      _f(sum(p["cpu"] for p in c["per_image"]) / len(c["per_image"]), ".2f"),
                      _f(min(p["cpu"] for p in c["per_image"]), ".2f"), "-", "-"])
-    if rows:
-        cfg = fit.get("fit_config", {})
+    unfinished = [f"The {k} batch stopped at iteration {p['iteration']} of {p['of']} ({p['running']} images "
+                  f"still running) after {p['seconds']:.1f} s."
+                  for k in ("probe", "main") if f"fit_{k}" not in fit and (p := fit.get(f"fit_{k}_progress"))]
+    if rows or unfinished:
+        cfg, plan = fit.get("fit_config", {}), fit.get("fit_main_plan", {})
         lines += ["## Batched fitter", "", f"{cfg.get('points')} Gaussians, {cfg.get('iterations')} iterations, "
-                  f"photos from {fit.get('fit_photos', {}).get('folder')}", ""]
+                  f"photos from {fit.get('fit_photos', {}).get('folder')}; main batch: at most "
+                  f"{plan.get('largest_batch_in_memory')} in memory, {plan.get('affordable_in_time')} in the time "
+                  "left after the probe", "", *unfinished, ""]
         lines += _table(["run", "batch", "images", "seconds", "images/s", "PSNR mean", "PSNR min", "util %",
                          "peak GB"], rows)
     steps = data.get("steps", {}).get("steps", [])

@@ -1,12 +1,13 @@
-"""The Triton GPU backend without a GPU: kernels in the Triton interpreter against the dense reference,
-tile binning, the device switch and import hygiene.
+"""The Triton GPU backend: kernels against the dense reference (compiled on a GPU, else in the Triton
+interpreter), tile binning, the device switch and import hygiene.
 
 The interpreter must be chosen before triton is imported (``TRITON_INTERPRET=1``),
 so in a normal run ``test_kernels_in_interpreter`` re-runs this file's
-``test_interp_*`` tests in a subprocess with it set, and they skip in-process;
-with ``TRITON_INTERPRET=1`` already set they run in-process instead. Nothing else
-in this process imports triton: the import and GPU-compile checks run in
-subprocesses too.
+``test_interp_*`` tests in a subprocess with it set (and no CUDA device visible);
+in-process they run compiled on CUDA tensors where a GPU is, and skip elsewhere;
+with ``TRITON_INTERPRET=1`` already set they run in-process on CPU tensors. Nothing else
+in this process imports triton on a machine without a GPU: the import and
+GPU-compile checks run in subprocesses too.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from gscodec.raster.reference import rasterize_sum as reference
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
-interp_only = pytest.mark.skipif(not INTERPRET, reason="runs in the TRITON_INTERPRET=1 subprocess")
+GPU = torch.cuda.is_available() and not INTERPRET
+DEVICE = torch.device("cuda" if GPU else "cpu")
+"""Where the kernel tests run: compiled on the GPU, else in the interpreter on the CPU."""
+interp_only = pytest.mark.skipif(not (INTERPRET or GPU), reason="runs in the TRITON_INTERPRET=1 subprocess")
 
 Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -81,7 +85,7 @@ def tile_lists(starts: torch.Tensor, ids: torch.Tensor) -> list[list[int]]:
     return [flat[s[t] : s[t + 1]] for t in range(len(s) - 1)]
 
 
-# ---------------------------------------------------------------- kernels (interpreter)
+# ---------------------------------------------------------------- kernels (compiled on a GPU, else interpreted)
 
 
 @interp_only
@@ -90,8 +94,8 @@ def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch
     from gscodec.cuda import kernels
 
     monkeypatch.setattr(kernels, "INTERPRETER_BLOCK_G", kernels.BLOCK_G)  # the GPU's step size, so the loop runs
-    params = random_gaussians(24, 19, 13, seed=1, batch=3)
-    counts = torch.tensor([24, 5, 0])
+    params = tuple(t.to(DEVICE) for t in random_gaussians(24, 19, 13, seed=1, batch=3))
+    counts = torch.tensor([24, 5, 0], device=DEVICE)
     assert_matches_reference(params, 19, 13, counts)
     # The tile lists are longer than one kernel step, so the step loop and its tail mask run.
     centers, radii = gaussian_boxes(params[0], params[1], counts, 19, 13)
@@ -103,15 +107,18 @@ def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch
 @interp_only
 def test_interp_multi_tile_and_off_image_gaussians() -> None:
     """Unbatched 40x37 (3x3 tiles): one Gaussian over all nine tiles, some partly and some wholly off the image."""
-    means = torch.tensor([[20.0, 18.0], [-2.0, 5.0], [41.0, 36.5], [-60.0, 10.0], [20.0, 90.0], [33.3, 7.7]])
+    means = torch.tensor([[20.0, 18.0], [-2.0, 5.0], [41.0, 36.5], [-60.0, 10.0], [20.0, 90.0], [33.3, 7.7]],
+                         device=DEVICE)
     chol = torch.tensor(
-        [[8.0, 3.0, 7.0], [2.0, 0.5, 3.0], [1.5, -1.0, 2.0], [3.0, 0.0, 3.0], [2.0, 1.0, 2.0], [1.2, 0.7, 0.9]]
+        [[8.0, 3.0, 7.0], [2.0, 0.5, 3.0], [1.5, -1.0, 2.0], [3.0, 0.0, 3.0], [2.0, 1.0, 2.0], [1.2, 0.7, 0.9]],
+        device=DEVICE,
     )
     colors = torch.tensor(
-        [[0.5, -0.2, 0.1], [1.0, 0.3, -0.4], [0.2, 0.9, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [-0.7, 0.4, 0.8]]
+        [[0.5, -0.2, 0.1], [1.0, 0.3, -0.4], [0.2, 0.9, 0.1], [1.0, 1.0, 1.0], [1.0, 1.0, 1.0], [-0.7, 0.4, 0.8]],
+        device=DEVICE,
     )
     assert_matches_reference((means, chol, colors), 40, 37)
-    centers, radii = gaussian_boxes(means[None], chol[None], torch.tensor([6]), 40, 37)
+    centers, radii = gaussian_boxes(means[None], chol[None], torch.tensor([6], device=DEVICE), 40, 37)
     lists = tile_lists(*bin_tiles(centers, radii, 3, 3))
     assert all(0 in tile for tile in lists)
     assert not any(3 in tile or 4 in tile for tile in lists)
@@ -121,16 +128,17 @@ def test_interp_multi_tile_and_off_image_gaussians() -> None:
 def test_interp_empty_inputs_and_public_wrapper() -> None:
     """All-padding and zero-Gaussian batches render black with zero gradients; ``backend="cuda"`` dispatches here."""
     means, chol, colors = random_gaussians(5, 17, 16, seed=2, batch=2)
-    leaves = [t.clone().requires_grad_(True) for t in (means, chol, colors)]
-    out = rasterize_sum(*leaves, 17, 16, torch.tensor([0, 0]))
+    leaves = [t.to(DEVICE).requires_grad_(True) for t in (means, chol, colors)]
+    out = rasterize_sum(*leaves, 17, 16, torch.tensor([0, 0], device=DEVICE))
     assert out.shape == (2, 16, 17, 3) and not out.any()
     for grad in torch.autograd.grad(out.sum(), leaves):
         assert not grad.any()
-    empty = [torch.zeros(2, 0, k, requires_grad=True) for k in (2, 3, 3)]
+    empty = [torch.zeros(2, 0, k, device=DEVICE, requires_grad=True) for k in (2, 3, 3)]
     out = rasterize_sum(*empty, 17, 16)
     assert out.shape == (2, 16, 17, 3) and not out.any()
     assert [g.shape for g in torch.autograd.grad(out.sum(), empty)] == [e.shape for e in empty]
-    assert_matches_reference(random_gaussians(7, 21, 18, seed=3), 21, 18, backend="cuda")
+    params = tuple(t.to(DEVICE) for t in random_gaussians(7, 21, 18, seed=3))
+    assert_matches_reference(params, 21, 18, backend="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -205,15 +213,16 @@ def test_binning_matches_gsplat_rules_and_covers_every_hit() -> None:
     assert hit.any() and not (hit & ~per_pixel).any()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="gsplat's binning needs a CUDA device")
-def test_binning_gsplat_equals_torch_on_cuda() -> None:
-    pytest.importorskip("gsplat")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_binning_on_cuda_equals_cpu_and_gsplat() -> None:
+    """The PyTorch binning gives the same lists on CUDA as on the CPU, and so does gsplat's where it is installed."""
     (means, chol, _), counts, width, height = binning_case()
     centers, radii = gaussian_boxes(means.cuda(), chol.cuda(), counts.cuda(), width, height)
     tiles_x, tiles_y = -(-width // TILE), -(-height // TILE)
-    ours = bin_tiles_torch(centers, radii, tiles_x, tiles_y)
-    theirs = bin_tiles_gsplat(centers, radii, tiles_x, tiles_y)
-    assert tile_lists(*ours) == tile_lists(*theirs)
+    want = tile_lists(*bin_tiles_torch(centers.cpu(), radii.cpu(), tiles_x, tiles_y))
+    assert tile_lists(*bin_tiles_torch(centers, radii, tiles_x, tiles_y)) == want
+    pytest.importorskip("gsplat")
+    assert tile_lists(*bin_tiles_gsplat(centers, radii, tiles_x, tiles_y)) == want
 
 
 # ---------------------------------------------------------------- device switch and import hygiene
@@ -305,7 +314,7 @@ def test_kernels_compile_for_gpu(fresh_process: dict) -> None:
 def test_kernels_in_interpreter() -> None:
     """Run this file's ``test_interp_*`` tests with ``TRITON_INTERPRET=1`` in a fresh pytest process."""
     pytest.importorskip("triton")
-    environ = os.environ | {"TRITON_INTERPRET": "1"}
+    environ = os.environ | {"TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}
     cmd = [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-k", "test_interp_"]
     proc = subprocess.run(cmd, cwd=ROOT, env=environ, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
