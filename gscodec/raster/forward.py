@@ -367,17 +367,33 @@ def render_numpy(
     params = np.empty((1, n, 4), dtype=np.float64)
     rows = np.zeros((1, n, 2), dtype=np.int64)
     _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
+    render_prepared(m, l, c, params[0], rows[0], out_u8 if uint8 else out_f32)
+    return out
+
+
+def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+                    out: np.ndarray) -> None:
+    """Render into ``out`` (``(H, W, 3)`` uint8 or float32, C-contiguous, overwritten) from footprints already prepared.
+
+    ``means (N, 2)``, ``chol (N, 3)``, ``colors (N, 3)`` float32 and ``params (N, 4)``,
+    ``rows (N, 2)`` as :func:`gscodec.raster.cpu._prepare` fills them for an image
+    ``H`` rows tall. The training rasterizer's forward pass uses it too.
+    """
+    height, width = out.shape[0], out.shape[1]
+    uint8 = out.dtype == np.uint8
+    empty_u8 = np.empty((0, 0, 3), dtype=np.uint8)
+    empty_f32 = np.empty((0, 0, 3), dtype=np.float32)
     nthreads = numba.get_num_threads()
-    bounds = _band_bounds(m, l, params[0], rows[0], width, height, _band_count(height, nthreads))
-    starts, order = _bin_bands(rows[0], bounds)
+    bounds = _band_bounds(means, chol, params, rows, width, height, _band_count(height, nthreads))
+    starts, order = _bin_bands(rows, bounds)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(m, l, c, params[0], rows[0], starts, order, bounds, uint8, out_u8, out_f32)
+        _render_bands(means, chol, colors, params, rows, starts, order, bounds, uint8,
+                      out if uint8 else empty_u8, empty_f32 if uint8 else out)
     finally:
         numba.set_parallel_chunksize(chunksize)
-    return out
 
 
-__all__ = ["footprint_pixels", "render_numpy"]
+__all__ = ["footprint_pixels", "render_numpy", "render_prepared"]
