@@ -262,6 +262,14 @@ def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
                 "float32 in 16 frames (the limit) cut inside fields: zstd-compressed frames, raw-block frames with "
                 "and without Single_Segment_flag, RLE blocks, an empty frame", []))
 
+    g = _random_gaussians(24, 24, 100, 7)
+    raw = float_raw(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), "<f4")
+    out.append(("window-small-float32",
+                float_file(24, 24, g.means, g.chol, g.colors,
+                           frames=[raw_frame(raw, single_segment=False, fcs_flag=1, window_exp=0)]),
+                "one raw block of 3200 bytes in a frame whose Window_Size is 1 KiB (allowed: blocks may exceed "
+                "the window up to 128 KiB)", []))
+
     qg = quantize(_random_gaussians(36, 28, 40, 5))
     qz = Quantized(qg)
     raw = qz.raw()
@@ -535,6 +543,15 @@ def invalid_cases(valid: bytes) -> list[tuple[str, bytes, str, str, str]]:
     add("frame-no-last-block", float_frames([raw_frame(one)[:-len(one) - 3] +
                                              (len(one) << 3).to_bytes(3, "little") + one]),
         "StreamError", "S5", "rule 6: the only block is not marked last and the slot ends after it")
+    n = 4097
+    many = float_raw(np.tile([[1.0, 1.0]], (n, 1)), np.tile([[1.0, 0.0, 1.0]], (n, 1)),
+                     np.tile([[0.1, 0.1, 0.1]], (n, 1)), "<f4")
+    add("frame-block-over-128k", file_bytes(FLOAT32, 4, 4, n, b"", frame_table([raw_frame(many)])), "StreamError",
+        "S5", "rule 6: one raw block of 131104 bytes (over 128 KiB)")
+    add("frame-rle-over-128k",
+        file_bytes(FLOAT32, 4, 4, n, b"", frame_table([raw_frame(many, blocks=[(1, many[:1], 131073),
+                                                                               (0, many[131073:], len(many) - 131073)])])),
+        "StreamError", "S5", "rule 6: an RLE block regenerating 131073 bytes")
     add("frames-short", float_frames([raw_frame(one[:-4])]), "StreamError", "S6",
         "the content sizes add up to R - 4")
     add("count-plus-one", patched(10, "<I", count + 1), "StreamError", "S6",
