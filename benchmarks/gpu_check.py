@@ -76,7 +76,7 @@ GPU = Sizes(size=224, points=400, batches=(1, 4, 16, 64, 256, 1024, 4096), gauss
             warm_iterations=20, fit={}, decode_batch=4096, decode_rounds=10,
             clip=(("gsi-tiny", 1024, 400, 224), ("gsi-vit-b-16-k98", 256, 900, 224)), clip_steps=(2, 8))
 DRY = Sizes(size=16, points=12, batches=(1, 2), gaussians=(8, 20), step_iters=1, step_min_seconds=0.0,
-            probe_images=1, max_images=2, cpu_images=2, warm_iterations=2,
+            probe_images=1, max_images=2, cpu_images=1, warm_iterations=2,
             fit=dict(iterations=10, check_every=5, init_color_iters=2, event_color_iters=1, final_color_iters=2,
                      refit_iters=2, refit_shape_iters=2),
             decode_batch=4, decode_rounds=1,
@@ -276,8 +276,8 @@ def _fit_summary(results: list, seconds: float, util: Any, ctx: Context) -> dict
 
 
 def section_fit(ctx: Context) -> None:
-    """The batched GPU fitter on photo crops (a probe batch, then the largest batch time allows), then the CPU
-    fitter on the first few of the same crops, and their PSNRs compared."""
+    """The batched GPU fitter on photo crops (a probe batch), the CPU fitter on the first few of the same crops
+    with the PSNRs compared, then the GPU fitter on the largest batch that memory and the time left allow."""
     from dataclasses import asdict, fields, replace
 
     import gscodec
@@ -287,13 +287,13 @@ def section_fit(ctx: Context) -> None:
 
     s = ctx.sizes
     known = {f.name for f in fields(FitConfig)}
-    extra = {k: v for k, v in s.fit.items() if k in known}
-    gpu_cfg = FitConfig(points=s.points, backend="cuda", **extra)
+    gpu_cfg = FitConfig(points=s.points, backend="cuda", **{k: v for k, v in s.fit.items() if k in known})
     ctx.set("fit_config", asdict(gpu_cfg))
     limit = s.max_images if ctx.device.type != "cuda" else min(
         s.max_images, choose_batch_size(s.size, s.size, s.points, device=ctx.device))
     images, photos = _crops(ctx, max(limit, s.probe_images), s.size, distinct=s.probe_images)
     ctx.set("fit_photos", {"folder": str(ctx.photos), "photos": photos, "distinct_crops": s.probe_images,
+                           "all_upscaled": all(min(p["width"], p["height"]) < s.size for p in photos),
                            "crop": "random square, half to all of the shorter side, random flip, resized to "
                                    f"{s.size}x{s.size}; the probe batch's crops repeated to fill larger batches"})
 
@@ -317,12 +317,6 @@ def section_fit(ctx: Context) -> None:
         return results, summary
 
     gpu, probe = run(s.probe_images, "fit_probe")
-    reserve = 45.0 if not ctx.dry else 0.0  # for the CPU fitter (its numba kernels may compile first)
-    affordable = int(0.8 * probe["images_per_s"] * (ctx.left() - reserve))
-    main = min(limit, affordable)
-    ctx.set("fit_main_plan", {"largest_batch_in_memory": limit, "affordable_in_time": affordable})
-    if main > s.probe_images:
-        gpu, _ = run(main, "fit_main")
     fitted = ctx.work / "fitted"
     fitted.mkdir(parents=True, exist_ok=True)
     for i, r in enumerate(gpu[:64]):
@@ -336,6 +330,12 @@ def section_fit(ctx: Context) -> None:
                         "per_image": [{"gpu": g.psnr, "cpu": c.psnr, "gpu_unquantized": g.psnr_unquantized,
                                        "cpu_unquantized": c.psnr_unquantized} for g, c in zip(gpu, cpu)],
                         "mean_diff": sum(diffs) / len(diffs), "max_abs_diff": max(map(abs, diffs))})
+
+    # A larger batch runs at least as fast per image as the probe did, so this plan errs on the short side.
+    affordable = int(0.8 * probe["images_per_s"] * (ctx.left() - 5.0))
+    ctx.set("fit_main_plan", {"largest_batch_in_memory": limit, "affordable_in_time": affordable})
+    if min(limit, affordable) > s.probe_images:
+        run(min(limit, affordable), "fit_main")
 
 
 def section_decode(ctx: Context) -> None:
@@ -429,11 +429,13 @@ def section_clip(ctx: Context) -> None:
         if ctx.left() < 15:
             ctx.add("clip", {"config": config, "note": "no time left"})
             continue
-        crops, photos = _crops(ctx, batch, side, distinct=64, seed=2)
+        distinct = 64
+        crops, photos = _crops(ctx, batch, side, distinct=distinct, seed=2)
         data = []
         for i, crop in enumerate(crops):
             sample = sample_from_gaussians(random_gaussians_like(crop, points, i), f"{i:06d}", i)
-            sample["caption"] = f"a photo of {photos[i % len(photos)]['name'].split('.')[0]}"
+            photo = photos[i % min(batch, distinct) % len(photos)]["name"].split(".")[0]
+            sample["caption"] = f"a photo of {photo}"
             data.append(sample)
         torch.manual_seed(0)
         head, clip = create_head(config, pretrained="none", device=ctx.device)
@@ -668,7 +670,10 @@ def markdown(report: dict) -> str:
         lines += ["## Batched fitter", "", f"{cfg.get('points')} Gaussians, {cfg.get('iterations')} iterations, "
                   f"photos from {fit.get('fit_photos', {}).get('folder')}; main batch: at most "
                   f"{plan.get('largest_batch_in_memory')} in memory, {plan.get('affordable_in_time')} in the time "
-                  "left after the probe", "", *unfinished, ""]
+                  "left after the probe and the CPU fitter", ""]
+        if fit.get("fit_photos", {}).get("all_upscaled"):
+            lines += ["Every photo is smaller than the crops: all are upscaled, so the PSNRs are optimistic.", ""]
+        lines += [*unfinished, ""] if unfinished else []
         lines += _table(["run", "batch", "images", "seconds", "images/s", "PSNR mean", "PSNR min", "util %",
                          "peak GB"], rows)
     steps = data.get("steps", {}).get("steps", [])
