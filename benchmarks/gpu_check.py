@@ -463,11 +463,13 @@ class Section:
     seconds: float
     """Time limit on a GPU (the whole run's limit shortens it when time runs out)."""
     run: Callable[[Context], None] = field(repr=False)
+    needs_gpu: bool = True
+    """Outside a dry run, fail at once without a usable CUDA device (else run on the CPU and report)."""
 
 
 SECTIONS = (
-    Section("env", "environment", 45, section_env),
-    Section("tests", "CUDA tests (tests/test_cuda_kernels.py)", 90, section_tests),
+    Section("env", "environment", 45, section_env, needs_gpu=False),
+    Section("tests", "CUDA tests (tests/test_cuda_kernels.py)", 90, section_tests, needs_gpu=False),
     Section("fit", "batched GPU fitter against the CPU fitter", 200, section_fit),
     Section("steps", "fit-step throughput", 100, section_steps),
     Section("decode", "GPU decode throughput", 40, section_decode),
@@ -487,11 +489,11 @@ def child(args: argparse.Namespace) -> int:
     section = next(s for s in SECTIONS if s.name == args.section)
     ctx = Context(dry=args.dry_run, sizes=DRY if args.dry_run else GPU, photos=args.photos, work=args.work,
                   deadline=time.monotonic() + args.seconds, results=args.results)
-    if args.dry_run:
+    from gscodec.cuda.device import cuda_problem, resolve_device
+
+    if args.dry_run or (not section.needs_gpu and cuda_problem() is not None):
         ctx.device = torch.device("cpu")
     else:
-        from gscodec.cuda.device import resolve_device
-
         ctx.device = resolve_device("cuda")
     section.run(ctx)
     return 0
