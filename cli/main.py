@@ -27,6 +27,7 @@ from .clip_commands import classify, train_head  # noqa: E402
 from .common import (display_path, err_console, error_text, human_bytes, out_console, printable, safe,  # noqa: E402
                      same_file)
 from .device import cli_device, device_option  # noqa: E402
+from .serve import serve  # noqa: E402
 from .verify import verify  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
@@ -99,9 +100,12 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
 @click.option("--max-overlap", type=click.FloatRange(0),
               help="Refuse a render visiting more footprint pixels than this per output pixel, on average "
                    "(a decompression bomb); default the library's limit (1024), 0 for none.")
+@click.option("--ellipses", type=click.FloatRange(0, min_open=True), is_flag=False, flag_value=1.0,
+              help="Draw each Gaussian's ellipse over the render: --ellipses for 1 sigma, --ellipses 3 for "
+                   "the 3-sigma cut-off.")
 @device_option(help="Render on: auto (CUDA with triton when usable), cpu, cuda or cuda:N.")
 def view(file: Path, output: Path | None, width: int | None, height: int | None, scale: float | None,
-         max_overlap: float | None, device: str) -> None:
+         max_overlap: float | None, ellipses: float | None, device: str) -> None:
     """Render a .gsi FILE to pixels, at its stored size or any other.
 
     Give --width or --height alone to keep the aspect ratio, both to stretch,
@@ -114,6 +118,7 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
       gsi view cat.gsi -o cat.png --width 1024
       gsi view cat.gsi -o big.png --scale 4
       gsi view cat.gsi -o big.png --scale 8 --device cuda
+      gsi view cat.gsi -o splats.png --scale 4 --ellipses
     """
     from gscodec.format import GsiError, read
     from gscodec.imageio import save_png
@@ -133,6 +138,10 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
         w, h = output_size(g, width, height, scale)
         limit = MAX_RENDER_OVERLAP if max_overlap is None else max_overlap or None  # 0: no limit
         pixels = render(g, w, h, device=dev, max_overlap=limit)
+        if ellipses is not None:
+            from gscodec.overlay import draw_ellipses
+
+            pixels = draw_ellipses(pixels, g.scaled(w, h) if (w, h) != (g.width, g.height) else g, ellipses)
     except (GsiError, OSError, ValueError) as exc:
         raise click.ClickException(printable(f"{file}: {error_text(exc)}")) from None
     if output is None:
@@ -346,6 +355,7 @@ cli.add_command(train_head)
 cli.add_command(classify)
 cli.add_command(bench)
 cli.add_command(verify)
+cli.add_command(serve)
 
 
 def main() -> None:
