@@ -42,6 +42,19 @@ def error_text(exc: BaseException) -> str:
     return text if text else type(exc).__name__
 
 
+def unwritable(folder: str | os.PathLike) -> str | None:
+    """Why files cannot be created in the existing ``folder`` (``"read-only file system"``,
+    ``"permission denied"``), or ``None`` when they can."""
+    if os.access(folder, os.W_OK | os.X_OK):
+        return None
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return "read-only file system"
+    except (OSError, AttributeError):  # no statvfs on Windows
+        pass
+    return "permission denied"
+
+
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     """Whether ``a`` and ``b`` name one file (through links too); ``False`` when either does not exist."""
     try:

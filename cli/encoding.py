@@ -15,9 +15,8 @@ import os
 import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 from rich.console import Console
@@ -27,13 +26,15 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 import gscodec
 from gscodec.fit import FitConfig, FitResult, fit, fit_batch
 from gscodec.format import GsiError, peek, write_atomic
+from gscodec.format.file import remove_stale_temps
 from gscodec.format import encode as encode_gsi
 from gscodec.imageio import ImageReadError, load_image, resize_for_clip
-from gscodec.limits import MAX_GAUSSIANS
+from gscodec.limits import MAX_FIT_PIXELS, MAX_GAUSSIANS
 from gscodec.quantize import PRESETS, Quantization, resolve_preset
 
-from .common import display_path, error_text, human_bytes, safe
+from .common import display_path, error_text, human_bytes, safe, unwritable
 from .inputs import Job
+from .signals import Terminated, die_with_parent, raise_terminated, sigint_ignored
 
 QUALITIES: dict[str, Quantization | None] = {"auto": None, **PRESETS, "float16": None, "float32": None}
 """``--quality`` presets: bits per quantized field, an unquantized float mode, or ``auto`` (the preset
@@ -59,6 +60,7 @@ class Settings:
     points: int = 900
     density: float | None = None
     bpp: float | None = None
+    effort: int | None = None
     iterations: int | None = None
     resize: int | None = None
     quality: str = "auto"
@@ -97,6 +99,8 @@ class Settings:
         kwargs: dict[str, Any] = dict(points=points,
                                       quantization=quantization, seed=self.seed, target_psnr=target,
                                       backend=self.backend)
+        if self.effort is not None:
+            kwargs["effort"] = self.effort
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
         return FitConfig(**kwargs)
@@ -175,15 +179,24 @@ def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
 
     The one code path of ``gsi encode`` for fitting and metadata (files and tar
     shards alike): same-size images are fitted together with
-    :func:`gscodec.fit.fit_batch`; each file's metadata names its ``source``
-    (a file or tar member name), the fitted PSNR and the encoder.
-    ``progress(name, info)`` receives the fitter's progress dicts.
+    :func:`gscodec.fit.fit_batch`, at most :data:`~gscodec.limits.MAX_FIT_PIXELS`
+    pixels per fit; an image over that limit fails (use ``--resize``). Each
+    file's metadata names its ``source`` (a file or tar member name), the
+    fitted PSNR and the encoder. ``progress(name, info)`` receives the
+    fitter's progress dicts.
     """
     out: list[Fitted | str] = ["not fitted"] * len(images)
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, image in enumerate(images):
+        pixels = image.shape[0] * image.shape[1]
+        if pixels > MAX_FIT_PIXELS:
+            out[i] = (f"{image.shape[1]}x{image.shape[0]} is {pixels:,} pixels, over the fitter's limit of "
+                      f"{MAX_FIT_PIXELS:,}; use --resize")
+            continue
         groups.setdefault(image.shape, []).append(i)
-    for shape, idx in groups.items():
+    fits = [(shape, same[k:k + step]) for shape, same in groups.items()
+            for step in [max(1, MAX_FIT_PIXELS // (shape[0] * shape[1]))] for k in range(0, len(same), step)]
+    for shape, idx in fits:
         height, width = shape[0], shape[1]
         name = ", ".join(sources[i] for i in idx)
         callback = (lambda info, name=name: progress(name, info)) if progress is not None else None
@@ -222,7 +235,8 @@ def _serialize(res: FitResult, source: str, settings: Settings, width: int, heig
 
 
 def _prepare_output(job: Job) -> None:
-    """Create the output folder and fail early (before fitting) if it cannot be written."""
+    """Create the output folder, fail early (before fitting) if it cannot be written, and remove the temporary
+    files a killed earlier run left for this output."""
     folder = job.output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -230,8 +244,9 @@ def _prepare_output(job: Job) -> None:
         raise OSError(f"cannot create output folder {folder}: a file is in the way") from None
     except OSError as exc:
         raise OSError(f"cannot create output folder {folder}: {error_text(exc)}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise OSError(f"cannot write to output folder {folder}: permission denied")
+    if (problem := unwritable(folder)) is not None:
+        raise OSError(f"cannot write to output folder {folder}: {problem}")
+    remove_stale_temps(job.output)
 
 
 def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | None = None) -> list[Record]:
@@ -254,6 +269,9 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
             continue
         except (OSError, ValueError) as exc:
             records[i] = Record(str(job.input), str(job.output), "failed", error=error_text(exc))
+            continue
+        except MemoryError:
+            records[i] = Record(str(job.input), str(job.output), "failed", error="not enough memory to load it")
             continue
         loaded[i] = (image, time.perf_counter() - start)
 
@@ -278,18 +296,12 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
     return [records[i] for i in range(len(jobs))]
 
 
-class _Terminated(SystemExit):
-    """Raised in a worker by SIGTERM: unwinds (removing temporary files) and exits quietly."""
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise _Terminated(1)
-
-
-def _init_worker(single_thread: bool) -> None:
-    """Worker set-up: SIGINT stays ignored (the parent handles Ctrl-C), SIGTERM unwinds; one thread if asked."""
+def _init_worker(single_thread: bool, parent: int) -> None:
+    """Worker set-up: SIGINT stays ignored (the parent handles Ctrl-C), SIGTERM unwinds, the worker ends with its
+    parent (even one killed by SIGKILL); one thread if asked."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, raise_terminated)
+    die_with_parent(parent)
     if single_thread:
         import torch
 
@@ -306,22 +318,8 @@ def _work(jobs: list[Job], settings: Settings) -> list[Record]:
     """:func:`encode_chunk` in a worker; on SIGTERM the stack unwinds first, then the process ends."""
     try:
         return encode_chunk(jobs, settings)
-    except _Terminated:
+    except Terminated:
         os._exit(1)
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Ignore SIGINT while worker processes start, so that they inherit the ignored disposition."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _stop_workers(pool: ProcessPoolExecutor) -> None:
@@ -398,9 +396,9 @@ def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1,
         else:
             ctx = multiprocessing.get_context("spawn")
             pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                       initargs=(True,))
+                                       initargs=(True, os.getpid()))
             try:
-                with _sigint_ignored():
+                with sigint_ignored():
                     pending: dict[Future, list[int]] = {
                         pool.submit(_work, [jobs[i] for i in idx], settings): idx for idx in chunks}
                 while pending:

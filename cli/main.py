@@ -5,7 +5,8 @@
 :mod:`.shard_encoding`.
 
 Library errors become :class:`click.ClickException` here (exit status 1);
-usage errors exit with 2 as click does; Ctrl-C exits with 130. Progress and diagnostics go to
+usage errors exit with 2 as click does; Ctrl-C exits with 130, SIGTERM of ``encode`` with 143 (after removing
+its temporary files and ending its workers). Progress and diagnostics go to
 stderr, results (tables, ``--json``) to stdout.
 """
 
@@ -25,9 +26,10 @@ import click  # noqa: E402
 from .bench import bench  # noqa: E402
 from .clip_commands import classify, train_head  # noqa: E402
 from .common import (display_path, err_console, error_text, human_bytes, out_console, printable, safe,  # noqa: E402
-                     same_file)
+                     same_file, unwritable)
 from .device import cli_device, device_option  # noqa: E402
 from .serve import serve  # noqa: E402
+from .signals import Terminated, sigterm_unwinds  # noqa: E402
 from .verify import verify  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
@@ -182,7 +184,11 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 @click.option("--points", type=click.IntRange(1), help="Gaussians per image.  [default: 900]")
 @click.option("--density", type=click.FloatRange(0, 1, min_open=True),
               help="Gaussians per pixel (e.g. 0.02), instead of --points.")
-@click.option("--iterations", type=click.IntRange(0), help="Optimizer steps per image (fitter default if omitted).")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), default=None, metavar="1..9",
+              help="Encoder effort: 1 fastest, 9 slowest and best (gscodec.fit.effort.EFFORTS).  [default: 5]")
+@click.option("--iterations", type=click.IntRange(0),
+              help="Expert: optimizer steps per image, overriding the effort level's count (the rest of its "
+                   "settings stay).")
 @click.option("--resize", type=click.IntRange(1), metavar="SIZE",
               help="Shorter side to SIZE, then centre crop to SIZE x SIZE (as CLIP, e.g. 224). Default: native size.")
 @click.option("--quality", type=click.Choice(["auto", "low", "medium", "high", "max", "float16", "float32"]),
@@ -207,8 +213,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
                    "for tar shards one object per output shard (shard, status, source, samples, failures, bytes, "
                    "seconds, rank, errors).")
 def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None, shard: str | None,
-           shard_size: int, points: int | None, density: float | None, bpp: float | None, iterations: int | None,
-           resize: int | None,
+           shard_size: int, points: int | None, density: float | None, bpp: float | None, effort: int | None,
+           iterations: int | None, resize: int | None,
            quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int | None,
            device: str, as_json: bool) -> None:
     """Fit images to Gaussians and write .gsi files (or .gsi tar shards).
@@ -239,6 +245,7 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
     \b
     Examples:
       gsi encode cat.jpg
+      gsi encode photos/ -o splats/ --effort 2       # fast: about 4x less fitting than the default
       gsi encode photos/ -o splats/ --resize 224 --points 900
       gsi encode 'shots/**/*.png' -o out/ --density 0.02 --workers 2
       gsi encode photo.jpg --bpp 0.5            # rate control: about 0.5 bits per pixel
@@ -281,8 +288,8 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
     if outdir is not None:
         if outdir.exists() and not outdir.is_dir():
             raise click.ClickException(f"output folder {outdir} is a file")
-        if outdir.is_dir() and not os.access(outdir, os.W_OK | os.X_OK):
-            raise click.ClickException(f"cannot write to output folder {outdir}: permission denied")
+        if outdir.is_dir() and (problem := unwritable(outdir)) is not None:
+            raise click.ClickException(printable(f"cannot write to output folder {outdir}: {problem}"))
 
     if sum(v is not None for v in (points, density, bpp)) > 1:
         raise click.UsageError("give only one of --points, --density and --bpp")
@@ -291,7 +298,8 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         if device != "auto":
             raise click.UsageError("--device cuda encodes image files and folders; tar shards are fitted on the CPU")
         dev = cli_device("cpu")
-    settings = Settings(points=points or 900, density=density, bpp=bpp, iterations=iterations, resize=resize,
+    settings = Settings(points=points or 900, density=density, bpp=bpp, effort=effort, iterations=iterations,
+                        resize=resize,
                         quality=quality, force=force, seed=seed, target_psnr=target_psnr)
     if sharded:
         from .shard_encoding import encode_sharded
@@ -316,16 +324,17 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         err.print(f"[red]✗[/] {safe(r.input)}: {safe(r.error or '')}")
     start = time.perf_counter()
     try:
-        if dev.type == "cuda":
-            from .gpu_encoding import run_streaming
+        with sigterm_unwinds():
+            if dev.type == "cuda":
+                from .gpu_encoding import run_streaming
 
-            records += run_streaming(found.jobs, settings, err, dev, loaders=workers, max_batch=batch)
-        else:
-            records += run(found.jobs, settings, err, workers=workers, batch=batch or 1)
-    except KeyboardInterrupt:
+                records += run_streaming(found.jobs, settings, err, dev, loaders=workers, max_batch=batch)
+            else:
+                records += run(found.jobs, settings, err, workers=workers, batch=batch or 1)
+    except (KeyboardInterrupt, Terminated) as exc:
         err.print("[red]interrupted[/]: finished files are complete and nothing was half-written; "
                   "run the same command again to resume")
-        raise click.exceptions.Exit(130) from None
+        raise click.exceptions.Exit(143 if isinstance(exc, Terminated) else 130) from None
     elapsed = time.perf_counter() - start
 
     if as_json:

@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import errno
 import os
-import signal
 import tarfile
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +36,7 @@ from gscodec.shards.plan import sidecars
 from .common import display_path, error_text, human_bytes, printable, safe
 from .encoding import ENCODER, Fitted, Settings, fit_images, prepare_image
 from .inputs import discover_shards, read_input_list
+from .signals import Terminated, sigterm_unwinds
 
 GROUP_TIMEOUT = timedelta(days=7)
 """How long the processes of a ``torchrun`` job wait for each other at the end (the slowest may lag by hours)."""
@@ -195,6 +194,9 @@ def encode_shard(task: ShardTask, settings: Settings, batch: int = 1, rank: int 
             except ValueError as exc:
                 fail(key, source, error_text(exc))
                 continue
+            except MemoryError:
+                fail(key, source, "not enough memory to load it")
+                continue
             name = Path(source).name if task.tar is None else info.name
             pending.append(_Pending(sample, idx, source, name, image))
             if len(pending) >= batch:
@@ -253,30 +255,6 @@ def run_shards(tasks: list[ShardTask], settings: Settings, console: Console, bat
         console.print(f"{tag}[green]✓[/] {out}: {outcome.samples} encoded, {outcome.failures} failed{mean}, "
                       f"{human_bytes(outcome.bytes)}, {outcome.seconds:.1f} s")
     return outcomes
-
-
-class _Terminated(BaseException):
-    """SIGTERM (``torchrun`` stopping its workers): unwind so that temporary shards are removed.
-
-    A ``BaseException``, like ``KeyboardInterrupt``, so that the per-image
-    ``except Exception`` of the fitter does not record it as a failed image.
-    """
-
-
-@contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    def raise_terminated(signum: int, frame: Any) -> None:
-        raise _Terminated()
-
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _plan(inputs: tuple[str, ...], input_list: Path | None, outdir: Path, shard_size: int) -> list[ShardTask]:
@@ -341,9 +319,9 @@ def encode_sharded(inputs: tuple[str, ...], input_list: Path | None, outdir: Pat
             console.print(f"[dim]\\[rank {rank}/{world}][/] {len(mine)} of {len(tasks)} shard(s)")
         start = time.perf_counter()
         try:
-            with _sigterm_unwinds():
+            with sigterm_unwinds():
                 outcomes = run_shards(mine, settings, console, batch, rank, world)
-        except (KeyboardInterrupt, _Terminated):
+        except (KeyboardInterrupt, Terminated):
             console.print("[red]interrupted[/]: finished shards are complete and nothing was half-written; "
                           "run the same command again to resume")
             raise click.exceptions.Exit(130) from None

@@ -5,7 +5,14 @@ Every hostile input is built here in ``tmp_path``; fits are tiny (8 Gaussians, a
 
 from __future__ import annotations
 
+import io
 import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -198,3 +205,161 @@ def test_info_shows_markup_and_escape_sequences_literally(runner: CliRunner, tmp
     assert result.exit_code == 0, result.output
     assert "[/bold]" in result.output and "[bold]name[red].gsi" in result.output
     assert "\x1b" not in result.output and "\\x1b[2J" in result.output
+
+
+# ----------------------------------------------------------------------------- 7. allocations sized by the image's shape
+
+
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG declaring ``width`` x ``height`` RGB pixels in a few dozen bytes (its data is cut short)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_images_over_the_pixel_limit_are_refused_from_their_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gscodec import imageio
+    from gscodec.limits import MAX_IMAGE_PIXELS
+    with pytest.raises(imageio.ImageReadError, match="9400x9400 is 88,360,000 pixels, over the limit"):
+        imageio.load_image_bytes(_png_header(9400, 9400), "big.png")  # the issue's example: 86 KB, 88 MP
+    with pytest.raises(imageio.ImageReadError, match="over the limit"):
+        imageio.load_image_bytes(_png_header(MAX_IMAGE_PIXELS // 4096 + 1, 4096), "just-over.png")
+    with pytest.raises(imageio.ImageReadError, match="truncated"):  # at the limit: decoded (and found cut short)
+        imageio.load_image_bytes(_png_header(MAX_IMAGE_PIXELS // 4096, 4096), "at-limit.png")
+    monkeypatch.setattr(imageio, "MAX_IMAGE_PIXELS", 16 * 12)
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 12)).save(buf, "PNG")
+    assert imageio.load_image_bytes(buf.getvalue(), "at.png").shape == (12, 16, 3)
+    buf = io.BytesIO()
+    Image.new("RGB", (17, 12)).save(buf, "PNG")
+    with pytest.raises(imageio.ImageReadError, match="17x12 is 204 pixels, over the limit of 192"):
+        imageio.load_image_bytes(buf.getvalue(), "over.png")
+
+
+def test_resize_of_an_extreme_shape_stays_small() -> None:
+    from gscodec.imageio import resize_for_clip
+    tall = np.random.default_rng(0).integers(0, 256, (30000, 1, 3)).astype(np.uint8)  # the issue's 1 x 30000
+    assert resize_for_clip(tall, 224).shape == (224, 224, 3)  # before: a 224 x 6,720,000 intermediate (4.5 GB)
+    wide = np.random.default_rng(1).integers(0, 256, (2, 9000, 3)).astype(np.uint8)
+    out = resize_for_clip(wide, 64)
+    assert out.shape == (64, 64, 3) and abs(float(out.mean()) - float(wide.mean())) < 20
+    photo = np.random.default_rng(2).integers(0, 256, (30, 40, 3)).astype(np.uint8)  # ordinary: the exact path
+    expect = Image.fromarray(photo).resize((21, 16), Image.Resampling.BICUBIC).crop((2, 0, 18, 16))
+    assert np.array_equal(resize_for_clip(photo, 16), np.asarray(expect))
+
+
+def test_fit_pixel_limit_on_each_side_and_batches_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gscodec_cli import encoding
+    calls: list[int] = []
+    real_fit, real_batch = encoding.fit, encoding.fit_batch
+    monkeypatch.setattr(encoding, "fit", lambda img, *a: calls.append(1) or real_fit(img, *a))
+    monkeypatch.setattr(encoding, "fit_batch", lambda imgs, *a: calls.append(len(imgs)) or real_batch(imgs, *a))
+    monkeypatch.setattr(encoding, "MAX_FIT_PIXELS", 2 * 16 * 12)
+    settings = encoding.Settings(points=4, iterations=2)
+    rng = np.random.default_rng(0)
+    same = [rng.integers(0, 256, (12, 16, 3)).astype(np.uint8) for _ in range(3)]
+    over = rng.integers(0, 256, (12, 33, 3)).astype(np.uint8)  # 396 > 384 pixels
+    at = rng.integers(0, 256, (12, 32, 3)).astype(np.uint8)    # 384 pixels: fitted
+    out = encoding.fit_images([*same, over, at], ["a", "b", "c", "over", "at"], settings)
+    assert isinstance(out[3], str) and "over the fitter's limit of 384; use --resize" in out[3]
+    assert all(isinstance(r, encoding.Fitted) for r in out[:3] + out[4:])
+    assert sorted(calls) == [1, 1, 2]  # three 16 x 12 images: a batch of two, then one; the 32 x 12 alone
+
+
+def test_a_bad_image_among_good_ones_fails_alone(runner: CliRunner, tmp_path: Path) -> None:
+    _image(tmp_path / "in" / "a.png")
+    (tmp_path / "in" / "big.png").write_bytes(_png_header(9400, 9400))
+    Image.fromarray(np.zeros((3000, 1, 3), np.uint8)).save(tmp_path / "in" / "thin.png")
+    result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--resize", "16",
+                                 *FAST])
+    assert result.exit_code == 1, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.gsi", "thin.gsi"]
+    assert "1 of 3 input(s) failed" in result.output and "Traceback" not in result.output
+
+
+# ----------------------------------------------------------------------------- 9. processes left behind
+
+
+def _children(pid: int) -> list[int]:
+    """Pool worker processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"spawn_main" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_workers_end_with_their_parent(tmp_path: Path, sig: signal.Signals) -> None:
+    for i in range(4):
+        _image(tmp_path / "in" / f"{i}.png", seed=i)
+    cmd = [sys.executable, "-m", "gscodec_cli.main", "encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"),
+           "--workers", "2", "--points", "8", "--iterations", "10000000"]
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := _children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(workers) == 2
+        time.sleep(1.0)  # the workers are past their set-up
+        parent.send_signal(sig)  # the parent alone, not its process group
+        code = parent.wait(timeout=60)
+        deadline = time.monotonic() + 30
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not any(_alive(w) for w in workers)
+        if sig == signal.SIGTERM:
+            assert code == 143 and b"interrupted" in parent.stderr.read()
+        assert not list(tmp_path.rglob("*.tmp"))
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+        for w in _children(parent.pid):
+            os.kill(w, signal.SIGKILL)
+        parent.wait()
+
+
+# ----------------------------------------------------------------------------- faults: stale temporary files, read-only
+
+
+def test_a_rerun_removes_the_temporary_files_a_killed_write_left(runner: CliRunner, tmp_path: Path) -> None:
+    from gscodec.format.file import remove_stale_temps
+    src = _image(tmp_path / "x.png")
+    stale = tmp_path / ".x.gsi.ab12_z9q.tmp"  # what write_atomic leaves after SIGKILL
+    other = tmp_path / ".x.gsi.gsi.ab12_z9q.tmp"  # another output's temporary file: kept
+    stale.write_bytes(b"partial")
+    other.write_bytes(b"partial")
+    result = runner.invoke(cli, ["encode", str(src), *FAST])
+    assert result.exit_code == 0, result.output
+    assert not stale.exists() and other.exists() and (tmp_path / "x.gsi").is_file()
+    assert remove_stale_temps(tmp_path / "missing" / "x.gsi") == 0
+
+
+def test_a_read_only_file_system_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from gscodec_cli import common
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(common.os, "access", lambda *a: False)
+    monkeypatch.setattr(common.os, "statvfs", lambda path: ReadOnly())
+    assert common.unwritable(tmp_path) == "read-only file system"
+    ReadOnly.f_flag = 0
+    assert common.unwritable(tmp_path) == "permission denied"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import tempfile
 import threading
 import zlib
@@ -199,11 +200,40 @@ def _umask() -> int:
     return umask
 
 
+def temp_prefix(path: Path) -> str:
+    """Prefix of the hidden temporary files written next to ``path`` before it is renamed into place
+    (``.NAME.`` + 8 random characters + ``.tmp``, by :func:`write_atomic` and the tar shard writer)."""
+    return f".{path.name}."
+
+
+def remove_stale_temps(path: Path) -> int:
+    """Delete the temporary files that an interrupted (killed) writer of ``path`` left next to it; returns how many.
+
+    Only names of exactly that form are removed (``.x.gsi.ab12cd34.tmp`` for ``x.gsi``, not the temporary
+    file of ``x.gsi.gsi``); a missing folder removes nothing.
+    """
+    folder = path.parent if str(path.parent) else Path(".")
+    pattern = re.compile(re.escape(temp_prefix(path)) + r"[a-z0-9_]{8}\.tmp")
+    removed = 0
+    try:
+        entries = [e for e in os.scandir(folder) if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            os.unlink(entry.path)
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
+
+
 def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically; raises :class:`WriteError` and leaves no temporary file."""
+    """Replace ``path`` with ``data`` atomically; raises :class:`WriteError` and leaves no temporary file
+    (unless the process is killed outright: :func:`remove_stale_temps` then cleans up)."""
     tmp_name = None
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or Path("."))
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent or Path("."))
         os.fchmod(fd, _new_file_mode(path))
         with io.open(fd, "wb") as fh:
             fh.write(data)

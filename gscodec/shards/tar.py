@@ -9,7 +9,6 @@ and ``txt``), as webdataset writes and reads them.
 from __future__ import annotations
 
 import copy
-import glob
 import io
 import os
 import tarfile
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..files import open_regular
+from ..format.file import remove_stale_temps, temp_prefix
 from ..imageio import image_extensions
 from ..limits import MAX_SAMPLE_BYTES, MAX_SAMPLE_MEMBERS
 
@@ -180,26 +180,6 @@ def file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
-
-
-def temp_prefix(path: Path) -> str:
-    """Prefix of the hidden temporary files that :class:`ShardWriter` writes for ``path``."""
-    return f".{path.name}."
-
-
-def remove_stale_temps(path: Path) -> int:
-    """Delete temporary files an interrupted writer of ``path`` left next to it; returns how many."""
-    removed = 0
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        return 0
-    for tmp in folder.glob(f"{glob.escape(temp_prefix(path))}*.tmp"):
-        try:
-            tmp.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
 
 
 class ShardWriter:
