@@ -206,8 +206,8 @@ def section_env(ctx: Context) -> None:
         try:
             module = __import__(name)
             modules[name] = str(getattr(module, "__version__", "present"))
-        except ImportError as exc:
-            modules[name] = f"missing ({exc.msg})"
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a package that fails while importing
+            modules[name] = f"missing ({exc})"
     info["modules"] = modules
     info["tile_binning"] = "gsplat" if not modules["gsplat"].startswith("missing") else "PyTorch (no gsplat)"
     if ctx.device.type == "cuda":
@@ -639,12 +639,13 @@ def markdown(report: dict) -> str:
     env = data.get("env", {}).get("env", {})
     mode = "dry run (CPU, Triton interpreter, tiny sizes: no figure here is a GPU measurement)" if report["dry_run"] \
         else "GPU run"
+    binning = data.get("steps", {}).get("steps_binning") or env.get("tile_binning", "?")
     lines = [f"# GPU check: {mode}", "",
              f"{env.get('gpu', 'no GPU')} (driver {env.get('driver', 'n/a')}, {env.get('memory_gib', 'n/a')} GiB), "
              f"torch {env.get('torch', '?')} (CUDA {env.get('torch_cuda', 'n/a')}), Triton {env.get('triton', '?')}, "
-             f"Python {env.get('python', '?')}, {env.get('cpus', '?')} CPUs; tile binning "
-             f"{env.get('tile_binning', '?')}; utilization from {env.get('utilization_source') or 'nowhere'}; "
-             f"install: {report['install']['status']}; {report['seconds']:.0f} s in all.", ""]
+             f"Python {env.get('python', '?')}, {env.get('cpus', '?')} CPUs; tile binning {binning}; utilization "
+             f"from {env.get('utilization_source') or 'nowhere'}; install: {report['install']['status']}; "
+             f"{report['seconds']:.0f} s in all.", ""]
     targets = [[t["target"], t["measured"], t["verdict"]] for t in report["targets"].values()]
     lines += ["## Targets", ""] + _table(["target", "measured", "verdict"], targets)
     lines += ["## Sections", ""] + _table(["section", "status", "seconds"],
