@@ -743,6 +743,7 @@ def main() -> int:
                               "sections": {}}
     print(f"install: {report['install']['status']}", flush=True)
     chosen = [s for s in SECTIONS if s.name in args.sections.split(",")]
+    text = write_report(report, args.out, time.monotonic() - start)
     for i, section in enumerate(chosen):
         left = limit - (time.monotonic() - start) - 10.0 * (len(chosen) - i - 1)
         seconds = min(section.seconds if not args.dry_run else limit, left)
@@ -753,13 +754,19 @@ def main() -> int:
         report["sections"][section.name] = {"title": section.title, **record}
         print(f"[{time.monotonic() - start:5.0f} s] {section.name}: {record['status']} ({record['seconds']} s)",
               flush=True)
-    report["seconds"] = time.monotonic() - start
-    report["targets"] = judge(report["sections"], args.dry_run)
-    (args.out / "gpu-report.json").write_text(json.dumps(report, indent=1, default=_jsonable))
-    text = markdown(report)
-    (args.out / "gpu-report.md").write_text(text)
+        text = write_report(report, args.out, time.monotonic() - start)  # after each section: nothing is lost
     print(text)
     return 0 if all(s["status"] == "ok" for s in report["sections"].values()) else 1
+
+
+def write_report(report: dict[str, Any], out: Path, seconds: float) -> str:
+    """Judge the targets and write ``gpu-report.json`` and ``gpu-report.md`` to ``out``; the markdown."""
+    report["seconds"] = seconds
+    report["targets"] = judge(report["sections"], report["dry_run"])
+    (out / "gpu-report.json").write_text(json.dumps(report, indent=1, default=_jsonable))
+    text = markdown(report)
+    (out / "gpu-report.md").write_text(text)
+    return text
 
 
 if __name__ == "__main__":
