@@ -44,10 +44,20 @@ export function renderFloat(g, width = g.width, height = g.height) {
     const j0 = Math.max(0, Math.ceil(x - hx - 0.5)), j1 = Math.min(width - 1, Math.floor(x + hx - 0.5));
     const i0 = Math.max(0, Math.ceil(y - hy - 0.5)), i1 = Math.min(height - 1, Math.floor(y + hy - 0.5));
     if (!(j0 <= j1 && i0 <= i1)) continue;
+    // per row, d2 <= 9 is a quadratic in u = dx / l11: a u^2 + b u + c <= 0; its roots bound the span
+    const shear = l21 / l22, a = 1 + shear * shear;
     for (let i = i0; i <= i1; i++) {
       const dy = f32(i + 0.5 - y);
-      let at = (i * width + j0) * 3;
-      for (let j = j0; j <= j1; j++, at += 3) {
+      let lo = j0, hi = j1;
+      const b2 = (dy * shear) / l22, c = (dy / l22) * (dy / l22) - 9, disc = b2 * b2 - a * c;
+      if (Number.isFinite(disc) && Number.isFinite(a)) {
+        if (disc < -1e-6 * (b2 * b2 + Math.abs(a * c))) continue;
+        const root = Math.sqrt(Math.max(disc, 0)), margin = 1e-3 + 1e-5 * (Math.abs(x) + l11 * (Math.abs(b2) + root) / a);
+        lo = Math.max(j0, Math.ceil(x + (l11 * (b2 - root)) / a - 0.5 - margin));
+        hi = Math.min(j1, Math.floor(x + (l11 * (b2 + root)) / a - 0.5 + margin));
+      }
+      let at = (i * width + lo) * 3;
+      for (let j = lo; j <= hi; j++, at += 3) {
         const z1 = f32(f32(j + 0.5 - x) / l11);
         const z2 = f32(f32(dy - f32(l21 * z1)) / l22);
         const d2 = f32(f32(z1 * z1) + f32(z2 * z2));
