@@ -82,6 +82,9 @@ def info(files: tuple[Path, ...], as_json: bool, verify: bool) -> None:
         except (GsiError, OSError) as exc:
             failed.append(path)
             err.print(f"[red]error:[/] {safe(str(path))}: {safe(error_text(exc))}")
+        except MemoryError:
+            failed.append(path)
+            err.print(f"[red]error:[/] {safe(str(path))}: not enough memory to decode it")
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     elif rows:
@@ -146,6 +149,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
             pixels = draw_ellipses(pixels, g.scaled(w, h) if (w, h) != (g.width, g.height) else g, ellipses)
     except (GsiError, OSError, ValueError) as exc:
         raise click.ClickException(printable(f"{file}: {error_text(exc)}")) from None
+    except MemoryError:
+        raise click.ClickException(printable(f"{file}: not enough memory to decode and render it")) from None
     if output is None:
         fd, name = tempfile.mkstemp(prefix=f"gsi-view-{file.stem}-", suffix=".png")
         os.close(fd)

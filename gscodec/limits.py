@@ -11,7 +11,9 @@ and a quantized coordinate at the finest position grid (1/16 px) fits 19 bits.""
 MAX_GAUSSIANS = 1 << 22
 """Largest Gaussian count (4,194,304): the decoded float32 parameters stay
 below 135 MB, far above any useful budget (a 16384 x 16384 image at one
-Gaussian per 64 pixels)."""
+Gaussian per 64 pixels). Decoding a quantized file passes through integer
+codes and float64 values on the way: its peak is about 190 bytes per
+Gaussian (770 MB at this limit, measured), not the 32 of the result."""
 
 MAX_METADATA_BYTES = 65535
 """Largest metadata section: room for provenance, never a data channel."""
@@ -58,3 +60,14 @@ MAX_SAMPLE_MEMBERS = 1024
 
 MAX_MANIFEST_BYTES = 1 << 28
 """Largest shard manifest read (256 MiB; a manifest takes about 400 bytes per sample)."""
+
+MAX_HEAD_PARAMETERS = 1 << 28
+"""Most parameters a CLIP head's own layers (stem and resampler, estimated from its
+config before anything is built) may have: 268,435,456, 1 GiB in float32. The
+registered heads have 1-20 million."""
+
+MAX_HEAD_DEPTH = 64
+"""Most resampler layers in a head config."""
+
+MAX_HEAD_WIDTH = 16384
+"""Largest width in a head config (``resampler.attn_dim``, ``stem.hidden``) and most tokens (``num_tokens``)."""

@@ -1,4 +1,15 @@
-"""Pillow plugin: ``PIL.Image.open("x.gsi")`` decodes a `.gsi` file to RGB at its stored size."""
+"""Pillow plugin: ``PIL.Image.open("x.gsi")`` decodes a `.gsi` file to RGB at its stored size.
+
+Errors are Pillow's: a file that is not a valid `.gsi` header is not opened
+(``PIL.UnidentifiedImageError``, an ``OSError``, as for any unknown data);
+one whose payload is corrupt raises ``OSError`` when its pixels are loaded; a
+decompression bomb (a render over :data:`~gscodec.limits.MAX_RENDER_OVERLAP`,
+see :func:`gscodec.render.check_render_budget`) raises
+``PIL.Image.DecompressionBombError`` on loading, the error Pillow itself raises
+for images with too many pixels, so code that guards against Pillow's bombs
+guards against these too. Pillow's own pixel limit applies to the declared size
+at ``open``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,7 @@ from PIL import Image, ImageFile
 
 from .format import GsiError, peek, read
 from .format.header import MAGIC
-from .render import render
+from .render import RenderBudgetError, render
 
 FORMAT = "GSI"
 
@@ -43,6 +54,8 @@ class GsiDecoder(ImageFile.PyDecoder):
         self.fd.seek(0)
         try:
             pixels = render(read(self.fd).gaussians)
+        except RenderBudgetError as exc:
+            raise Image.DecompressionBombError(f".gsi decompression bomb: {exc}") from exc
         except GsiError as exc:
             raise OSError(f"cannot decode .gsi file: {exc}") from exc
         self.set_as_raw(pixels.tobytes())

@@ -363,3 +363,39 @@ def test_a_read_only_file_system_is_named(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert common.unwritable(tmp_path) == "read-only file system"
     ReadOnly.f_flag = 0
     assert common.unwritable(tmp_path) == "permission denied"
+
+
+# ----------------------------------------------------------------------------- 11. memory; Pillow's errors
+
+
+def test_memory_errors_are_one_line_in_view_and_info(runner: CliRunner, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from gscodec_cli import info as cli_info
+    src = _gsi(tmp_path / "x.gsi")
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr("gscodec.format.read", no_memory)
+    result = runner.invoke(cli, ["view", str(src), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 1 and "not enough memory" in result.output and "Traceback" not in result.output
+    monkeypatch.setattr(cli_info, "read", no_memory)
+    ok = _gsi(tmp_path / "ok.gsi")
+    result = runner.invoke(cli, ["info", "--verify", str(src), str(ok)])
+    assert result.exit_code == 1 and "not enough memory to decode it" in result.output
+
+
+def test_pillow_raises_its_own_bomb_error_for_a_gsi_bomb(tmp_path: Path) -> None:
+    from .conftest import decompression_bomb
+    gscodec.register_pillow()
+    bomb = tmp_path / "bomb.gsi"
+    gscodec.write(decompression_bomb(), bomb, mode="float16")
+    with Image.open(bomb) as im:
+        assert im.size == (64, 64)
+        with pytest.raises(Image.DecompressionBombError, match="decompression bomb"):
+            im.load()
+    with Image.open(_gsi(tmp_path / "fine.gsi")) as im:
+        im.load()
+    (tmp_path / "junk.gsi").write_bytes(b"\x89GSI" + b"\0" * 40)
+    with pytest.raises(OSError):  # PIL.UnidentifiedImageError
+        Image.open(tmp_path / "junk.gsi")

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..limits import MAX_HEAD_DEPTH, MAX_HEAD_PARAMETERS, MAX_HEAD_WIDTH
 from .config import ClipHeadError, ConfigError, HeadConfig
 from .model import GaussianCLIPHead
 from .teacher import ClipBundle, load_clip, register_model_configs
@@ -118,8 +119,56 @@ def create_head(config: str | os.PathLike | HeadConfig, *, clip_model: str | Non
                                       f"does not have for {clip_model!r}; give --pretrained TAG, a checkpoint path, "
                                       "or none")
         clip = load_clip(cfg.clip_model, pretrained, device=device, cache_dir=cache_dir, resize_mode=resize_mode)
+    check_head_config(cfg, trunk_width=clip.model.visual.transformer.width, where=f"head config {cfg.name or '?'}")
     head = GaussianCLIPHead(cfg, clip.model.visual).to(device)
     return head, clip
+
+
+def _head_parameters(cfg: HeadConfig, trunk_width: int) -> int:
+    """An upper estimate of the parameters of ``cfg``'s stem and resampler on a trunk ``trunk_width`` wide."""
+    d = cfg.resampler.token_dim(trunk_width)
+    features = 4 * cfg.stem.fourier_bands + 16  # positional Fourier features and the raw parameters
+    stem = features * cfg.stem.hidden + cfg.stem.hidden * d if cfg.stem.projection == "mlp" else features * d
+    layer = (4 + 2 * cfg.resampler.mlp_ratio) * d * d + 16 * d
+    return int(stem + cfg.resampler.depth * layer + cfg.num_tokens * d + d * trunk_width + 4 * trunk_width)
+
+
+def check_head_config(cfg: HeadConfig, trunk_width: int = MAX_HEAD_WIDTH, where: str = "head config") -> None:
+    """Raise :class:`ConfigError` when ``cfg``'s sizes are not whole numbers or pass the limits of
+    :mod:`gscodec.limits` (depth, widths, tokens, estimated parameters), before anything is allocated."""
+    sizes = {"num_tokens": cfg.num_tokens, "resampler.depth": cfg.resampler.depth,
+             "resampler.attn_dim": cfg.resampler.attn_dim, "resampler.heads": cfg.resampler.heads,
+             "stem.hidden": cfg.stem.hidden, "stem.fourier_bands": cfg.stem.fourier_bands}
+    for key, value in sizes.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
+    for key, value, limit in (("resampler.depth", cfg.resampler.depth, MAX_HEAD_DEPTH),
+                              ("resampler.attn_dim", cfg.resampler.attn_dim, MAX_HEAD_WIDTH),
+                              ("resampler.heads", cfg.resampler.heads, MAX_HEAD_WIDTH),
+                              ("stem.hidden", cfg.stem.hidden, MAX_HEAD_WIDTH),
+                              ("stem.fourier_bands", cfg.stem.fourier_bands, MAX_HEAD_WIDTH),
+                              ("num_tokens", cfg.num_tokens, MAX_HEAD_WIDTH)):
+        if value is not None and value > limit:
+            raise ConfigError(f"{where}: {key} is {value:,}, over the limit of {limit:,}")
+    if not isinstance(cfg.resampler.mlp_ratio, (int, float)) or not cfg.resampler.mlp_ratio <= 64:
+        raise ConfigError(f"{where}: resampler.mlp_ratio must be a number of at most 64, got "
+                          f"{cfg.resampler.mlp_ratio!r}")
+    if (n := _head_parameters(cfg, trunk_width)) > MAX_HEAD_PARAMETERS:
+        raise ConfigError(f"{where}: about {n:,} parameters, over the limit of {MAX_HEAD_PARAMETERS:,}")
+
+
+def _check_tensors(path: str | os.PathLike, head: GaussianCLIPHead, tensors: dict[str, torch.Tensor]) -> None:
+    """Raise :class:`HeadFileError` naming the first tensor whose shape or dtype does not fit ``head``."""
+    expected = head.state_dict()
+    for key, value in tensors.items():
+        want = expected.get(key)
+        if want is None:
+            continue  # reported as unexpected by load_state_dict's check
+        if tuple(value.shape) != tuple(want.shape):
+            raise HeadFileError(f"{path}: tensor {key} has shape {tuple(value.shape)}, the head config needs "
+                                f"{tuple(want.shape)}")
+        if value.dtype.is_floating_point != want.dtype.is_floating_point:
+            raise HeadFileError(f"{path}: tensor {key} is {value.dtype}, the head needs {want.dtype}")
 
 
 def _fingerprint(t: torch.Tensor) -> torch.Tensor:
@@ -209,8 +258,12 @@ def load_head(path: str | os.PathLike, *, pretrained: str | None = None, device:
     try:
         cfg = HeadConfig.from_json(meta["config"])
         model_name = meta["clip_model"]
+        check_head_config(cfg, where="its head config")
     except (KeyError, ConfigError) as exc:
         raise HeadFileError(f"{path}: invalid head metadata ({exc})") from None
+    if cfg.clip_model != model_name:
+        raise HeadFileError(f"{path}: its head config names the model {cfg.clip_model!r} but the file records "
+                            f"{model_name!r}; the file is inconsistent")
     try:
         tensors = load_file(str(path), device="cpu")
     except Exception as exc:
@@ -229,8 +282,13 @@ def load_head(path: str | os.PathLike, *, pretrained: str | None = None, device:
             raise HeadFileError(f"{path}: stored text tower does not match {model_name} "
                                 f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
         clip.pretrained = "none"
+    try:
+        check_head_config(cfg, trunk_width=clip.model.visual.transformer.width, where="its head config")
+    except ConfigError as exc:
+        raise HeadFileError(f"{path}: {exc}") from None
     head = GaussianCLIPHead(cfg, clip.model.visual)
     own = {k: v for k, v in tensors.items() if not k.startswith("clip.")}
+    _check_tensors(path, head, own)
     try:
         result = head.load_state_dict(own, strict=False)
     except RuntimeError as exc:
@@ -244,5 +302,5 @@ def load_head(path: str | os.PathLike, *, pretrained: str | None = None, device:
     return head, clip
 
 
-__all__ = ["CONFIG_DIR", "HEAD_FORMAT", "HeadFileError", "UnknownHeadError", "add_head_config", "create_head",
-           "get_head_config", "list_heads", "load_head", "read_head_metadata", "save_head"]
+__all__ = ["CONFIG_DIR", "HEAD_FORMAT", "HeadFileError", "UnknownHeadError", "add_head_config", "check_head_config",
+           "create_head", "get_head_config", "list_heads", "load_head", "read_head_metadata", "save_head"]
