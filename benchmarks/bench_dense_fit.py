@@ -56,8 +56,8 @@ _BYTES_PER_ELEMENT = 34
 
 
 def timing_config(points: int, iterations: int, init: str = "adaptive") -> FitConfig:
-    """A fit that is only the Adam loop: all Gaussians placed at init, no events, no quantized end."""
-    return FitConfig(points=points, iterations=iterations, init=init, init_fraction=1.0, events=0,
+    """A fit that is only the Adam loop at full size: all Gaussians placed at init, no events, no quantized end."""
+    return FitConfig(points=points, iterations=iterations, init=init, init_fraction=1.0, events=0, coarse=0.0,
                      quantization=None, final_color_iters=0, patience=1 << 30, backend="cpu")
 
 

@@ -111,10 +111,13 @@ def tables(summary: Any) -> list[Table]:
 @click.option("--limit", type=click.IntRange(1), help="Use only the first N images (sorted by path).")
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Points measured in parallel (worker processes, one thread each).")
-@click.option("--iterations", type=click.IntRange(0), help="Fitter steps per gsi image (fitter default if omitted).")
+@click.option("-e", "--effort", type=click.IntRange(1, 9), metavar="1..9",
+              help="gsi encoder effort (1 fastest, 9 slowest).  [default: 5]")
+@click.option("--iterations", type=click.IntRange(0),
+              help="Expert: fitter steps per gsi image, overriding the effort level's count.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of the tables.")
 def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qualities: tuple[str, ...],
-          limit: int | None, jobs: int, iterations: int | None, as_json: bool) -> None:
+          limit: int | None, jobs: int, effort: int | None, iterations: int | None, as_json: bool) -> None:
     """Rate-distortion benchmark: gsi against JPEG, WebP and AVIF on the images in DIR.
 
     Every image (recursive, native resolution) is encoded at every quality
@@ -135,7 +138,7 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     \b
     Examples:
       gsi bench photos/
-      gsi bench photos/ -o results/ --jobs 2 --limit 4 --iterations 300
+      gsi bench photos/ -o results/ --jobs 2 --limit 4 --effort 2
       gsi bench photos/ --codecs gsi,jpeg --gsi-density 0.01,0.02,0.04
       gsi bench photos/ --codecs jpeg,avif --quality jpeg=10,30,50,70,90 --json > rd.json
     """
@@ -151,7 +154,7 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     if densities is not None and "gsi" not in names:
         raise click.BadParameter("gsi is not among --codecs", param_hint="'--gsi-density'")
     try:
-        selected = [make_codec("gsi", densities, iterations=iterations) if n == "gsi" else
+        selected = [make_codec("gsi", densities, effort=effort, iterations=iterations) if n == "gsi" else
                     make_codec(n, per_codec.get(n)) for n in names]
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

@@ -158,6 +158,7 @@ class GsiCodec(Codec):
 
     name: ClassVar[str] = "gsi"
     qualities: tuple[float, ...] = DEFAULT_DENSITIES
+    effort: int | None = None
     iterations: int | None = None
     preset: str = "auto"
     seed: int = 0
@@ -175,18 +176,21 @@ class GsiCodec(Codec):
             raise ValueError(f"unknown quantization preset {self.preset!r}; valid: auto, {', '.join(PRESETS)}")
         if self.iterations is not None and self.iterations < 0:
             raise ValueError(f"iterations must be non-negative, got {self.iterations}")
+        if self.effort is not None:
+            from ..fit.effort import effort_row
+
+            effort_row(self.effort)
 
     def description(self) -> str:
         from .. import __version__
-        from ..fit import FitConfig
         from ..quantize import COLOR_BITS_BY_PSNR, RATE_PRESETS
 
-        defaults = FitConfig()
-        iterations = self.iterations if self.iterations is not None else defaults.iterations
-        # a digest of every fitter default and of the auto preset's tables, so a results folder
-        # made with other defaults is not resumed
+        defaults = self._config(1)
+        # a digest of every fitter setting and of the auto preset's tables, so a results folder
+        # made with other settings is not resumed
         digest = hashlib.sha1(repr((defaults, RATE_PRESETS, COLOR_BITS_BY_PSNR)).encode()).hexdigest()[:8]
-        return (f"gscodec {__version__} .gsi, quantized ({self.preset} preset), fitter with {iterations} iterations "
+        return (f"gscodec {__version__} .gsi, quantized ({self.preset} preset), fitter at effort {defaults.effort} "
+                f"with {defaults.iterations} iterations "
                 f"(early stopping on, defaults {digest}), seed {self.seed}, no metadata; "
                 f"quality = Gaussians per pixel")
 
@@ -198,16 +202,22 @@ class GsiCodec(Codec):
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         from .. import encode
-        from ..fit import FitConfig, fit
-        from ..quantize import resolve_preset
+        from ..fit import fit
 
         height, width = image.shape[:2]
-        points = self.points(width, height, quality)
+        result = fit(image, self._config(self.points(width, height, quality)))
+        return encode(result.gaussians, quantization=result.quantization)
+
+    def _config(self, points: int):  # -> FitConfig (imported lazily: the bench imports no torch until it fits)
+        from ..fit import FitConfig
+        from ..quantize import resolve_preset
+
         kwargs: dict[str, Any] = {"points": points, "quantization": resolve_preset(self.preset), "seed": self.seed}
+        if self.effort is not None:
+            kwargs["effort"] = self.effort
         if self.iterations is not None:
             kwargs["iterations"] = self.iterations
-        result = fit(image, FitConfig(**kwargs))
-        return encode(result.gaussians, quantization=result.quantization)
+        return FitConfig(**kwargs)
 
     def decode(self, data: bytes) -> np.ndarray:
         from .. import decode, render
@@ -220,7 +230,8 @@ CODECS: dict[str, type[Codec]] = {"gsi": GsiCodec, "jpeg": JpegCodec, "webp": We
 
 
 def make_codec(name: str, qualities: tuple[float, ...] | None = None, **options: Any) -> Codec:
-    """A codec by ``name`` with its default qualities unless given; ``options`` go to ``gsi`` only (``iterations``)."""
+    """A codec by ``name`` with its default qualities unless given; ``options`` go to ``gsi`` only (``effort``,
+    ``iterations``)."""
     if name not in CODECS:
         raise ValueError(f"unknown codec {name!r}; valid: {', '.join(CODECS)}")
     kwargs: dict[str, Any] = {} if qualities is None else {"qualities": tuple(float(q) for q in qualities)}

@@ -46,6 +46,7 @@ from ..gaussians import GaussianImage
 from ..quantize import Quantization, preset_for_density
 from ..raster import rasterize_sum
 from .device import fit_device, on_device
+from .effort import DEFAULT_EFFORT, effort_row
 from .imageio import as_target
 from .init import (
     MIN_SCALE,
@@ -71,7 +72,15 @@ class FitConfig:
     Attributes:
         points: Gaussian budget per image; the result has exactly this many
             (fewer only if the image has fewer pixels than Gaussians asked for).
+        effort: 1 (fastest) to 9 (slowest); every field of
+            :data:`gscodec.fit.effort.EFFORT_FIELDS` left ``None`` is taken from
+            this level's row of :data:`gscodec.fit.effort.EFFORTS` (so an explicit
+            value overrides the level). ``dataclasses.replace`` keeps the resolved
+            values: make a new config to change the level.
         iterations: maximum Adam steps.
+        coarse: share of ``iterations`` (the first ones) run at ``1 / coarse_factor``
+            of the size, against the area-downsampled target; skipped where that
+            size would hold more than :data:`COARSE_MAX_DENSITY` Gaussians per pixel.
         init: ``"adaptive"`` (content-adaptive, Image-GS) or ``"grid"`` (the
             paper's structured grid).
         init_fraction: share of the budget placed at initialization; the rest
@@ -85,6 +94,10 @@ class FitConfig:
             Gaussians), so it carries over across budgets and image sizes.
         lr_shape, lr_colors: Adam learning rates of the log-scales and shear,
             and of the colours.
+        lr_shape_density: Gaussians per pixel up to which ``lr_shape`` applies as
+            given; denser fits scale it by ``sqrt(lr_shape_density / density)``
+            (at 768x480, 300 steps: 0.3 beat 0.15 by 0.06 dB at 0.008 Gaussians/px,
+            0.15 beat 0.3 by 0.11 dB at 0.03).
         lr_final: learning rate at the end of the cosine decay, relative (0.3 beat 0.1 by
             0.07-0.15 dB at 224x224 and at native resolution, issue #6).
         betas: Adam betas.
@@ -113,8 +126,8 @@ class FitConfig:
         refit_iters: conjugate-gradient steps of the quantization-aware colour
             refit (0 disables it).
         refit_shape_iters: Adam steps on shapes and colours after the positions
-            are snapped, before the shapes are (0 disables it); 150 beat 50 by 0.1-0.4 dB at
-            native resolution and 0.05-0.2 dB at 224x224 for about 14% more fit time.
+            are snapped, before the shapes are (0 disables it).
+        code_sweeps: sweeps of the colour-code refinement (:mod:`gscodec.fit.codes`).
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
         backend: rasterizer backend (see :mod:`gscodec.raster`); ``"cuda"`` also
@@ -122,17 +135,18 @@ class FitConfig:
     """
 
     points: int = 900
-    iterations: int = 600
+    iterations: int | None = None
     init: str = "adaptive"
     init_fraction: float = 0.7
     init_scale: float = 0.6
     uniform_share: float = 0.3
     grad_blur: float = 2.0
     init_color_iters: int = 10
-    lr_means: float = 0.134
-    lr_shape: float = 0.1
-    lr_colors: float = 0.04
+    lr_means: float = 0.2
+    lr_shape: float = 0.3
+    lr_colors: float = 0.06
     lr_final: float = 0.3
+    lr_shape_density: float = 0.008
     betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = 1e-6
     tau_th: float = 0.05
@@ -150,21 +164,32 @@ class FitConfig:
     min_delta: float = 0.01
     anneal: float = 0.15
     quantization: Quantization | str | None = field(default_factory=Quantization)
-    refit_iters: int = 40
-    refit_shape_iters: int = 150
+    refit_iters: int | None = None
+    refit_shape_iters: int | None = None
+    code_sweeps: int | None = None
     seed: int = 0
     target_psnr: float | None = None
     backend: str = "cpu"
+    coarse: float | None = None
+    coarse_factor: int = 2
+    effort: int = DEFAULT_EFFORT
 
     def __post_init__(self) -> None:
+        for name, value in effort_row(self.effort).items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
         if self.points < 1:
             raise ValueError(f"points must be positive, got {self.points}")
-        if self.iterations < 0:
+        if self.iterations < 0:  # type: ignore[operator]
             raise ValueError(f"iterations must be non-negative, got {self.iterations}")
         if self.init not in ("adaptive", "grid"):
             raise ValueError(f"init must be 'adaptive' or 'grid', got {self.init!r}")
         if not 0 < self.init_fraction <= 1:
             raise ValueError(f"init_fraction must be in (0, 1], got {self.init_fraction}")
+        if not 0 <= self.coarse <= 1:  # type: ignore[operator]
+            raise ValueError(f"coarse must be in [0, 1], got {self.coarse}")
+        if self.coarse_factor < 1:
+            raise ValueError(f"coarse_factor must be at least 1, got {self.coarse_factor}")
         if self.check_every < 1:
             raise ValueError(f"check_every must be positive, got {self.check_every}")
         if isinstance(self.quantization, str) and self.quantization != "auto":
@@ -320,6 +345,43 @@ def _event(state: _State, target: torch.Tensor, render: torch.Tensor, cfg: FitCo
                                          cfg.event_color_iters, cfg.backend, state.counts)
 
 
+COARSE_MAX_DENSITY = 0.125
+"""Most Gaussians per pixel of the coarse level for which the fit starts coarse: denser, they
+would be smaller than its pixels (and a 48x40 test image drifted 1.5 dB between runs)."""
+
+
+class _Level:
+    """The resolution a fit step renders at: the targets area-downsampled by ``factor`` (1: full size).
+
+    Parameters stay in full-size pixels; :meth:`render` maps them to the level's
+    pixels (``x' = s x``, ``L' = S L`` with ``S = diag(sx, sy)``, which keeps
+    ``L'`` lower triangular), so gradients reach the full-size parameters.
+    """
+
+    def __init__(self, targets: torch.Tensor, factor: int):
+        b, h, w, _ = targets.shape
+        self.w, self.h = max(1, round(w / factor)), max(1, round(h / factor))
+        self.full = (self.w, self.h) == (w, h)
+        if self.full:
+            self.targets = targets
+        else:
+            x = torch.nn.functional.interpolate(targets.permute(0, 3, 1, 2), size=(self.h, self.w), mode="area")
+            self.targets = x.permute(0, 2, 3, 1).contiguous()
+        self.scale = torch.tensor([self.w / w, self.h / h])
+        self.chol_scale = torch.tensor([self.w / w, self.h / h, self.h / h])
+
+    def render(self, means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, counts: torch.Tensor,
+               backend: str) -> torch.Tensor:
+        if self.full:
+            return rasterize_sum(means, chol, colors, self.w, self.h, counts, backend)
+        return rasterize_sum(means * self.scale.to(means.device), chol * self.chol_scale.to(chol.device), colors,
+                             self.w, self.h, counts, backend)
+
+    def select(self, keep: torch.Tensor, targets: torch.Tensor) -> None:
+        """Keep the rows ``keep``; ``targets`` are the full-size targets already selected."""
+        self.targets = targets if self.full else self.targets[keep]
+
+
 def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | None) -> list[dict]:
     """Fit the batch ``(B, H, W, 3)``; per image a dict of float params, iterations and PSNR."""
     b, h, w, _ = targets.shape
@@ -361,7 +423,17 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
     reg = cfg.lambda_reg * scale_grad
     lr_means = cfg.lr_means * mean_spacing(n_total, w, h)
+    lr_shape = cfg.lr_shape * min(1.0, math.sqrt(cfg.lr_shape_density * h * w / n_total))
+    coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
+    level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1)
+    if n_total > COARSE_MAX_DENSITY * level.w * level.h:  # too dense to draw at the coarse size
+        coarse_until = 0
+        level = _Level(targets, 1)
     for t in range(n_iter + 1):
+        if t == coarse_until and not level.full:
+            level = _Level(targets, 1)
+            best[:] = -math.inf  # PSNRs against the full-size targets start anew
+            stale[:] = 0
         if t in schedule:
             dens, prune = schedule[t]
             goal = state.counts.clone()
@@ -378,16 +450,18 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         means = state.p["means"].detach().requires_grad_(True)
         chol = _chol(state.p["shape"]).detach().requires_grad_(True)
         colors = state.p["colors"].detach().requires_grad_(True)
-        render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
+        render = level.render(means, chol, colors, state.counts, cfg.backend)
         rows = len(ids)
         stop = pos[:rows] >= 1.0 - 1e-9
         if t == n_iter:
             stop[:] = True
         if t % cfg.check_every == 0 or stop.any():
-            cur = _psnr_batch(render.detach(), targets).tolist()
+            cur = _psnr_batch(render.detach(), level.targets).tolist()
             for r, i in enumerate(ids):
                 p = cur[r]
-                if cfg.target_psnr is not None and p >= cfg.target_psnr:
+                if not level.full:
+                    pass  # PSNR against the downsampled target: no stop decision on it
+                elif cfg.target_psnr is not None and p >= cfg.target_psnr:
                     stop[r] = True
                 elif t > last_event and rate[r] * anneal_steps < 1.0 - pos[r]:
                     stale[i] = stale[i] + 1 if p < best[i] + cfg.min_delta else 0
@@ -406,14 +480,15 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             keep = torch.from_numpy(keep_np).to(targets.device)
             state.select(keep)
             targets = targets[keep]
+            level.select(keep, targets)
             ids = [i for r, i in enumerate(ids) if keep_np[r]]
             pos, rate = pos[:rows][keep_np], rate[:rows][keep_np]
             # re-render the images that continue, so the gradient below matches the kept rows
             means = state.p["means"].detach().requires_grad_(True)
             chol = _chol(state.p["shape"]).detach().requires_grad_(True)
             colors = state.p["colors"].detach().requires_grad_(True)
-            render = rasterize_sum(means, chol, colors, w, h, state.counts, cfg.backend)
-        diff = render.detach() - targets
+            render = level.render(means, chol, colors, state.counts, cfg.backend)
+        diff = render.detach() - level.targets
         g_means, g_chol, g_colors = torch.autograd.grad(render, (means, chol, colors), 2.0 * diff)
         if reg > 0:
             g_colors = g_colors + reg * torch.sign(colors.detach())
@@ -421,7 +496,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         frac = np.minimum(pos, 1.0)
         decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
         decay = decay.float().view(-1, 1, 1).to(targets.device)
-        lrs = {"means": lr_means * decay, "shape": cfg.lr_shape * decay, "colors": cfg.lr_colors * decay}
+        lrs = {"means": lr_means * decay, "shape": lr_shape * decay, "colors": cfg.lr_colors * decay}
         _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
         state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
         sh = state.p["shape"]
@@ -466,7 +541,7 @@ def _finish(results: list[dict], targets: torch.Tensor,
     for q in dict.fromkeys(qs):  # one batched refit per distinct grid
         idx = [i for i in range(b) if qs[i] == q]
         snapped, p_q = quantize_refit([gs[i] for i in idx], targets[idx], q, cfg.refit_iters, cfg.backend,
-                                      shape_iters=cfg.refit_shape_iters)
+                                      code_sweeps=cfg.code_sweeps, shape_iters=cfg.refit_shape_iters)
         for i, g, pq in zip(idx, snapped, p_q):
             out[i] = (g, float(pq), p_float[i], q)
     return out
