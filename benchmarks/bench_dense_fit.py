@@ -37,13 +37,13 @@ from PIL import Image  # noqa: E402
 
 from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.imageio import as_target, resize_center_crop  # noqa: E402
+from gscodec.fit.optimize import learning_rates  # noqa: E402
 from gscodec.fit.init import (  # noqa: E402
     MIN_SCALE,
     SHEAR_LIMIT,
     adaptive_init,
     chol_from_shape,
     grid_init,
-    mean_spacing,
     shape_from_chol,
     solve_colors,
 )
@@ -96,8 +96,7 @@ class DenseFitter:
         self.shape = shape_from_chol(chol.detach()).requires_grad_(True)
         self.colors = colors.detach().clone().requires_grad_(True)
         n = self.means.shape[0]
-        self.lr0 = {"means": cfg.lr_means * mean_spacing(n, self.w, self.h), "shape": cfg.lr_shape,
-                    "colors": cfg.lr_colors}
+        self.lr0 = dict(zip(("means", "shape", "colors"), learning_rates(cfg, n, self.w, self.h)))
         self.opt = torch.optim.Adam(
             [{"params": [self.means], "lr": self.lr0["means"]}, {"params": [self.shape], "lr": self.lr0["shape"]},
              {"params": [self.colors], "lr": self.lr0["colors"]}],

@@ -182,8 +182,8 @@ def test_plateau_stops_early() -> None:
 
 def test_fit_batch_matches_fit() -> None:
     images = [synthetic(seed=0), synthetic(seed=5)]
-    # a low final learning rate damps the chaotic drift that summation order starts (0.3 drifts ~0.6 dB here)
-    cfg = replace(FAST, lr_final=0.1)
+    # low learning rates damp the chaotic drift that summation order starts (the defaults drift ~0.7 dB here)
+    cfg = replace(FAST, lr_final=0.1, lr_means=0.134, lr_shape=0.1, lr_colors=0.04)
     batch = fit_batch(images, cfg)
     single = [fit(im, cfg) for im in images]
     assert len(batch) == 2
@@ -205,7 +205,9 @@ def test_fit_batch_rejects_mixed_sizes() -> None:
 def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
     target = synthetic()
     q = Quantization()
-    res = fit(target, FitConfig(points=60, iterations=120, check_every=10, quantization=q, backend=BACKEND))
+    # without the shape fine-tune, which goes on training and may end above the float fit
+    res = fit(target, FitConfig(points=60, iterations=120, check_every=10, quantization=q, refit_shape_iters=0,
+                                backend=BACKEND))
     g = res.gaussians
     assert g.count == 60
     assert g.equal(snap(g, q))  # idempotent: exactly what the file decodes to

@@ -289,6 +289,12 @@ def _adam(
         state.p[k].sub_(upd * (lrs[k] * valid))
 
 
+def learning_rates(cfg: FitConfig, points: int, width: int, height: int) -> tuple[float, float, float]:
+    """Peak Adam rates ``(means in px, shape, colors)`` of a fit of ``points`` Gaussians to ``width`` x ``height``."""
+    lr_shape = cfg.lr_shape * min(1.0, math.sqrt(cfg.lr_shape_density * width * height / max(points, 1)))
+    return cfg.lr_means * mean_spacing(points, width, height), lr_shape, cfg.lr_colors
+
+
 def _schedule(cfg: FitConfig) -> dict[int, tuple[bool, bool]]:
     """Iteration -> (densify, prune) of every event."""
     out: dict[int, tuple[bool, bool]] = {}
@@ -422,8 +428,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     lo_log, hi_log = math.log(MIN_SCALE), math.log(2.0 * max(w, h))
     scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
     reg = cfg.lambda_reg * scale_grad
-    lr_means = cfg.lr_means * mean_spacing(n_total, w, h)
-    lr_shape = cfg.lr_shape * min(1.0, math.sqrt(cfg.lr_shape_density * h * w / n_total))
+    lr_means, lr_shape, _ = learning_rates(cfg, n_total, w, h)
     coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
     level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1)
     if n_total > COARSE_MAX_DENSITY * level.w * level.h:  # too dense to draw at the coarse size
