@@ -15,7 +15,9 @@ Fields of a row:
 * ``refit_shape_iters``: Adam steps on shapes and colours with the positions
   on the file's grid (the quantization-aware end);
 * ``refit_iters``: conjugate-gradient steps of the colour refit for the snapped geometry;
-* ``code_sweeps``: sweeps of the colour-code refinement (:mod:`gscodec.fit.codes`).
+* ``code_sweeps``: sweeps of the colour-code refinement (:mod:`gscodec.fit.codes`);
+* ``event_color_iters``, ``final_color_iters``: conjugate-gradient colour steps
+  after each densify/prune event and after the last Adam step.
 
 The measured cost and quality of every level are in the README
 (``benchmarks/bench_effort.py``).
@@ -29,27 +31,29 @@ from typing import Mapping
 DEFAULT_EFFORT = 5
 """The level ``FitConfig`` and ``gsi encode`` use when none is given."""
 
-_ROWS: dict[int, tuple[str, dict[str, float | int]]] = {
-    1: ("lightning", dict(iterations=80, coarse=0.6, refit_shape_iters=0, refit_iters=8, code_sweeps=2)),
-    2: ("swift", dict(iterations=140, coarse=0.5, refit_shape_iters=0, refit_iters=10, code_sweeps=4)),
-    3: ("quick", dict(iterations=200, coarse=0.5, refit_shape_iters=20, refit_iters=20, code_sweeps=8)),
-    4: ("fast", dict(iterations=280, coarse=0.4, refit_shape_iters=40, refit_iters=30, code_sweeps=12)),
-    5: ("default", dict(iterations=360, coarse=0.35, refit_shape_iters=60, refit_iters=40, code_sweeps=16)),
-    6: ("careful", dict(iterations=500, coarse=0.3, refit_shape_iters=100, refit_iters=40, code_sweeps=24)),
-    7: ("slow", dict(iterations=700, coarse=0.25, refit_shape_iters=150, refit_iters=40, code_sweeps=24)),
-    8: ("slower", dict(iterations=1000, coarse=0.2, refit_shape_iters=200, refit_iters=60, code_sweeps=32)),
-    9: ("placebo", dict(iterations=1500, coarse=0.2, refit_shape_iters=300, refit_iters=80, code_sweeps=48)),
+EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "refit_iters", "code_sweeps",
+                                   "event_color_iters", "final_color_iters")
+"""The :class:`gscodec.fit.FitConfig` fields an effort level sets, in the order of the table below."""
+
+_TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
+    #     name         iters  coarse shape  cg  sweeps event final
+    1: ("lightning", (80,    0.6,   0,     8,   2,     2,    6)),
+    2: ("swift",     (140,   0.5,   0,     10,  4,     3,    10)),
+    3: ("quick",     (200,   0.5,   20,    20,  8,     4,    15)),
+    4: ("fast",      (300,   0.4,   40,    30,  12,    5,    20)),
+    5: ("default",   (420,   0.35,  70,    40,  16,    5,    20)),
+    6: ("careful",   (560,   0.3,   100,   40,  24,    5,    20)),
+    7: ("slow",      (760,   0.25,  150,   40,  24,    5,    20)),
+    8: ("slower",    (1050,  0.2,   200,   60,  32,    5,    30)),
+    9: ("placebo",   (1500,  0.2,   300,   80,  48,    5,    40)),
 }
 
 EFFORTS: Mapping[int, Mapping[str, float | int]] = MappingProxyType(
-    {level: MappingProxyType(row) for level, (_, row) in _ROWS.items()})
+    {level: MappingProxyType(dict(zip(EFFORT_FIELDS, row))) for level, (_, row) in _TABLE.items()})
 """Fitter settings per effort level (read-only)."""
 
-EFFORT_NAMES: Mapping[int, str] = MappingProxyType({level: name for level, (name, _) in _ROWS.items()})
+EFFORT_NAMES: Mapping[int, str] = MappingProxyType({level: name for level, (name, _) in _TABLE.items()})
 """A short name per level, for help texts and reports."""
-
-EFFORT_FIELDS: tuple[str, ...] = tuple(_ROWS[DEFAULT_EFFORT][1])
-"""The :class:`gscodec.fit.FitConfig` fields an effort level sets."""
 
 
 def effort_row(effort: int) -> Mapping[str, float | int]:

@@ -155,8 +155,8 @@ class FitConfig:
     densify_events: int = 3
     prune_from: int = 2
     error_blur: float = 1.0
-    event_color_iters: int = 5
-    final_color_iters: int = 20
+    event_color_iters: int | None = None
+    final_color_iters: int | None = None
     color_solve_every: int = 0
     color_solve_iters: int = 5
     check_every: int = 25
