@@ -51,10 +51,23 @@ def _csv(text: str, kind=float) -> list:
     return [kind(x) for x in text.split(",") if x.strip()]
 
 
+def _measure(codec, images: list[np.ndarray], quality: float) -> tuple[list[float], list[float], list[float]]:
+    """Per image: bpp of the file, PSNR (dB) of its decode and encode wall seconds, at ``quality``."""
+    from gscodec.bench.metrics import psnr
+
+    bpp, db, secs = [], [], []
+    for im in images:
+        t = time.perf_counter()
+        data = codec.encode(im, quality)
+        secs.append(time.perf_counter() - t)
+        bpp.append(8 * len(data) / (im.shape[0] * im.shape[1]))
+        db.append(psnr(codec.decode(data), im))
+    return bpp, db, secs
+
+
 def _reference_curves(images: list[np.ndarray]) -> dict[str, dict]:
     """JPEG, WebP and AVIF over their default ladders: mean bpp, PSNR and encode seconds per quality."""
     from gscodec.bench import make_codec
-    from gscodec.bench.metrics import psnr
 
     curves = {}
     for name in ("jpeg", "webp", "avif"):
@@ -62,13 +75,7 @@ def _reference_curves(images: list[np.ndarray]) -> dict[str, dict]:
         codec.encode(images[0][:16, :16].copy(), codec.qualities[0])  # load the library
         bpp, db, secs = [], [], []
         for q in codec.qualities:
-            b, p, s = [], [], []
-            for im in images:
-                t = time.perf_counter()
-                data = codec.encode(im, q)
-                s.append(time.perf_counter() - t)
-                b.append(8 * len(data) / (im.shape[0] * im.shape[1]))
-                p.append(psnr(codec.decode(data), im))
+            b, p, s = _measure(codec, images, q)
             bpp.append(float(np.mean(b)))
             db.append(float(np.mean(p)))
             secs.append(float(np.mean(s)))
@@ -80,18 +87,11 @@ def _reference_curves(images: list[np.ndarray]) -> dict[str, dict]:
 def _gsi_curve(images: list[np.ndarray], effort: int, densities: list[float]) -> dict:
     """One level at native size: per density the mean bpp, PSNR of the written file and encode wall seconds."""
     from gscodec.bench import make_codec
-    from gscodec.bench.metrics import psnr
 
     codec = make_codec("gsi", tuple(densities), effort=effort)
     bpp, db, secs, per_image = [], [], [], []
     for d in codec.qualities:
-        b, p, s = [], [], []
-        for im in images:
-            t = time.perf_counter()
-            data = codec.encode(im, d)
-            s.append(time.perf_counter() - t)
-            b.append(8 * len(data) / (im.shape[0] * im.shape[1]))
-            p.append(psnr(codec.decode(data), im))
+        b, p, s = _measure(codec, images, d)
         bpp.append(float(np.mean(b)))
         db.append(float(np.mean(p)))
         secs.append(float(np.mean(s)))

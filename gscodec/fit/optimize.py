@@ -4,10 +4,15 @@ Parametrization per Gaussian: ``means`` (px, clamped into the image after
 every step), ``shape = (log l11, shear = l21 / l22, log l22)`` and free
 ``colors``. Loss per image: ``MSE + lambda_reg * sum |colors|``.
 
-Schedule (fractions refer to ``FitConfig.iterations``):
+Schedule (fractions refer to ``FitConfig.iterations``; the effort level,
+:mod:`gscodec.fit.effort`, sets the step counts):
 
 * start with ``init_fraction`` of the budget (grid or content-adaptive, colours
   solved by least squares for the initial geometry);
+* the first ``coarse`` share of the steps renders at half size against the
+  area-downsampled target (a step there costs about a third of a full one;
+  parameters stay in full-size pixels), unless the Gaussians would be too
+  dense for it (:data:`COARSE_MAX_DENSITY`);
 * ``events`` evenly spaced events up to ``events_until``: the first
   ``densify_events`` add the rest of the budget in equal batches at pixels
   sampled by the blurred squared error (new Gaussians take the residual
@@ -15,17 +20,20 @@ Schedule (fractions refer to ``FitConfig.iterations``):
   ``0.2126|R| + 0.7152|G| + 0.0722|B|`` is below ``tau_th`` and re-spends the
   freed slots the same way; after an event a few conjugate-gradient steps
   re-solve all colours;
-* cosine-decayed learning rates; PSNR is computed every ``check_every`` steps
-  (never a sync per step) for ``target_psnr`` (stop at once) and for plateaus
-  after the last event (the image then runs the rest of its decay within
-  ``anneal`` of the iterations and stops);
+* cosine-decayed learning rates (:func:`learning_rates`); PSNR is computed every
+  ``check_every`` steps (never a sync per step) for ``target_psnr`` (stop at
+  once) and for plateaus after the last event (the image then runs the rest of
+  its decay within ``anneal`` of the iterations and stops);
 * a final least-squares colour solve (``final_color_iters``), then the
   quantization-aware end of :mod:`gscodec.fit.refit` when ``quantization`` is
   set.
 
-Defaults (adaptive init, 600 steps) measured on the 11 development photos at
-224x224 on 2 cores, batched: 900 Gaussians 32.3 dB quantized in about 4 s per
-image, 3136 Gaussians 37.3 dB in about 6.7 s (``benchmarks/bench_fit.py``).
+What the default level's speed came from (768x480 textured photo at 0.008
+Gaussians/px, 2949 Gaussians, against the former 600-step default: 11.9 s,
+27.57 dB): the decoder's strip renderer for the forward pass (4.4 to 1.7 ms
+per step), learning rates 1.5-3x higher (+0.25 dB at 300 steps), 420 steps
+with the first 35% at half size and a 70-step shape fine-tune instead of 150:
+5.4 s, 27.46 dB. ``benchmarks/bench_effort.py`` measures every level.
 
 Many same-size images are fitted together (``fit_batch``): every tensor is
 ``(B, N, .)`` and one rasterizer call renders the whole batch, so both cores
@@ -67,7 +75,7 @@ from .init import (
 
 @dataclass(frozen=True)
 class FitConfig:
-    """Everything that steers a fit. The defaults are tuned for 224x224 photos on a CPU.
+    """Everything that steers a fit. The defaults are tuned on the CPU, at 224x224 and at native size.
 
     Attributes:
         points: Gaussian budget per image; the result has exactly this many
@@ -90,7 +98,7 @@ class FitConfig:
         grad_blur: blur (px) of the gradient-magnitude map of the adaptive init.
         init_color_iters: conjugate-gradient steps solving the initial colours.
         lr_means: Adam learning rate of the positions, in units of the mean
-            spacing ``sqrt(H * W / points)`` (0.134 is 1 px at 224x224 with 900
+            spacing ``sqrt(H * W / points)`` (0.2 is 1.5 px at 224x224 with 900
             Gaussians), so it carries over across budgets and image sizes.
         lr_shape, lr_colors: Adam learning rates of the log-scales and shear,
             and of the colours.
