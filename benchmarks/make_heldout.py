@@ -11,6 +11,11 @@ package (GPL; its ``nature/`` folder holds twelve photographs):
     apt-get download mate-backgrounds && dpkg-deb -x mate-backgrounds_*.deb mate
     python benchmarks/make_heldout.py mate/usr/share/backgrounds/mate/nature heldout/
     gsi bench heldout/ -o bench-heldout/
+
+The textured sets come from Debian's ``plasma-workspace-wallpapers`` (GPL-2+),
+the largest image of each wallpaper: held out OneStandsOut, FallenLeaf,
+BytheWater and ColdRipple; for development Path, EveningGlow, Grey and
+ColorfulCups (copy those into two folders, then run this script on each).
 """
 
 from __future__ import annotations
