@@ -276,6 +276,91 @@ strip2_exact = _strip_intrinsic(False, 2)
 strip2_recurrence = _strip_intrinsic(True, 2)
 
 
+def _grad_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    g_arg, goff, z1_arg, zoff, nrows, row0, y, l21, l22, c0, c1, c2, out_arg, ooff = args
+    fma = _vector_intrinsic(builder, "fma", 3)
+    vptr = _VEC.as_pointer()
+    gp = context.make_array(signature.args[0])(context, builder, g_arg).data
+    z1p = context.make_array(signature.args[2])(context, builder, z1_arg).data
+    outp = context.make_array(signature.args[12])(context, builder, out_arg).data
+    base = builder.gep(gp, [goff])
+    z1 = builder.load(builder.bitcast(builder.gep(z1p, [zoff]), vptr), align=4)
+    l21z1 = builder.fmul(z1, _splat(builder, l21))
+    z1sq = builder.fmul(z1, z1)
+    vl22 = _splat(builder, l22)
+    vy = _splat(builder, y)
+    colour = [_splat(builder, c) for c in (c0, c1, c2)]
+    zero = _const(0.0)
+    row0f = builder.fadd(builder.sitofp(row0, _F32), ir.Constant(_F32, 0.5))
+    first_centre = _splat(builder, row0f)  # in the entry block, for the loop's phi
+    entry = builder.block
+    fn = builder.function
+    loop = fn.append_basic_block("grad.rows")
+    done = fn.append_basic_block("grad.done")
+    builder.cbranch(builder.icmp_signed(">", nrows, ir.Constant(_I64, 0)), loop, done)
+    builder.position_at_end(loop)
+    i = builder.phi(_I64)
+    i.add_incoming(ir.Constant(_I64, 0), entry)
+    centre = builder.phi(_VEC)
+    centre.add_incoming(first_centre, entry)
+    sums = [builder.phi(_VEC) for _ in range(GRAD_SUMS)]
+    for phi in sums:
+        phi.add_incoming(zero, entry)
+    dy = builder.fsub(centre, vy)  # (row + 0.5) - y, the reference's order
+    z2 = builder.fdiv(builder.fsub(dy, l21z1), vl22)
+    d2 = builder.fadd(z1sq, builder.fmul(z2, z2))
+    w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), _vector_exp_neg_half(builder, d2), zero)
+    row = builder.gep(base, [builder.mul(i, ir.Constant(_I64, ROW_STRIDE))])
+    grads = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(_I64, ch * CHANNEL_STRIDE)]), vptr), align=4)
+             for ch in range(3)]
+    dot = builder.call(fma, [grads[2], colour[2], builder.call(fma, [grads[1], colour[1],
+                                                                     builder.fmul(grads[0], colour[0])])])
+    a = builder.fmul(w, dot)
+    t = builder.fmul(a, z2)
+    new = [builder.call(fma, [w, grads[ch], sums[ch]]) for ch in range(3)]
+    new += [builder.fadd(sums[3], a), builder.fadd(sums[4], t), builder.call(fma, [t, z2, sums[5]])]
+    for phi, value in zip(sums, new):
+        phi.add_incoming(value, loop)
+    centre.add_incoming(builder.fadd(centre, _const(1.0)), loop)
+    nxt = builder.add(i, ir.Constant(_I64, 1))
+    i.add_incoming(nxt, loop)
+    builder.cbranch(builder.icmp_signed("<", nxt, nrows), loop, done)
+    builder.position_at_end(done)
+    results = [builder.phi(_VEC) for _ in range(GRAD_SUMS)]
+    for phi, value in zip(results, new):
+        phi.add_incoming(zero, entry)
+        phi.add_incoming(value, loop)
+    for s, value in enumerate(results):
+        ptr = builder.bitcast(builder.gep(outp, [builder.add(ooff, ir.Constant(_I64, s * LANES))]), vptr)
+        builder.store(value, ptr, align=4)
+    return context.get_dummy_value()
+
+
+GRAD_SUMS = 6
+"""Vectors :func:`strip_grad` writes: ``sum(w G_c)`` for c = 0, 1, 2, then ``sum(a)``, ``sum(a z2)``, ``sum(a z2^2)``."""
+
+
+@intrinsic
+def strip_grad(typingctx, g, goff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2, out, ooff):  # type: ignore[no-untyped-def]
+    """Per-lane gradient sums of one Gaussian over a strip of 8 columns of the upstream gradient, row by row.
+
+    ``strip_grad(g, goff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2, out, ooff)``:
+    ``g`` float32 upstream gradient in the scratch layout (the strip's first
+    row at ``g[goff:]``, rows ``ROW_STRIDE`` apart, channels ``CHANNEL_STRIDE``);
+    ``z1s[zoff:]`` the lanes' ``(px - x) / l11``; rows ``row0 .. row0 + nrows``;
+    mean ``y`` and factors ``l21, l22``; ``c0, c1, c2`` the colour scaled by -1/2.
+    With the exact mask and weight ``w``, ``a = w * dot(G, c)``: writes the
+    :data:`GRAD_SUMS` per-lane float32 sums to ``out[ooff:ooff + 8 * GRAD_SUMS]``.
+    """
+    args = (g, goff, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2, out, ooff)
+    ok = (all(isinstance(t, types.Array) and t.dtype == types.float32 and t.layout == "C" for t in (g, z1s, out))
+          and all(t == types.int64 for t in (goff, zoff, nrows, row0, ooff))
+          and all(t == types.float32 for t in (y, l21, l22, c0, c1, c2)))
+    if not ok:
+        return None
+    return types.void(*args), _grad_codegen
+
+
 def _pack_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
     acc_arg, aoff, out_arg, ooff = args
     vptr = _VEC.as_pointer()
@@ -334,6 +419,6 @@ for _fn, _what, _second in ((strip_exact, "one strip of 8 columns", ", ``bstride
             else "weights from the polynomial in every row")
     _fn.__doc__ = _DOC.format(what=_what, how=_how, second=_second)
 
-__all__ = ["CHANNEL_STRIDE", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
+__all__ = ["CHANNEL_STRIDE", "GRAD_SUMS", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
            "strip2_exact",
-           "strip2_recurrence", "strip_exact", "strip_recurrence"]
+           "strip2_recurrence", "strip_exact", "strip_grad", "strip_recurrence"]
