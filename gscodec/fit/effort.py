@@ -37,15 +37,15 @@ EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "
 
 _TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
     #     name         iters  coarse shape  cg  sweeps event final
-    1: ("lightning", (80,    0.6,   0,     8,   2,     2,    6)),
-    2: ("swift",     (140,   0.5,   0,     10,  4,     3,    10)),
-    3: ("quick",     (200,   0.5,   20,    20,  8,     4,    15)),
-    4: ("fast",      (300,   0.4,   40,    30,  12,    5,    20)),
-    5: ("default",   (420,   0.35,  70,    40,  16,    5,    20)),
-    6: ("careful",   (560,   0.3,   100,   40,  24,    5,    20)),
-    7: ("slow",      (760,   0.25,  150,   40,  24,    5,    20)),
-    8: ("slower",    (1050,  0.2,   200,   60,  32,    5,    30)),
-    9: ("placebo",   (1500,  0.2,   300,   80,  48,    5,    40)),
+    1: ("lightning", (170,   0.55,  0,     10,  4,     3,    10)),
+    2: ("swift",     (240,   0.5,   20,    15,  6,     4,    12)),
+    3: ("quick",     (330,   0.4,   40,    20,  8,     4,    15)),
+    4: ("fast",      (450,   0.35,  70,    30,  12,    5,    20)),
+    5: ("default",   (600,   0.3,   110,   40,  16,    5,    20)),
+    6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20)),
+    7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20)),
+    8: ("slower",    (1300,  0.2,   250,   60,  32,    5,    30)),
+    9: ("placebo",   (1800,  0.15,  300,   80,  48,    5,    40)),
 }
 
 EFFORTS: Mapping[int, Mapping[str, float | int]] = MappingProxyType(
