@@ -501,8 +501,10 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             chol = _chol(state.p["shape"]).detach().requires_grad_(True)
             colors = state.p["colors"].detach().requires_grad_(True)
             render = level.render(means, chol, colors, state.counts, cfg.backend)
-        diff = render.detach() - level.targets
-        g_means, g_chol, g_colors = torch.autograd.grad(render, (means, chol, colors), 2.0 * diff)
+        # the residual in the render's own buffer (nothing reads the render after this), and the
+        # factor 2 of the squared error on the (N, .) gradients: one image-sized pass, not three
+        residual = render.detach().sub_(level.targets)
+        g_means, g_chol, g_colors = (2.0 * g for g in torch.autograd.grad(render, (means, chol, colors), residual))
         if reg > 0:
             g_colors = g_colors + reg * torch.sign(colors.detach())
         g_shape = shape_grad(g_chol, chol.detach(), state.p["shape"])
