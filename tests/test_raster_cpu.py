@@ -130,8 +130,9 @@ def _unit_gaussian_per_image(means: torch.Tensor, chol: torch.Tensor, width: int
     out = rasterize_sum(means, chol, colors, width, height)
     expected = reference(means, chol, colors.detach(), width, height)
     assert torch.equal(out > 0, expected > 0)
-    # the forward pass is the decoder's strip renderer: weights within its 1e-5 (row recurrence)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-7)
+    # the forward pass is the decoder's strip renderer: weights within its ~1e-5 (row recurrence; where
+    # its restarts fall depends on the band edges, as in test_raster_forward's 2e-5 case)
+    torch.testing.assert_close(out, expected, rtol=2e-5, atol=1e-7)
     # With an all-ones upstream gradient, dL/dcolor is the sum of the weights over the backward's footprint.
     (grad,) = torch.autograd.grad(out, colors, torch.ones_like(out))
     want = expected.double().sum((1, 2))[:, None, :]

@@ -217,6 +217,79 @@ def _draw(
         strip_exact(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
 
 
+@njit(cache=True, inline="always")
+def _render_band(
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    order: np.ndarray, first: int, last: int, lo: int, hi: int, px: np.ndarray, to_u8: bool,
+    out_u8: np.ndarray, out_f32: np.ndarray,
+) -> None:
+    """Render rows ``[lo, hi)`` from the Gaussians ``order[first:last]`` into ``out_u8`` (``to_u8``) or ``out_f32``."""
+    height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
+    nblocks = (width + _LANES - 1) // _LANES
+    block = (hi - lo + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
+    acc = np.zeros(nblocks * block, dtype=np.float32)
+    z1s = np.empty(nblocks * _LANES, dtype=np.float32)
+    spans = np.empty((nblocks, 2), dtype=np.int64)
+    edges = np.empty((3, nblocks + 1), dtype=np.float64)
+    for idx in range(first, last):
+        k = order[idx]
+        c0 = colors[k, 0]
+        c1 = colors[k, 1]
+        c2 = colors[k, 2]
+        if c0 == 0 and c1 == 0 and c2 == 0:
+            continue
+        r0 = max(rows[k, 0], lo)
+        r1 = min(rows[k, 1], hi)
+        x = means[k, 0]
+        y = means[k, 1]
+        l11 = chol[k, 0]
+        l21 = chol[k, 1]
+        l22 = chol[k, 2]
+        pad = params[k, _P_PAD]
+        b0, b1 = _columns(np.float64(x), np.float64(l11), pad, width)
+        if b1 <= b0 or r1 <= r0:
+            continue
+        q0 = b0 // _LANES
+        nq = (b1 + _LANES - 1) // _LANES - q0
+        _fill_block_rows(np.float64(x), np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22), pad,
+                         b0, b1, height, nq, edges, spans)
+        _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
+        recurrence = abs(l22) >= MIN_RECURRENCE_L22
+        q = 0
+        while q < nq:  # a block whose next one is also met is drawn with it, as two vectors over both rows
+            rs, re = max(spans[q, 0], r0), min(spans[q, 1], r1)
+            rs2, re2 = (max(spans[q + 1, 0], r0), min(spans[q + 1, 1], r1)) if q + 1 < nq else (r1, r0)
+            if re > rs and re2 > rs2:
+                rs, re = min(rs, rs2), max(re, re2)
+                _draw(True, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES,
+                      re - rs, rs, y, l21, l22, c0, c1, c2)
+                q += 2
+            elif re2 > rs2:
+                _draw(False, recurrence, acc, (q0 + q + 1) * block + (rs2 - lo) * ROW_STRIDE, block, z1s,
+                      (q + 1) * _LANES, re2 - rs2, rs2, y, l21, l22, c0, c1, c2)
+                q += 2
+            else:
+                if re > rs:
+                    _draw(False, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s,
+                          q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
+                q += 1
+    full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
+    for i in range(lo, hi):
+        a = (i - lo) * ROW_STRIDE
+        for q in range(full):
+            pack_rgb8(acc, q * block + a, out_u8, (i * width + q * _LANES) * 3)
+        for j in range(full * _LANES, width):
+            p = (j // _LANES) * block + a + j % _LANES
+            if to_u8:
+                out_u8[i, j, 0] = _u8(acc[p])
+                out_u8[i, j, 1] = _u8(acc[p + CHANNEL_STRIDE])
+                out_u8[i, j, 2] = _u8(acc[p + 2 * CHANNEL_STRIDE])
+            else:
+                out_f32[i, j, 0] = acc[p]
+                out_f32[i, j, 1] = acc[p + CHANNEL_STRIDE]
+                out_f32[i, j, 2] = acc[p + 2 * CHANNEL_STRIDE]
+
+
 @njit(cache=True, parallel=True)
 def _render_bands(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
@@ -224,75 +297,54 @@ def _render_bands(
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
     """Render every band into ``out_u8`` (``to_u8``) or ``out_f32``, both ``(H, W, 3)``; the other is unused."""
-    height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
-    nbands = starts.shape[0] - 1
-    nblocks = (width + _LANES - 1) // _LANES
-    px = _centres(nblocks * _LANES)
-    for band in prange(nbands):
-        lo = bounds[band]
-        hi = bounds[band + 1]
-        block = (hi - lo + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
-        acc = np.zeros(nblocks * block, dtype=np.float32)
-        z1s = np.empty(nblocks * _LANES, dtype=np.float32)
-        spans = np.empty((nblocks, 2), dtype=np.int64)
-        edges = np.empty((3, nblocks + 1), dtype=np.float64)
-        for idx in range(starts[band], starts[band + 1]):
-            k = order[idx]
-            c0 = colors[k, 0]
-            c1 = colors[k, 1]
-            c2 = colors[k, 2]
-            if c0 == 0 and c1 == 0 and c2 == 0:
-                continue
-            r0 = max(rows[k, 0], lo)
-            r1 = min(rows[k, 1], hi)
-            x = means[k, 0]
-            y = means[k, 1]
-            l11 = chol[k, 0]
-            l21 = chol[k, 1]
-            l22 = chol[k, 2]
-            pad = params[k, _P_PAD]
-            b0, b1 = _columns(np.float64(x), np.float64(l11), pad, width)
-            if b1 <= b0 or r1 <= r0:
-                continue
-            q0 = b0 // _LANES
-            nq = (b1 + _LANES - 1) // _LANES - q0
-            _fill_block_rows(np.float64(x), np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22), pad,
-                             b0, b1, height, nq, edges, spans)
-            _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
-            recurrence = abs(l22) >= MIN_RECURRENCE_L22
-            q = 0
-            while q < nq:  # a block whose next one is also met is drawn with it, as two vectors over both rows
-                rs, re = max(spans[q, 0], r0), min(spans[q, 1], r1)
-                rs2, re2 = (max(spans[q + 1, 0], r0), min(spans[q + 1, 1], r1)) if q + 1 < nq else (r1, r0)
-                if re > rs and re2 > rs2:
-                    rs, re = min(rs, rs2), max(re, re2)
-                    _draw(True, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s, q * _LANES,
-                          re - rs, rs, y, l21, l22, c0, c1, c2)
-                    q += 2
-                elif re2 > rs2:
-                    _draw(False, recurrence, acc, (q0 + q + 1) * block + (rs2 - lo) * ROW_STRIDE, block, z1s,
-                          (q + 1) * _LANES, re2 - rs2, rs2, y, l21, l22, c0, c1, c2)
-                    q += 2
-                else:
-                    if re > rs:
-                        _draw(False, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s,
-                              q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
-                    q += 1
-        full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
-        for i in range(lo, hi):
-            a = (i - lo) * ROW_STRIDE
-            for q in range(full):
-                pack_rgb8(acc, q * block + a, out_u8, (i * width + q * _LANES) * 3)
-            for j in range(full * _LANES, width):
-                p = (j // _LANES) * block + a + j % _LANES
-                if to_u8:
-                    out_u8[i, j, 0] = _u8(acc[p])
-                    out_u8[i, j, 1] = _u8(acc[p + CHANNEL_STRIDE])
-                    out_u8[i, j, 2] = _u8(acc[p + 2 * CHANNEL_STRIDE])
-                else:
-                    out_f32[i, j, 0] = acc[p]
-                    out_f32[i, j, 1] = acc[p + CHANNEL_STRIDE]
-                    out_f32[i, j, 2] = acc[p + 2 * CHANNEL_STRIDE]
+    width = out_u8.shape[1] if to_u8 else out_f32.shape[1]
+    px = _centres((width + _LANES - 1) // _LANES * _LANES)
+    for band in prange(starts.shape[0] - 1):
+        _render_band(means, chol, colors, params, rows, order, starts[band], starts[band + 1], bounds[band],
+                     bounds[band + 1], px, to_u8, out_u8, out_f32)
+
+
+@njit(cache=True, parallel=True)
+def _render_batch(
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    tasks: np.ndarray, order: np.ndarray, out: np.ndarray,
+) -> None:
+    """Float renders of a batch ``out (B, H, W, 3)``: ``tasks[t] = (image, lo, hi, first, last)``, one band each."""
+    empty = np.empty((0, 0, 3), dtype=np.uint8)
+    px = _centres((out.shape[2] + _LANES - 1) // _LANES * _LANES)
+    for t in prange(tasks.shape[0]):
+        b = tasks[t, 0]
+        _render_band(means[b], chol[b], colors[b], params[b], rows[b], order, tasks[t, 3], tasks[t, 4], tasks[t, 1],
+                     tasks[t, 2], px, False, empty, out[b])
+
+
+def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
+                          params: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """Float renders of a batch into ``out`` ``(B, H, W, 3)`` (overwritten), all bands of all images in one pool.
+
+    ``means (B, N, 2)``, ``chol``, ``colors`` float32; image ``b`` uses its
+    first ``counts[b]`` Gaussians; ``params``, ``rows`` as
+    :func:`gscodec.raster.cpu._prepare` fills them. The training rasterizer's forward pass.
+    """
+    nb, height, width = out.shape[0], out.shape[1], out.shape[2]
+    nthreads = numba.get_num_threads()
+    # with several images, fewer bands each still leave every thread busy
+    nbands = _band_count(height, max(1, -(-nthreads // nb)))
+    tasks, orders, offset = [], [], 0
+    for b in range(nb):
+        k = int(counts[b])
+        bounds = _band_bounds(means[b, :k], chol[b, :k], params[b, :k], rows[b, :k], width, height, nbands)
+        starts, order = _bin_bands(rows[b, :k], bounds)
+        for band in range(bounds.shape[0] - 1):
+            tasks.append((b, bounds[band], bounds[band + 1], offset + starts[band], offset + starts[band + 1]))
+        orders.append(order)
+        offset += order.shape[0]
+    chunksize = numba.set_parallel_chunksize(1)
+    try:
+        _render_batch(means, chol, colors, params, rows, np.array(tasks, dtype=np.int64).reshape(-1, 5),
+                      np.concatenate(orders) if orders else np.empty(0, dtype=np.int64), out)
+    finally:
+        numba.set_parallel_chunksize(chunksize)
 
 
 @njit(cache=True)
@@ -396,4 +448,4 @@ def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, par
         numba.set_parallel_chunksize(chunksize)
 
 
-__all__ = ["footprint_pixels", "render_numpy", "render_prepared"]
+__all__ = ["footprint_pixels", "render_batch_prepared", "render_numpy", "render_prepared"]
