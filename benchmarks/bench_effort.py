@@ -20,6 +20,7 @@ Example::
 
     python benchmarks/bench_effort.py ../shared/photos -o bench-effort/ --levels 1,3,5,7,9
     python benchmarks/bench_effort.py photos/ --densities 0.004,0.008,0.016 --limit 4 --crop-points 900
+    python benchmarks/bench_effort.py heldout/ --size 768x512 --levels 1,5 --densities 0.008 --crop-points ''
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--crop-points", default="400,900,3136",
                     help="224x224 budgets, comma-separated ('' skips the crop part)")
     ap.add_argument("--crop-size", type=int, default=224)
+    ap.add_argument("--size", metavar="WxH", help="resize every photo to this size (Lanczos) for the native part")
     return ap.parse_args(argv)
 
 
@@ -186,6 +188,11 @@ def main(argv: list[str] | None = None) -> None:
     budgets = _csv(args.crop_points, int)
     paths = list_photos(args.photos, args.limit)
     images = [load_rgb(p) for p in paths]
+    if args.size:
+        from PIL import Image
+
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        images = [np.asarray(Image.fromarray(im).resize((w, h), Image.LANCZOS)) for im in images]
     crops = [load_rgb(p, args.crop_size) for p in paths]
     print(f"{len(paths)} photos from {args.photos}; {numba.get_num_threads()} numba threads, torch "
           f"{torch.__version__}", flush=True)
