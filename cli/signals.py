@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any, Callable, Iterator
 
 _PR_SET_PDEATHSIG = 1
 
@@ -33,31 +33,27 @@ def raise_terminated(signum: int, frame: Any) -> None:
 
 
 @contextmanager
-def sigterm_unwinds() -> Iterator[None]:
+def _handled(signum: int, handler: Callable[..., Any] | int) -> Iterator[None]:
+    """Within the block, ``handler`` takes ``signum`` in the main thread (elsewhere nothing changes)."""
+    try:
+        previous = signal.signal(signum, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+
+
+def sigterm_unwinds() -> AbstractContextManager[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere it is left alone)."""
-    try:
-        previous = signal.signal(signal.SIGTERM, raise_terminated)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    return _handled(signal.SIGTERM, raise_terminated)
 
 
-@contextmanager
-def sigint_ignored() -> Iterator[None]:
+def sigint_ignored() -> AbstractContextManager[None]:
     """Ignore SIGINT while worker processes start, so that they inherit the ignored disposition."""
-    try:
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    except ValueError:  # not the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    return _handled(signal.SIGINT, signal.SIG_IGN)
 
 
 def die_with_parent(parent: int) -> None:
