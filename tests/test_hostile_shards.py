@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 import zlib
 from pathlib import Path
@@ -241,3 +242,69 @@ def test_sample_limits_on_each_side(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert got == {"a": (["a.bin"], []), "b": ([], ["b.bin"]), "c": (["c.bin", "c.txt"], []),
                    "d": (["d.bin"], ["d.txt"]), "e": (["e.1", "e.2", "e.3"], []),
                    "f": (["f.1", "f.2", "f.3"], ["f.4"])}
+
+
+def _gsi_bytes(seed: int) -> bytes:
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    gauss = gscodec.GaussianImage(16, 12, torch.rand(6, 2, generator=g) * torch.tensor([16, 12]),
+                                  torch.tensor([[2.0, 0.0, 2.0]]).repeat(6, 1), torch.rand(6, 3, generator=g))
+    return gscodec.format.encode(gauss)
+
+
+def test_training_shards_read_members_under_the_shard_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The head's tar stream reads through the shard reader: hostile samples are skipped and named, never read."""
+    from gscodec.clip import GsiTarDataset
+
+    monkeypatch.setattr(shard_tar, "MAX_SAMPLE_MEMBERS", 4)
+    good = lambda key, seed: [_member(f"{key}.gsi", _gsi_bytes(seed)), _member(f"{key}.txt", key.encode())]  # noqa
+    src = _tar(tmp_path / "train.tar", [
+        *good("000001", 1),
+        _member("000002.txt", b"x"), _sparse_member("000002.gsi", 20 * 10**9),    # the issue's example
+        *good("000003", 3),
+        _member("000004.gsi", _gsi_bytes(4)), _member("000004.txt", kind=tarfile.SYMTYPE, link="/etc/passwd"),
+        _member("000005.gsi", kind=tarfile.FIFOTYPE), _member("000006.gsi", kind=tarfile.CHRTYPE),
+        _member("../000007.gsi", _gsi_bytes(7)), _member("../000007.txt", b"x"),
+        *[_member(f"000008.{i}", b"x") for i in range(4)], *good("000008", 8),  # six members: over the limit
+        *good("000009", 9),
+    ])
+    assert src.stat().st_size < 40_000
+    extract = tarfile.TarFile.extractfile
+    refused = {"000002.gsi", "000004.txt", "000005.gsi", "000006.gsi", "../000007.gsi",
+               "../000007.txt", "000008.gsi", "000008.txt"}
+
+    def only_safe(self: tarfile.TarFile, member: tarfile.TarInfo | str):  # a read of a refused member fails here
+        name = member if isinstance(member, str) else member.name
+        assert name not in refused, name
+        return extract(self, member)
+
+    monkeypatch.setattr(tarfile.TarFile, "extractfile", only_safe)
+    with pytest.warns(UserWarning) as warned:
+        samples = list(GsiTarDataset([str(src)], need_caption=True))
+    assert [s["key"] for s in samples] == [f"{src}:000001", f"{src}:000003", f"{src}:000009"]
+    assert [s["caption"] for s in samples] == ["000001", "000003", "000009"]
+    text = "\n".join(str(w.message) for w in warned)
+    for reason in ("000002: member '000002.gsi' declares 20,000,000,000 bytes",
+                   "000004: member '000004.txt' is a symbolic link", "000005: member '000005.gsi' is a FIFO",
+                   "000006: member '000006.gsi' is a character device", "../000007: member '../000007.gsi' has "
+                   "an unsafe name", "000008: sample '000008' has more than 4 members"):
+        assert reason in text, text
+
+
+def test_training_captions_are_read_only_from_regular_files_within_the_limit(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from gscodec.clip import data
+
+    monkeypatch.setattr(data, "MAX_SAMPLE_BYTES", 10)
+    for name, caption in (("at", b"0123456789"), ("over", b"0123456789A")):
+        (tmp_path / f"{name}.gsi").write_bytes(_gsi_bytes(1))
+        (tmp_path / f"{name}.txt").write_bytes(caption)
+    (tmp_path / "fifo.gsi").write_bytes(_gsi_bytes(2))
+    os.mkfifo(tmp_path / "fifo.txt")  # a plain read would block here for ever
+    with pytest.warns(UserWarning) as warned:
+        ds = data.open_dataset([tmp_path], need_caption=True)
+    assert [Path(p).name for p in ds.paths] == ["at.gsi"] and ds.captions == ["0123456789"]
+    text = "\n".join(str(w.message) for w in warned)
+    assert "over.txt has 11 bytes, over the limit of 10; not read" in text
+    assert "fifo.txt not read: not a regular file (a FIFO)" in text

@@ -28,7 +28,6 @@ import glob
 import io
 import os
 import random
-import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,11 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from ..files import open_regular
 from ..format import GsiError, decode, read
 from ..gaussians import GaussianImage
-from ..shards.tar import split_key
+from ..limits import MAX_SAMPLE_BYTES
+from ..shards.tar import ShardError, iter_samples
 from .config import ClipHeadError
 from .stem import PARAMS
 
@@ -194,7 +195,9 @@ class GsiTarDataset(IterableDataset):
     reads shards ``r, r + w, ...``; see :meth:`set_rank`), then among the
     DataLoader workers of each rank, so every shard is read by exactly one
     worker of one process. Samples without a `.gsi` member, or without the
-    caption or image that is required, are skipped.
+    caption or image that is required, are skipped; so are samples that the
+    shard reader refuses unread (unsafe names, links and devices, the sample
+    limits of :mod:`gscodec.limits`), with a warning.
 
     Args:
         shards: tar files (plain or compressed).
@@ -231,33 +234,23 @@ class GsiTarDataset(IterableDataset):
         return self.shards[self.rank::self.world_size]
 
     def _samples(self, shard: str) -> Iterator[dict[str, Any]]:
+        """The usable samples of ``shard``, read by :func:`gscodec.shards.tar.iter_samples` under its limits.
+
+        A sample with a member that is unsafe, not a regular file or over the
+        sample limits (:data:`~gscodec.limits.MAX_SAMPLE_BYTES`,
+        :data:`~gscodec.limits.MAX_SAMPLE_MEMBERS`) is skipped with a warning,
+        unread; an unreadable or corrupt shard is skipped from there on, with a warning.
+        """
         try:
-            tf = tarfile.open(shard, "r:*")
-        except (OSError, tarfile.TarError) as exc:
-            warnings.warn(f"skipping shard {shard}: {exc}", stacklevel=2)
-            return
-        with tf:
-            current, parts = None, {}
-            try:
-                for member in tf:
-                    if not member.isfile():
-                        continue
-                    key, ext = split_key(member.name)
-                    if key != current:
-                        if current is not None:
-                            s = self._make(shard, current, parts)
-                            if s is not None:
-                                yield s
-                        current, parts = key, {}
-                    fh = tf.extractfile(member)
-                    if fh is not None:
-                        parts[ext] = fh.read()
-            except (OSError, tarfile.TarError, EOFError) as exc:
-                warnings.warn(f"shard {shard} is truncated or corrupt after key {current!r}: {exc}", stacklevel=2)
-            if current is not None:
-                s = self._make(shard, current, parts)
+            for sample in iter_samples(shard):
+                if sample.rejected:
+                    warnings.warn(f"skipping {shard}:{sample.key}: {sample.rejected[0][1]}", stacklevel=2)
+                    continue
+                s = self._make(shard, sample.key, {sample.extension(info): data for info, data in sample.members})
                 if s is not None:
                     yield s
+        except ShardError as exc:
+            warnings.warn(f"skipping the rest of shard {shard}: {exc}", stacklevel=2)
 
     def _make(self, shard: str, key: str, parts: dict[str, bytes]) -> dict[str, Any] | None:
         if "gsi" not in parts:
@@ -325,6 +318,25 @@ def discover_gsi(inputs: Sequence[str | os.PathLike]) -> list[Path]:
             seen.add(p)
             out.append(p)
     return out
+
+
+def _read_caption(path: Path) -> str:
+    """The stripped text of the caption file ``path``; ``""`` when it does not exist, and with a warning when it is
+    not a regular file or holds more than :data:`~gscodec.limits.MAX_SAMPLE_BYTES` (it is then not read)."""
+    try:
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_SAMPLE_BYTES:
+                warnings.warn(f"caption {path} has {size:,} bytes, over the limit of {MAX_SAMPLE_BYTES:,}; "
+                              "not read", stacklevel=2)
+                return ""
+            data = fh.read(MAX_SAMPLE_BYTES)
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        warnings.warn(f"caption {path} not read: {exc.strerror or exc}", stacklevel=2)
+        return ""
+    return data.decode("utf-8", errors="replace").strip()
 
 
 def _find_original(gsi: Path, root: Path | None, images_dir: Path | None) -> Path | None:
@@ -415,8 +427,7 @@ def open_dataset(inputs: Sequence[str | os.PathLike], *, need_caption: bool = Fa
         root = Path(item) if Path(item).is_dir() else None
         for p in discover_gsi([item]):
             paths.append(p)
-            txt = p.with_suffix(".txt")
-            captions.append(txt.read_text(encoding="utf-8", errors="replace").strip() if txt.is_file() else "")
+            captions.append(_read_caption(p.with_suffix(".txt")))
             images.append(_find_original(p, root, Path(images_dir) if images_dir else None)
                           if image_transform is not None else None)
     if not paths:
