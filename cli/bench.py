@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import err_console, out_console
+from .common import err_console, out_console, printable, safe
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 CODEC_NAMES = ("gsi", "jpeg", "webp", "avif")
@@ -168,22 +167,22 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
         def on_start(todo: int, done: int) -> None:
             bar.update(task, total=todo)
             if done:
-                bar.console.print(f"{done} point(s) already in {escape(str(outdir / 'points.csv'))}; "
+                bar.console.print(f"{done} point(s) already in {safe(outdir / 'points.csv')}; "
                                   f"measuring {todo} more")
 
         def on_point(result: Any) -> None:
             if isinstance(result, Failure):
-                bar.console.print(f"[red]✗[/] {escape(result.image)} {result.codec} {result.quality}: "
-                                  f"{escape(result.error)}")
+                bar.console.print(f"[red]✗[/] {safe(result.image)} {result.codec} {result.quality}: "
+                                  f"{safe(result.error)}")
             else:
-                bar.update(task, description=f"{escape(result.image)} {result.codec} {result.quality}: "
+                bar.update(task, description=f"{safe(result.image)} {result.codec} {result.quality}: "
                                              f"{result.bpp:.3f} bpp {result.psnr:.2f} dB")
             bar.advance(task)
 
         try:
             summary = run(folder, selected, outdir, jobs=jobs, limit=limit, start=on_start, progress=on_point)
         except BenchError as exc:
-            raise click.ClickException(str(exc)) from None
+            raise click.ClickException(printable(exc)) from None
         except KeyboardInterrupt:
             err.print("[red]interrupted[/]: finished points are in points.csv; run the same command to resume")
             raise click.exceptions.Exit(130) from None
@@ -199,6 +198,6 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
         err.print(f"[yellow]warning:[/] {name} quality {', '.join(labels)} left out of the averages "
                   f"(not measured on every image)")
     err.print(f"measured {summary.measured}, reused {summary.reused}, failed {len(summary.failures)}; "
-              f"wrote {', '.join(escape(str(p)) for p in summary.files)}")
+              f"wrote {', '.join(safe(p) for p in summary.files)}")
     if summary.failures:
         raise click.ClickException(f"{len(summary.failures)} point(s) failed; run again to retry them")

@@ -14,13 +14,12 @@ from dataclasses import replace
 
 import torch
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from gscodec.fit.device import choose_batch_size
 from gscodec.fit.stream import BackgroundWriter, Loaded, SizeBatcher, stream_images
 
-from .common import error_text
+from .common import error_text, safe
 from .encoding import Fitted, Record, Settings, _prepare_output, check_existing, fit_images, record_line
 from .inputs import Job
 
@@ -86,7 +85,7 @@ def run_streaming(jobs: list[Job], settings: Settings, console: Console, device:
 
         def fit(batch: list[Loaded]) -> None:
             idx = [todo[item.index] for item in batch]
-            bar.update(total, description=f"fitting {len(batch)} image(s) of {escape(jobs[idx[0]].input.name)}")
+            bar.update(total, description=f"fitting {len(batch)} image(s) of {safe(jobs[idx[0]].input.name)}")
             results = fit_images([item.image for item in batch], [jobs[i].input.name for i in idx], settings)
             for i, item, res in zip(idx, batch, results):
                 if isinstance(res, str):

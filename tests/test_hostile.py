@@ -207,6 +207,62 @@ def test_info_shows_markup_and_escape_sequences_literally(runner: CliRunner, tmp
     assert "\x1b" not in result.output and "\\x1b[2J" in result.output
 
 
+def _descriptions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every progress-bar description set from here on (rich renders them only on a terminal)."""
+    from rich.progress import Progress
+
+    seen: list[str] = []
+    update = Progress.update
+
+    def spy(self: Progress, task_id: int, **kwargs: object) -> None:
+        if kwargs.get("description") is not None:
+            seen.append(str(kwargs["description"]))
+        update(self, task_id, **kwargs)
+
+    monkeypatch.setattr(Progress, "update", spy)
+    return seen
+
+
+HOSTILE = "[/bold]\x1b[2J"  # in a relative name: the folder "[" and a file "bold]\x1b[2J..."
+
+
+def test_bench_shows_hostile_file_names_literally(runner: CliRunner, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    descriptions = _descriptions(monkeypatch)
+    _image(tmp_path / "in" / f"{HOSTILE}good.png")
+    (tmp_path / "in" / f"{HOSTILE}bad.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / f"{HOSTILE}out"
+    result = runner.invoke(cli, ["bench", str(tmp_path / "in"), "-o", str(out), "--codecs", "jpeg",
+                                 "--quality", "jpeg=50"])
+    assert result.exit_code == 1 and "1 point(s) failed" in result.output, result.output
+    assert "Traceback" not in result.output and "\x1b" not in result.output
+    assert "\\x1b[2Jbad.png jpeg 50:" in result.output and "[/bold]" in result.output
+    assert f"wrote {printable(out)}" in result.output
+    shown = [d for d in descriptions if "good.png" in d]
+    assert shown and all("\x1b" not in d and "\\[/bold]\\x1b[2Jgood.png" in d for d in shown), descriptions
+
+
+def test_gpu_encode_progress_shows_hostile_file_names_literally(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from gscodec.fit.device import RESERVE, SAFETY, fit_bytes_per_image
+    from gscodec_cli.encoding import Settings
+    from gscodec_cli.gpu_encoding import run_streaming
+
+    descriptions = _descriptions(monkeypatch)
+    _image(tmp_path / "in" / "[bold]x\x1b[2J.png")  # a base name cannot hold "/"
+    jobs = discover([str(tmp_path / "in")], tmp_path / "out").jobs
+    free = RESERVE + int(np.ceil(fit_bytes_per_image(12, 16, 8) / SAFETY)) + 1  # one image per batch
+    text = io.StringIO()
+    records = run_streaming(jobs, Settings(points=8, iterations=3), Console(file=text), torch.device("cpu"),
+                            loaders=0, free_bytes=free)
+    assert [r.status for r in records] == ["encoded"]
+    shown = [d for d in descriptions if d.startswith("fitting")]
+    assert shown == ["fitting 1 image(s) of \\[bold]x\\x1b[2J.png"], descriptions
+    assert "\x1b" not in text.getvalue()
+
+
 # ----------------------------------------------------------------------------- 7. allocations sized by the image's shape
 
 
