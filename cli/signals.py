@@ -1,18 +1,13 @@
-"""Signals of ``gsi encode``: SIGTERM unwinds like Ctrl-C, and worker processes die with their parent."""
+"""Signals of ``gsi encode``: SIGTERM unwinds like Ctrl-C, and worker processes die with their parent
+(:func:`gscodec.processes.die_with_parent`, re-exported here)."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import os
 import signal
-import sys
-import threading
-import time
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Callable, Iterator
 
-_PR_SET_PDEATHSIG = 1
+from gscodec.processes import die_with_parent
 
 
 class Terminated(SystemExit):
@@ -54,32 +49,6 @@ def sigterm_unwinds() -> AbstractContextManager[None]:
 def sigint_ignored() -> AbstractContextManager[None]:
     """Ignore SIGINT while worker processes start, so that they inherit the ignored disposition."""
     return _handled(signal.SIGINT, signal.SIG_IGN)
-
-
-def die_with_parent(parent: int) -> None:
-    """In a worker process: receive SIGTERM when the parent process (id ``parent``) ends, even by SIGKILL,
-    or at once if it already has.
-
-    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)``; elsewhere a daemon thread
-    that checks the parent's id every second. Pair it with a SIGTERM handler
-    that unwinds (:func:`raise_terminated`) so that temporary files go too.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) == 0:
-                if os.getppid() != parent:  # the parent ended before the request took effect (while importing)
-                    os.kill(os.getpid(), signal.SIGTERM)
-                return
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="gsi-parent-watch", daemon=True).start()
 
 
 __all__ = ["Terminated", "die_with_parent", "raise_terminated", "sigint_ignored", "sigterm_unwinds"]

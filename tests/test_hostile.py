@@ -392,6 +392,63 @@ def test_workers_end_with_their_parent(tmp_path: Path, sig: signal.Signals) -> N
         parent.wait()
 
 
+_HANGING_LOADERS = """
+import time
+import gscodec.fit.stream as stream
+stream.load_image = lambda path: time.sleep(3600)  # forked loader workers inherit it: they stay busy
+next(stream.stream_images(["a.png", "b.png", "c.png"], workers=2))
+"""
+
+
+def _killed_parent_leaves_no_workers(cmd: list[str], spawned: bool) -> None:
+    """Start ``cmd``, wait for its two worker processes, SIGKILL it alone and check the workers end within 5 s."""
+    parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    children = _children if spawned else lambda pid: [int(e) for e in os.listdir("/proc") if e.isdigit()
+                                                      and _parent_of(int(e)) == pid]
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while len(workers := children(parent.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 2
+        time.sleep(1.0)  # the workers are past their set-up, busy
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers)
+    finally:
+        if parent.poll() is None:
+            os.killpg(parent.pid, signal.SIGKILL)
+        for w in workers:  # orphans, if the test failed
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        parent.wait()
+
+
+def _parent_of(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_gpu_loader_workers_end_with_their_parent() -> None:
+    _killed_parent_leaves_no_workers([sys.executable, "-c", _HANGING_LOADERS], spawned=False)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_bench_workers_end_with_their_parent(tmp_path: Path) -> None:
+    for i in range(2):
+        _image(tmp_path / "in" / f"{i}.png", seed=i)
+    # the workers' warm-up fit alone takes for ever at this many steps
+    _killed_parent_leaves_no_workers([sys.executable, "-m", "gscodec_cli.main", "bench", str(tmp_path / "in"), "-o",
+                                      str(tmp_path / "out"), "--codecs", "gsi", "--gsi-density", "0.02,0.04",
+                                      "--iterations", "100000000", "--jobs", "2"], spawned=True)
+
+
 # ----------------------------------------------------------------------------- faults: stale temporary files, read-only
 
 

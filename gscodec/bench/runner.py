@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..processes import die_with_parent
 from .bdrate import DEFAULT_METHOD, bd_rate, common_range
 from .codecs import Codec, quality_label
 from .metrics import MissingDependencyError, ms_ssim, psnr
@@ -218,8 +219,11 @@ def _warm_up(codecs: Sequence[Codec]) -> None:
             pass
 
 
-def _init_worker(codecs: Sequence[Codec]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+def _init_worker(codecs: Sequence[Codec], parent: int) -> None:
+    """Worker set-up: SIGINT ignored (the parent handles Ctrl-C), the worker ends with its parent (even one
+    killed by SIGKILL), one thread, codecs warmed up."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent)
     _single_thread()
     _warm_up(codecs)
 
@@ -258,7 +262,7 @@ def _execute(tasks: list[Task], jobs: int, on_result: Callable[[Point | Failure]
         return
     ctx = multiprocessing.get_context("spawn")
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx, initializer=_init_worker,
-                               initargs=(codecs,))
+                               initargs=(codecs, os.getpid()))
     try:
         pending: dict[Future, Task] = {pool.submit(_attempt, t): t for t in tasks}
         while pending:

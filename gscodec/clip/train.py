@@ -32,6 +32,7 @@ import os
 import random
 import time
 from dataclasses import asdict, dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -41,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .. import distributed
+from ..processes import loader_worker_init
 from .config import ClipHeadError
 from .data import DataError, SplatBatch, collate_splats
 from .model import GaussianCLIPHead
@@ -269,7 +271,8 @@ class Trainer:
     def _loader(self) -> DataLoader:
         cfg = self.config
         common = dict(batch_size=cfg.batch_size, collate_fn=collate_splats, num_workers=cfg.workers,
-                      pin_memory=self.device.type == "cuda")
+                      pin_memory=self.device.type == "cuda",
+                      worker_init_fn=partial(loader_worker_init, os.getpid()))  # workers end with this process
         if self.iterable:
             if hasattr(self.dataset, "set_epoch"):
                 self.dataset.set_epoch(self.epoch)  # type: ignore[attr-defined]

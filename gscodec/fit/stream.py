@@ -11,11 +11,13 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..format import GsiError, write_atomic
 from ..imageio import ImageReadError, load_image, resize_for_clip
+from ..processes import loader_worker_init
 
 
 @dataclass
@@ -93,12 +96,14 @@ def stream_images(paths: Sequence[str | Path], resize: int | None = None, worker
 
     Each worker decodes up to ``prefetch`` files in advance, and a thread keeps
     up to ``ahead`` decoded images ready, so a whole next batch is decoded while
-    the current one is fitted (``ahead`` should exceed the batch size).
+    the current one is fitted (``ahead`` should exceed the batch size). The
+    workers end with this process, even when it is killed outright.
     """
     if workers < 0:
         raise ValueError(f"workers must be non-negative, got {workers}")
     loader = DataLoader(ImageFiles(paths, resize), batch_size=None, shuffle=False, num_workers=workers,
-                        collate_fn=_as_is, prefetch_factor=prefetch if workers > 0 else None)
+                        collate_fn=_as_is, prefetch_factor=prefetch if workers > 0 else None,
+                        worker_init_fn=partial(loader_worker_init, os.getpid()))
     yield from _read_ahead(iter(loader), ahead)  # workers start here, in the caller's thread
 
 
