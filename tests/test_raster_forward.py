@@ -63,9 +63,9 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     chol = torch.stack([0.3 + 6 * torch.rand(n, generator=gen), shear * l22, l22], 1)
     colors = torch.rand(n, 3, generator=gen)
     m, l = means.numpy(), chol.numpy()
-    params, rows = np.empty((1, n, 4)), np.zeros((1, n, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([n]), height, params, rows)
-    bounds = _band_bounds(m, l, params[0], rows[0], 90, height, _band_count(height, numba.get_num_threads()))
+    pads, rows = np.empty((1, n)), np.zeros((1, n, 2), dtype=np.int64)
+    _prepare(m[None], l[None], np.array([n]), height, pads, rows)
+    bounds = _band_bounds(m, l, pads[0], rows[0], 90, height, _band_count(height, numba.get_num_threads()))
     inner = bounds[1:-1]
     assert len(inner) and any(((rows[0, :, 0] < e) & (rows[0, :, 1] > e)).any() for e in inner)  # some straddle
     ref = reference(means, chol, colors, 90, height).numpy()
@@ -207,13 +207,13 @@ def test_band_bounds_balance_the_work() -> None:
 
     g = random_gaussians(200, 64, 300, 3)
     m, l = g.means.numpy(), g.chol.numpy()
-    params, rows = np.empty((1, 300, 4)), np.zeros((1, 300, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([300]), 600, params, rows)
-    bounds = _band_bounds(m, l, params[0], rows[0], 200, 600, 4)
+    pads, rows = np.empty((1, 300)), np.zeros((1, 300, 2), dtype=np.int64)
+    _prepare(m[None], l[None], np.array([300]), 600, pads, rows)
+    bounds = _band_bounds(m, l, pads[0], rows[0], 200, 600, 4)
     heights = np.diff(bounds)
     assert bounds[0] == 0 and bounds[-1] == 600 and (heights > 0).all() and (heights <= 2 * _MAX_BAND_ROWS).all()
     assert heights[0] < 64 and heights.max() > _MAX_BAND_ROWS
-    empty = _band_bounds(m[:0], l[:0], params[0, :0], rows[0, :0], 200, 600, 4)
+    empty = _band_bounds(m[:0], l[:0], pads[0, :0], rows[0, :0], 200, 600, 4)
     np.testing.assert_array_equal(empty, [0, 150, 300, 450, 600])  # no Gaussians: equal bands
 
 

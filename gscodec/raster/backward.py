@@ -24,7 +24,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .cpu import _P_PAD
 from .forward import _column_terms, _columns, _fill_block_rows
 from .strips import GRAD_SUMS, LANES, ROW_STRIDE, strip_grad
 
@@ -55,13 +54,13 @@ def to_blocks(grad: np.ndarray, out: np.ndarray) -> None:
 
 @njit(cache=True, parallel=True)
 def backward_strips(
-    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
     blocks: np.ndarray, width: int, height: int, nthreads: int,
     grad_means: np.ndarray, grad_chol: np.ndarray, grad_colors: np.ndarray,
 ) -> None:
     """Gradients ``(B, N, 2|3|3)`` (overwritten) of ``sum(grad_out * image)`` w.r.t. the parameters.
 
-    ``blocks`` is the upstream gradient from :func:`to_blocks`; ``params`` and
+    ``blocks`` is the upstream gradient from :func:`to_blocks`; ``pads`` and
     ``rows`` the footprints of :func:`gscodec.raster.cpu._prepare`. The chain
     rule: ``dL/dx = -2/l11 (S[z1] - r S[z2])``, ``dL/dl11 = -2/l11 (S[z1 z1] - r S[z1 z2])``,
     ``dL/dy = -2/l22 S[z2]``, ``dL/dl21 = -2/l22 S[z1 z2]``, ``dL/dl22 = -2/l22 S[z2 z2]``
@@ -90,12 +89,12 @@ def backward_strips(
             l21 = chol[b, k, 1]
             l22 = chol[b, k, 2]
             xd = np.float64(x)
-            b0, b1 = _columns(xd, np.float64(l11), params[b, k, _P_PAD], width)
+            b0, b1 = _columns(xd, np.float64(l11), pads[b, k], width)
             if r1 > r0 and b1 > b0:
                 q0 = b0 // LANES
                 nq = (b1 + LANES - 1) // LANES - q0
                 _fill_block_rows(xd, np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22),
-                                 params[b, k, _P_PAD], b0, b1, height, nq, edges, spans)
+                                 pads[b, k], b0, b1, height, nq, edges, spans)
                 _column_terms(z1s, px[q0 * LANES:], nq * LANES, x, l11)
                 c0 = colors[b, k, 0] * _F32_MINUS_HALF
                 c1 = colors[b, k, 1] * _F32_MINUS_HALF

@@ -45,8 +45,6 @@ _F32_HALF = np.float32(0.5)
 _SPAN_CUT = CUTOFF_SQ * (1.0 + 1e-5)
 _PAD_PX = 0.01
 _PAD_REL = 1e-6
-# Per-Gaussian float64 footprint parameters stored by _prepare.
-_P_MU, _P_SC, _P_INV_SYY, _P_PAD = 0, 1, 2, 3
 
 
 @intrinsic
@@ -62,14 +60,14 @@ def _f32_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _prepare(
-    means: np.ndarray, chol: np.ndarray, counts: np.ndarray, height: int, params: np.ndarray, rows: np.ndarray
+    means: np.ndarray, chol: np.ndarray, counts: np.ndarray, height: int, pads: np.ndarray, rows: np.ndarray
 ) -> None:
     """Footprint parameters of every Gaussian (all arrays batched, ``B`` first).
 
-    Writes ``params[b, k] = (mu, sc, inv_syy, pad)``: the row-span centre is
-    ``x + mu * dy`` and its half-width ``sc * sqrt(cut - dy^2 * inv_syy) + pad``
-    (pixels); ``rows[b, k] = (r0, r1)`` is the half-open range of image rows to
-    visit, empty for padding and degenerate Gaussians.
+    Writes ``pads[b, k]`` (``(B, N)`` float64), the margin (pixels) that widens
+    the footprint's float64 box so it covers the float32 test, and
+    ``rows[b, k] = (r0, r1)``, the half-open range of image rows to visit, empty
+    for padding and degenerate Gaussians (whose pad is left unset).
     """
     nb, n = means.shape[0], means.shape[1]
     for b in range(nb):
@@ -89,10 +87,7 @@ def _prepare(
                 continue
             sy = math.sqrt(syy)
             pad = _PAD_PX + _PAD_REL * (abs(x) + abs(y) + abs(l11) + sy)
-            params[b, k, _P_MU] = l11 * l21 / syy
-            params[b, k, _P_SC] = sc / sy
-            params[b, k, _P_INV_SYY] = 1.0 / syy
-            params[b, k, _P_PAD] = pad
+            pads[b, k] = pad
             ext = sy * math.sqrt(_SPAN_CUT) + pad
             # Row i is visited iff its centre i + 0.5 lies within [y - ext, y + ext].
             lo = min(max(y - ext - 0.5, -1.0), height + 1.0)
@@ -125,7 +120,7 @@ class _RasterizeSum(torch.autograd.Function):
     ) -> torch.Tensor:
         m, l, c = _as_f32(means), _as_f32(chol), _as_f32(colors)
         nb, n = m.shape[0], m.shape[1]
-        params = np.empty((nb, n, 4), dtype=np.float64)
+        pads = np.empty((nb, n), dtype=np.float64)
         rows = np.zeros((nb, n, 2), dtype=np.int64)
         batched = means.ndim == 3
         out = torch.empty((nb, height, width, 3) if batched else (height, width, 3), dtype=torch.float32)
@@ -133,9 +128,9 @@ class _RasterizeSum(torch.autograd.Function):
             from .forward import render_batch_prepared  # it builds on this module's footprints
 
             out_np = out.numpy() if batched else out.numpy()[None]
-            _prepare(m, l, counts, height, params, rows)
-            render_batch_prepared(m, l, c, counts, params, rows, out_np)
-        ctx.saved = (m, l, c, params, rows)
+            _prepare(m, l, counts, height, pads, rows)
+            render_batch_prepared(m, l, c, counts, pads, rows, out_np)
+        ctx.saved = (m, l, c, pads, rows)
         ctx.batched = batched
         return out if means.device.type == "cpu" else out.to(means.device)
 
@@ -143,7 +138,7 @@ class _RasterizeSum(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad_out: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        m, l, c, params, rows = ctx.saved
+        m, l, c, pads, rows = ctx.saved
         nb, n = m.shape[0], m.shape[1]
         lead = (nb, n) if ctx.batched else (n,)
         grad_means = torch.empty((*lead, 2), dtype=torch.float32)
@@ -161,7 +156,7 @@ class _RasterizeSum(torch.autograd.Function):
             height, width = g.shape[1], g.shape[2]
             blocks = np.empty((nb, -(-width // LANES) * height * ROW_STRIDE), dtype=np.float32)
             to_blocks(g, blocks)
-            backward_strips(m, l, c, params, rows, blocks, width, height, numba.get_num_threads(), gm, gl, gc)
+            backward_strips(m, l, c, pads, rows, blocks, width, height, numba.get_num_threads(), gm, gl, gc)
         need = ctx.needs_input_grad
         device = grad_out.device
         return (

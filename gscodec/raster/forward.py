@@ -51,7 +51,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..limits import MAX_DIMENSION
-from .cpu import _F32_HALF, _P_PAD, _SPAN_CUT, _prepare
+from .cpu import _F32_HALF, _SPAN_CUT, _prepare
 from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
                      strip2_recurrence, strip_exact, strip_recurrence)
 
@@ -64,7 +64,7 @@ _F32_255 = np.float32(255.0)
 
 
 @njit(cache=True)
-def _band_bounds(means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: np.ndarray, width: int,
+def _band_bounds(means: np.ndarray, chol: np.ndarray, pads: np.ndarray, rows: np.ndarray, width: int,
                  height: int, nbands: int) -> np.ndarray:
     """``(B + 1,)`` first rows of about ``nbands`` bands of equal estimated work, each at most ``2 * _MAX_BAND_ROWS`` tall.
 
@@ -75,7 +75,7 @@ def _band_bounds(means: np.ndarray, chol: np.ndarray, params: np.ndarray, rows: 
     for k in range(rows.shape[0]):
         r0, r1 = rows[k, 0], rows[k, 1]
         if r1 > r0:
-            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), params[k, _P_PAD], width)
+            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), pads[k], width)
             if b1 > b0:
                 w = np.float64(((b1 + _LANES - 1) // _LANES - b0 // _LANES) * _LANES)
                 diff[r0] += w
@@ -219,7 +219,7 @@ def _draw(
 
 @njit(cache=True, inline="always")
 def _render_band(
-    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
     order: np.ndarray, first: int, last: int, lo: int, hi: int, px: np.ndarray, to_u8: bool,
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
@@ -245,7 +245,7 @@ def _render_band(
         l11 = chol[k, 0]
         l21 = chol[k, 1]
         l22 = chol[k, 2]
-        pad = params[k, _P_PAD]
+        pad = pads[k]
         b0, b1 = _columns(np.float64(x), np.float64(l11), pad, width)
         if b1 <= b0 or r1 <= r0:
             continue
@@ -292,7 +292,7 @@ def _render_band(
 
 @njit(cache=True, parallel=True)
 def _render_bands(
-    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
     starts: np.ndarray, order: np.ndarray, bounds: np.ndarray, to_u8: bool,
     out_u8: np.ndarray, out_f32: np.ndarray,
 ) -> None:
@@ -300,13 +300,13 @@ def _render_bands(
     width = out_u8.shape[1] if to_u8 else out_f32.shape[1]
     px = _centres((width + _LANES - 1) // _LANES * _LANES)
     for band in prange(starts.shape[0] - 1):
-        _render_band(means, chol, colors, params, rows, order, starts[band], starts[band + 1], bounds[band],
+        _render_band(means, chol, colors, pads, rows, order, starts[band], starts[band + 1], bounds[band],
                      bounds[band + 1], px, to_u8, out_u8, out_f32)
 
 
 @njit(cache=True, parallel=True)
 def _render_batch(
-    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
     tasks: np.ndarray, order: np.ndarray, out: np.ndarray,
 ) -> None:
     """Float renders of a batch ``out (B, H, W, 3)``: ``tasks[t] = (image, lo, hi, first, last)``, one band each."""
@@ -314,16 +314,16 @@ def _render_batch(
     px = _centres((out.shape[2] + _LANES - 1) // _LANES * _LANES)
     for t in prange(tasks.shape[0]):
         b = tasks[t, 0]
-        _render_band(means[b], chol[b], colors[b], params[b], rows[b], order, tasks[t, 3], tasks[t, 4], tasks[t, 1],
+        _render_band(means[b], chol[b], colors[b], pads[b], rows[b], order, tasks[t, 3], tasks[t, 4], tasks[t, 1],
                      tasks[t, 2], px, False, empty, out[b])
 
 
 def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
-                          params: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+                          pads: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
     """Float renders of a batch into ``out`` ``(B, H, W, 3)`` (overwritten), all bands of all images in one pool.
 
     ``means (B, N, 2)``, ``chol``, ``colors`` float32; image ``b`` uses its
-    first ``counts[b]`` Gaussians; ``params``, ``rows`` as
+    first ``counts[b]`` Gaussians; ``pads``, ``rows`` as
     :func:`gscodec.raster.cpu._prepare` fills them. The training rasterizer's forward pass.
     """
     nb, height, width = out.shape[0], out.shape[1], out.shape[2]
@@ -333,7 +333,7 @@ def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarra
     tasks, orders, offset = [], [], 0
     for b in range(nb):
         k = int(counts[b])
-        bounds = _band_bounds(means[b, :k], chol[b, :k], params[b, :k], rows[b, :k], width, height, nbands)
+        bounds = _band_bounds(means[b, :k], chol[b, :k], pads[b, :k], rows[b, :k], width, height, nbands)
         starts, order = _bin_bands(rows[b, :k], bounds)
         for band in range(bounds.shape[0] - 1):
             tasks.append((b, bounds[band], bounds[band + 1], offset + starts[band], offset + starts[band + 1]))
@@ -341,7 +341,7 @@ def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarra
         offset += order.shape[0]
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_batch(means, chol, colors, params, rows, np.array(tasks, dtype=np.int64).reshape(-1, 5),
+        _render_batch(means, chol, colors, pads, rows, np.array(tasks, dtype=np.int64).reshape(-1, 5),
                       np.concatenate(orders) if orders else np.empty(0, dtype=np.int64), out)
     finally:
         numba.set_parallel_chunksize(chunksize)
@@ -416,33 +416,33 @@ def render_numpy(
     out = out_u8 if uint8 else out_f32
     if not (width and height):
         return out
-    params = np.empty((1, n, 4), dtype=np.float64)
+    pads = np.empty((1, n), dtype=np.float64)
     rows = np.zeros((1, n, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, params, rows)
-    render_prepared(m, l, c, params[0], rows[0], out_u8 if uint8 else out_f32)
+    _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, pads, rows)
+    render_prepared(m, l, c, pads[0], rows[0], out_u8 if uint8 else out_f32)
     return out
 
 
-def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, params: np.ndarray, rows: np.ndarray,
+def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
                     out: np.ndarray) -> None:
     """Render into ``out`` (``(H, W, 3)`` uint8 or float32, C-contiguous, overwritten) from footprints already prepared.
 
-    ``means (N, 2)``, ``chol (N, 3)``, ``colors (N, 3)`` float32 and ``params (N, 4)``,
+    ``means (N, 2)``, ``chol (N, 3)``, ``colors (N, 3)`` float32 and ``pads (N,)``,
     ``rows (N, 2)`` as :func:`gscodec.raster.cpu._prepare` fills them for an image
-    ``H`` rows tall. The training rasterizer's forward pass uses it too.
+    ``H`` rows tall. (Training renders whole batches: :func:`render_batch_prepared`.)
     """
     height, width = out.shape[0], out.shape[1]
     uint8 = out.dtype == np.uint8
     empty_u8 = np.empty((0, 0, 3), dtype=np.uint8)
     empty_f32 = np.empty((0, 0, 3), dtype=np.float32)
     nthreads = numba.get_num_threads()
-    bounds = _band_bounds(means, chol, params, rows, width, height, _band_count(height, nthreads))
+    bounds = _band_bounds(means, chol, pads, rows, width, height, _band_count(height, nthreads))
     starts, order = _bin_bands(rows, bounds)
     # bands one at a time to whichever thread is free: on a shared machine a
     # descheduled thread then delays one band, not a fixed share of them
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_bands(means, chol, colors, params, rows, starts, order, bounds, uint8,
+        _render_bands(means, chol, colors, pads, rows, starts, order, bounds, uint8,
                       out if uint8 else empty_u8, empty_f32 if uint8 else out)
     finally:
         numba.set_parallel_chunksize(chunksize)
