@@ -138,11 +138,10 @@ def _bd_rates(curve: dict, refs: dict[str, dict]) -> dict[str, float]:
 
 def _write(out: Path, report: dict) -> None:
     from gscodec.bench.store import write_results
+    from gscodec.format import write_atomic
 
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "effort.json.tmp"
-    tmp.write_text(json.dumps(report, indent=1))
-    tmp.replace(out / "effort.json")
+    write_atomic(out / "effort.json", json.dumps(report, indent=1).encode())
     for name, c in report["references"].items():
         write_results(out / f"{name}.json", name, c["description"],
                       {"bpp": c["bpp"], "psnr-rgb": c["psnr-rgb"], "encoding_time": c["encoding_time"]})

@@ -372,24 +372,28 @@ class _Level:
     ``L'`` lower triangular), so gradients reach the full-size parameters.
     """
 
+    @staticmethod
+    def size(width: int, height: int, factor: int) -> tuple[int, int]:
+        """``(w, h)`` of the level ``factor`` times smaller than ``width`` x ``height``."""
+        return max(1, round(width / factor)), max(1, round(height / factor))
+
     def __init__(self, targets: torch.Tensor, factor: int):
         b, h, w, _ = targets.shape
-        self.w, self.h = max(1, round(w / factor)), max(1, round(h / factor))
+        self.w, self.h = self.size(w, h, factor)
         self.full = (self.w, self.h) == (w, h)
         if self.full:
             self.targets = targets
         else:
             x = torch.nn.functional.interpolate(targets.permute(0, 3, 1, 2), size=(self.h, self.w), mode="area")
             self.targets = x.permute(0, 2, 3, 1).contiguous()
-        self.scale = torch.tensor([self.w / w, self.h / h])
-        self.chol_scale = torch.tensor([self.w / w, self.h / h, self.h / h])
+        self.scale = torch.tensor([self.w / w, self.h / h], device=targets.device)
+        self.chol_scale = torch.tensor([self.w / w, self.h / h, self.h / h], device=targets.device)
 
     def render(self, means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, counts: torch.Tensor,
                backend: str) -> torch.Tensor:
         if self.full:
             return rasterize_sum(means, chol, colors, self.w, self.h, counts, backend)
-        return rasterize_sum(means * self.scale.to(means.device), chol * self.chol_scale.to(chol.device), colors,
-                             self.w, self.h, counts, backend)
+        return rasterize_sum(means * self.scale, chol * self.chol_scale, colors, self.w, self.h, counts, backend)
 
     def select(self, keep: torch.Tensor, targets: torch.Tensor) -> None:
         """Keep the rows ``keep``; ``targets`` are the full-size targets already selected."""
@@ -436,17 +440,15 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     lo_log, hi_log = math.log(MIN_SCALE), math.log(2.0 * max(w, h))
     scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
     reg = cfg.lambda_reg * scale_grad
-    lr_means, lr_shape, _ = learning_rates(cfg, n_total, w, h)
+    lr_means, lr_shape, lr_colors = learning_rates(cfg, n_total, w, h)
     coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
-    level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1)
-    if n_total > COARSE_MAX_DENSITY * level.w * level.h:  # too dense to draw at the coarse size
+    coarse_w, coarse_h = _Level.size(w, h, cfg.coarse_factor)
+    if n_total > COARSE_MAX_DENSITY * coarse_w * coarse_h:  # too dense to draw at the coarse size
         coarse_until = 0
-        level = _Level(targets, 1)
+    level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1)
     for t in range(n_iter + 1):
         if t == coarse_until and not level.full:
             level = _Level(targets, 1)
-            best[:] = -math.inf  # PSNRs against the full-size targets start anew
-            stale[:] = 0
         if t in schedule:
             dens, prune = schedule[t]
             goal = state.counts.clone()
@@ -472,9 +474,9 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             cur = _psnr_batch(render.detach(), level.targets).tolist()
             for r, i in enumerate(ids):
                 p = cur[r]
-                if not level.full:
-                    pass  # PSNR against the downsampled target: no stop decision on it
-                elif cfg.target_psnr is not None and p >= cfg.target_psnr:
+                if not level.full:  # a PSNR against the downsampled target decides no stop
+                    continue
+                if cfg.target_psnr is not None and p >= cfg.target_psnr:
                     stop[r] = True
                 elif t > last_event and rate[r] * anneal_steps < 1.0 - pos[r]:
                     stale[i] = stale[i] + 1 if p < best[i] + cfg.min_delta else 0
@@ -511,7 +513,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         frac = np.minimum(pos, 1.0)
         decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
         decay = decay.float().view(-1, 1, 1).to(targets.device)
-        lrs = {"means": lr_means * decay, "shape": lr_shape * decay, "colors": cfg.lr_colors * decay}
+        lrs = {"means": lr_means * decay, "shape": lr_shape * decay, "colors": lr_colors * decay}
         _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
         state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
         sh = state.p["shape"]
