@@ -158,9 +158,9 @@ class FitConfig:
     betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = 1e-6
     tau_th: float = 0.05
-    events: int = 4
-    events_until: float = 0.5
-    densify_events: int = 3
+    events: int | None = None
+    events_until: float | None = None
+    densify_events: int | None = None
     prune_from: int = 2
     error_blur: float = 1.0
     event_color_iters: int | None = None
