@@ -23,8 +23,8 @@ Fields of a row:
   Gaussians (the rest relocate the faint ones). Longer fits gain from more,
   later relocation: about one event per 35-50 steps (on textured 384x240
   crops at 0.008 Gaussians/px, level 5 with 8 events up to 70% gained
-  +0.48 dB over 4 up to 50%, level 3 with 6 up to 60% +0.26 dB; level 1
-  lost 0.06 dB with 8).
+  +0.48 dB over 4 up to 50%, level 3 with 6 up to 60% +0.26 dB, level 9
+  with 16 (6 densifying) +0.08 dB over 8; level 1 lost 0.06 dB with 8).
 
 The measured cost and quality of every level are in the README
 (``benchmarks/bench_effort.py``).
@@ -53,7 +53,7 @@ _TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
     6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20,   8,     0.7,  4)),
     7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20,   8,     0.7,  4)),
     8: ("slower",    (1300,  0.2,   250,   60,  32,    5,    30,   8,     0.7,  4)),
-    9: ("placebo",   (1800,  0.15,  300,   80,  48,    5,    40,   8,     0.7,  4)),
+    9: ("placebo",   (1800,  0.15,  300,   80,  48,    5,    40,   16,    0.7,  6)),
 }
 
 EFFORTS: Mapping[int, Mapping[str, float | int]] = MappingProxyType(
