@@ -235,12 +235,12 @@ def choose_delta_shift(deltas: np.ndarray, fractions: np.ndarray, codes: np.ndar
 
 @njit(cache=True, inline="always")
 def _dec_bit(buf, size, pos, rng, code, model, at):  # pragma: no cover - compiled
-    """One adaptive bit; returns ``(bit, pos, rng, code)``. Branch-free but for the byte input."""
+    """One adaptive bit; returns ``(bit, pos, rng, code)``."""
     state = model[at]
     bound = (rng >> 16) * (state & 0xFFFF)
     bit = np.int64(code >= bound)
-    code -= bound * bit
-    rng = bound + (rng - 2 * bound) * bit
+    code = code - bound if bit else code  # selects, not branches: LLVM emits conditional moves
+    rng = rng - bound if bit else bound
     model[at] = _adapted(state, bit)
     while rng < _TOP:
         rng <<= 8
