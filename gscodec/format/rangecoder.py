@@ -105,8 +105,9 @@ def _shift_low(st: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - c
 def _enc_bit(st: np.ndarray, out: np.ndarray, model: np.ndarray, at: int, bit: int, cost: np.ndarray, part: int
              ) -> None:  # pragma: no cover - compiled
     state = model[at]
-    p0 = (state & 0xFFFF) / PROB_ONE
-    cost[part] -= np.log2(1.0 - p0 if bit else p0)
+    if cost.size:
+        p0 = (state & 0xFFFF) / PROB_ONE
+        cost[part] -= np.log2(1.0 - p0 if bit else p0)
     bound = (st[1] >> 16) * (state & 0xFFFF)
     if bit:
         st[0] += bound
@@ -136,7 +137,8 @@ def _enc_integer(st, out, model, raw_v, raw_n, r, unary_at: int, sign_at: int, m
         _enc_bit(st, out, model, sign_at, 1 if q < 0 else 0, cost, part)
     if k >= 2:
         _enc_bit(st, out, model, mant_at + k, (a >> (k - 2)) & 1, cost, part)
-        cost[part] += k - 2
+        if cost.size:
+            cost[part] += k - 2
         raw_v[r] = a & ((np.int64(1) << (k - 2)) - 1)
         raw_n[r] = k - 2
         r += 1
@@ -149,7 +151,7 @@ def _encode(deltas: np.ndarray, fractions: np.ndarray, codes: np.ndarray, fracti
             ) -> tuple[int, int]:  # pragma: no cover - compiled
     """Range-code the symbols into ``out`` and list the raw values and widths in ``raw_v``, ``raw_n``.
 
-    ``cost`` ``(7,)`` gains the ideal bits of the positions and of each field.
+    ``cost`` ``(7,)`` gains the ideal bits of the positions and of each field (``(0,)``: not measured).
     Returns the coded bytes written (LZMA's leading zero byte included, or -1
     if ``out`` is too small) and the number of raw values.
     """
@@ -164,7 +166,8 @@ def _encode(deltas: np.ndarray, fractions: np.ndarray, codes: np.ndarray, fracti
             return -1, r
         d = deltas[i]
         r = _enc_integer(st, out, model, raw_v, raw_n, r, D_UNARY, -1, D_MANT, d >> delta_shift, cost, 0)
-        cost[0] += delta_shift + fraction_bits
+        if cost.size:
+            cost[0] += delta_shift + fraction_bits
         raw_v[r] = d & ((np.int64(1) << delta_shift) - 1)
         raw_n[r] = delta_shift
         raw_v[r + 1] = fractions[i]
@@ -207,7 +210,7 @@ def encode_symbols(deltas: np.ndarray, fractions: np.ndarray, codes: np.ndarray,
     raw_n = np.zeros(9 * n, dtype=np.int64)
     args = (deltas.astype(np.int64), fractions.astype(np.int64), codes.astype(np.int64), fraction_bits, delta_shift)
     out = np.zeros(4096 + n * 16, dtype=np.uint8)
-    spent = np.zeros(FIELDS + 1)
+    spent = np.zeros(0 if cost is None else FIELDS + 1)
     while (result := _encode(*args, out, raw_v, raw_n, spent))[0] < 0:
         out = np.zeros(2 * out.size, dtype=np.uint8)
         spent[:] = 0
