@@ -11,7 +11,8 @@ field's token stream compressed alone by zstd (level 22) plus its extra bits,
 and the version-2 column is the ideal cost of its coded bits (``-log2`` of
 each bit's probability) plus its raw bits; the totals are the real payload
 and file sizes. With ``--time`` the payload parse alone (bytes to codes) is
-timed for the largest file of each group, version 1 and 2 interleaved.
+timed for the largest file of each group, version 1 and 2 interleaved, in
+the thread's CPU time (less disturbed by other processes than wall time).
 
 ``--predictors`` measures whether neighbours predict the fields: per field,
 the bits per Gaussian of the residual ``q - prediction`` for each predictor
@@ -114,7 +115,7 @@ def same_decode(a: bytes, b: bytes) -> bool:
 
 
 def parse_time(data: bytes, repeats: int) -> tuple[float, float]:
-    """Minimum seconds of the payload parse (bytes to codes) of ``data`` as version 1 and as version 2."""
+    """Minimum thread CPU seconds of the payload parse (bytes to codes) of ``data`` as version 1 and as version 2."""
     qg = read_codes(data)
     v1 = encode_quantized(qg)
     v2 = gscodec.encode(qg, version=2)
@@ -122,12 +123,12 @@ def parse_time(data: bytes, repeats: int) -> tuple[float, float]:
     p2 = memoryview(v2)[HEADER_SIZE : len(v2) - 4]
     t1, t2 = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = time.thread_time()
         parse_quantized(memoryview(v1), h.width, h.height, h.count)
-        t1.append(time.perf_counter() - t)
-        t = time.perf_counter()
+        t1.append(time.thread_time() - t)
+        t = time.thread_time()
         parse_quantized_v2(p2, h.width, h.height, h.count)
-        t2.append(time.perf_counter() - t)
+        t2.append(time.thread_time() - t)
     return min(t1), min(t2)
 
 
