@@ -6,7 +6,9 @@ Fits the photo (resized to the given size) once, or takes ``--gsi`` of it, and
 writes a JPEG (quality 75) of the same pixels. Then, round after round and
 interleaved, it times from bytes in memory: the full `.gsi` decode
 (``gscodec.decode`` + ``gscodec.render``: parse, dequantize, render, 8 bits),
-its two stages alone, the previous render path (the autograd numba kernel
+its two stages alone (and, for a quantized file, the parse of the same codes
+written as the other format version: version 1's zstd tokens against
+version 2's range coder), the previous render path (the autograd numba kernel
 through torch, then ``to_uint8``) and Pillow's JPEG decode. The ratio of each
 round is its .gsi time over its JPEG time; median and min are printed. The
 cold start (a fresh process importing gscodec, reading, rendering) is timed
@@ -33,6 +35,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import gscodec  # noqa: E402
+from bench_entropy import read_codes  # noqa: E402
 from gscodec.raster import rasterize_sum  # noqa: E402
 from gscodec.render import to_uint8  # noqa: E402
 
@@ -95,13 +98,18 @@ def main() -> None:
         with Image.open(io.BytesIO(jpeg_bytes)) as im:
             return np.asarray(im.convert("RGB"))
 
+    header = gscodec.decode(gsi_bytes).header
     fns: dict[str, Callable[[], object]] = {
         ".gsi total (parse + dequantize + render + 8 bit)": decode_gsi,
-        "  parse + dequantize (gscodec.decode)": lambda: gscodec.decode(gsi_bytes),
+        f"  parse + dequantize (gscodec.decode), version {header.version}": lambda: gscodec.decode(gsi_bytes),
         "  render + 8 bit (gscodec.render)": lambda: gscodec.render(g),
         "previous render path (autograd kernel + to_uint8)": previous,
         "Pillow JPEG": decode_jpeg,
     }
+    if header.mode == gscodec.Mode.QUANTIZED:
+        other = 3 - header.version
+        other_bytes = gscodec.encode(read_codes(gsi_bytes), version=other)
+        fns[f"  parse + dequantize, the same codes as version {other}"] = lambda: gscodec.decode(other_bytes)
     assert np.abs(decode_gsi().astype(int) - previous().astype(int)).max() <= 1
     for fn in fns.values():
         fn()  # warm-up: numba cache load, allocator

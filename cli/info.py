@@ -62,7 +62,7 @@ def info_tables(rows: list[dict[str, Any]]) -> list[Table]:
     for r in rows:
         bpg = "-" if r["bytes_per_gaussian"] is None else f"{r['bytes_per_gaussian']:.2f}"
         stats.add_row(safe(r["file"]), f"{r['bytes']:,}", f"{r['width']}x{r['height']}", f"{r['gaussians']:,}",
-                      r["mode"], bpg, f"{r['bits_per_pixel']:.3f}", f"{r['compression_ratio']:.1f}:1")
+                      f"{r['mode']} v{r['version']}", bpg, f"{r['bits_per_pixel']:.3f}", f"{r['compression_ratio']:.1f}:1")
     tables = [stats]
     if any(r["metadata"] for r in rows):
         meta = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Metadata", title_justify="left")

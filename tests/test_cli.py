@@ -97,6 +97,18 @@ def test_info_json_fields(runner: CliRunner, tmp_path: Path) -> None:
     assert row["compression_ratio"] == pytest.approx(W * H * 3 / size, abs=0.01)
     assert row["metadata"] == {"source": "cat.png", "psnr": "31.25", "encoder": "gscodec 0.1.0"}
     assert row["metadata_length"] + row["payload_length"] + 24 == size
+    assert row["version"] == gscodec.decode(a.read_bytes()).header.version
+
+
+def test_info_shows_the_version(runner: CliRunner, tmp_path: Path) -> None:
+    path = _gsi(tmp_path / "a.gsi", 12)
+    g = gscodec.read(path).gaussians
+    for version in (1, 2):
+        gscodec.write(g, path, version=version)
+        [row] = json.loads(runner.invoke(cli, ["info", "--json", str(path)]).stdout)
+        assert row["version"] == version
+        table = runner.invoke(cli, ["info", str(path)]).stdout
+        assert f"quantized v{version}" in table, table
 
 
 def test_info_corrupt_file_reported_others_listed(runner: CliRunner, tmp_path: Path) -> None:

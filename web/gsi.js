@@ -1,4 +1,4 @@
-// A decoder of `.gsi` version 1 files, written from spec/gsi.md. No build step: an ES module for
+// A decoder of `.gsi` version 1 and 2 files, written from spec/gsi.md. No build step: an ES module for
 // browsers and Node. Section numbers (§) and check ids (H1, S5, ...) refer to the spec.
 
 import { Decompress } from "./vendor/fzstd.mjs";
@@ -37,6 +37,8 @@ const MAGIC = [0x89, 0x47, 0x53, 0x49];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const HEADER_SIZE = 20;
 const QUANT_TABLE_SIZE = 57;
+const V2_TABLE_SIZE = 55;
+export const VERSIONS = [1, 2];
 const MAX_BLOCK = 128 * 1024;
 const TWO_32 = 2 ** 32;
 const TWO_40 = 2 ** 40;
@@ -64,13 +66,14 @@ const TWO_40 = 2 ** 40;
  * @property {number} colorTransform 0 RGB, 1 YCoCg
  * @property {number[]} offsets
  * @property {number[]} steps
- * @property {number[]} configs token config byte per stream
+ * @property {number[] | null} configs token config byte per stream (version 1)
+ * @property {number | null} deltaShift the raw low bits of each pixel delta (version 2)
  *
  * @typedef {object} GsiFile
  * @property {Header} header
  * @property {Map<string, string>} metadata entries in file order
  * @property {Gaussians} gaussians
- * @property {number} frames the payload's zstd frame count
+ * @property {number} frames the payload's zstd frame count (0 in version 2)
  * @property {Quantization | null} quantization the table of a mode-2 file
  */
 
@@ -111,7 +114,9 @@ export function parseHeader(data) {
   for (let i = 0; i < head; i++) if (b[i] !== MAGIC[i]) prefix = false;
   if (L < 4 && prefix) throw new TruncatedError(`${L} bytes is shorter than the 20-byte header`);
   if (!prefix) throw new NotGsiError("not a .gsi file (bad magic bytes)");
-  if (L >= 5 && b[4] !== 1) throw new UnsupportedVersionError(`format version ${b[4]} is not supported (this reader knows version 1)`);
+  if (L >= 5 && !VERSIONS.includes(b[4])) {
+    throw new UnsupportedVersionError(`format version ${b[4]} is not supported (this reader knows versions 1 and 2)`);
+  }
   if (L < HEADER_SIZE) throw new TruncatedError(`${L} bytes is shorter than the 20-byte header`);
   const v = new DataView(b.buffer, b.byteOffset, HEADER_SIZE);
   const h = {
@@ -119,6 +124,7 @@ export function parseHeader(data) {
     count: v.getUint32(10, true), metadataLength: v.getUint16(14, true), payloadLength: v.getUint32(16, true),
   };
   if (h.mode > 2) throw new HeaderError(`unknown storage mode ${h.mode}`);
+  if (h.version === 2 && h.mode !== 2) throw new HeaderError(`version 2 defines only the quantized mode, not mode ${h.mode}`);
   if (h.width === 0 || h.height === 0) throw new HeaderError(`image size ${h.width}x${h.height} is empty`);
   if (h.width > MAX_DIMENSION || h.height > MAX_DIMENSION) {
     throw new LimitError(`image size ${h.width}x${h.height} exceeds ${MAX_DIMENSION} pixels per side`);
@@ -329,11 +335,13 @@ function compact(v) {
   return v;
 }
 
-/** Quantized payload (§7). @param {Uint8Array} b @param {Header} h */
-function decodeQuantized(b, h) {
-  const n = h.count;
-  if (b.length < QUANT_TABLE_SIZE) throw new TruncatedError("the payload ends inside its quantization table");
-  const dv = new DataView(b.buffer, b.byteOffset, QUANT_TABLE_SIZE);
+/**
+ * The quantization table's shared part (§7.1, checks Q1-Q4).
+ * @param {Uint8Array} b the payload @param {number} size the table's size in this version
+ */
+function parseTable(b, size) {
+  if (b.length < size) throw new TruncatedError("the payload ends inside its quantization table");
+  const dv = new DataView(b.buffer, b.byteOffset, size);
   const p = b[0], transform = b[1];
   if (p > MAX_POSITION_BITS) throw new HeaderError(`position_bits ${p} exceeds ${MAX_POSITION_BITS}`);
   if (transform > 1) throw new HeaderError(`unknown colour transform ${transform}`);
@@ -346,6 +354,56 @@ function decodeQuantized(b, h) {
     offsets.push(o);
     steps.push(s);
   }
+  return { p, transform, offsets, steps, dv };
+}
+
+/**
+ * Positions (§7.3, Q9) and fields (§7.4, Q10) from pixel deltas, fractions and signed codes.
+ * @param {Header} h @param {{p: number, transform: number, offsets: number[], steps: number[]}} t
+ * @param {Float64Array} deltas @param {Uint16Array} fraction @param {Float64Array[]} codes six signed codes rows
+ */
+function finish(h, t, deltas, fraction, codes) {
+  const n = h.count, p = t.p;
+  const means = new Float32Array(2 * n);
+  const grid = 2 ** p, maxX = h.width * grid, maxY = h.height * grid, mask = grid - 1;
+  let M = 0;
+  for (let i = 0; i < n; i++) {
+    M += deltas[i];
+    if (M >= TWO_40) throw new ParameterError("a position lies outside the image");
+    const lo = M % TWO_32, hi = (M - lo) / TWO_32;
+    const px = compact(lo) + compact(hi) * 65536, py = compact(lo >>> 1) + compact(hi >>> 1) * 65536;
+    const f = fraction[i];
+    const ix = px * grid + (compact(f) & mask), iy = py * grid + (compact(f >>> 1) & mask);
+    if (ix > maxX || iy > maxY) throw new ParameterError("a position lies outside the image");
+    means[2 * i] = ix / grid;
+    means[2 * i + 1] = iy / grid;
+  }
+  // Q10: fields (§7.4), in float64, each rounded to float32 once
+  const chol = new Float32Array(3 * n), colors = new Float32Array(3 * n);
+  const v = new Float64Array(6);
+  for (let i = 0; i < n; i++) {
+    for (let f = 0; f < 6; f++) v[f] = t.offsets[f] + t.steps[f] * codes[f][i];
+    const l22 = 2 ** v[1];
+    chol[3 * i] = 2 ** v[0];
+    chol[3 * i + 1] = v[2] * l22;
+    chol[3 * i + 2] = l22;
+    if (t.transform === 1) {
+      colors[3 * i] = v[3] + v[4] - v[5];
+      colors[3 * i + 1] = v[3] + v[5];
+      colors[3 * i + 2] = v[3] - v[4] - v[5];
+    } else {
+      colors[3 * i] = v[3]; colors[3 * i + 1] = v[4]; colors[3 * i + 2] = v[5];
+    }
+  }
+  checkParameters(means, chol, colors);
+  return { width: h.width, height: h.height, count: n, means, chol, colors };
+}
+
+/** Quantized payload, version 1 (§7.1-7.4). @param {Uint8Array} b @param {Header} h */
+function decodeQuantized(b, h) {
+  const n = h.count;
+  const t = parseTable(b, QUANT_TABLE_SIZE);
+  const p = t.p;
   const configs = Array.from(b.subarray(50, 57));
   configs.forEach((c, j) => {
     if (!validConfig(c)) throw new HeaderError(`token stream ${j} has an invalid config byte ${c}`);
@@ -380,10 +438,31 @@ function decodeQuantized(b, h) {
   if (extra.length < need) throw new TruncatedError(`the extra bits need ${need} bytes, the payload holds ${extra.length}`);
   if (extra.length > need) throw new StreamError(`${extra.length - need} bytes follow the extra bits`);
   if (total % 8 && extra[need - 1] >> (total % 8)) throw new StreamError("the padding bits after the extra bits are not zero");
-  const bits = new Uint8Array(need + 8);
-  bits.set(extra);
+  const read = bitReader(extra);
+  const values = Array.from({ length: 7 }, () => new Float64Array(n));
+  const fraction = new Uint16Array(n);
+  for (let j = 0; j < 7; j++) {
+    if (j === 1) for (let i = 0; i < n; i++) fraction[i] = read(2 * p);
+    const row = tokens.subarray(j * n, (j + 1) * n), width = widths[j], lead = leads[j], out = values[j];
+    for (let i = 0; i < n; i++) out[i] = lead[row[i]] + read(width[row[i]]);
+  }
+  const codes = values.slice(1).map((row) => row.map((u) => (u % 2 ? -(u + 1) / 2 : u / 2)));
+  return {
+    gaussians: finish(h, t, values[0], fraction, codes),
+    frames,
+    quantization: { positionBits: p, colorTransform: t.transform, offsets: t.offsets, steps: t.steps, configs,
+                    deltaShift: null },
+  };
+}
+
+/**
+ * A reader of `e` bits at a time (e <= 32), least significant first, from `bytes` (§7.1); reads past the end give 0.
+ * @param {Uint8Array} bytes
+ */
+function bitReader(bytes) {
+  const bits = new Uint8Array(bytes.length + 8);
+  bits.set(bytes);
   let pos = 0;
-  /** The next `e` bits of the string, least significant first (e <= 31). */
   const read = (e) => {
     if (e === 0) return 0;
     const at = pos >> 3;
@@ -392,56 +471,94 @@ function decodeQuantized(b, h) {
     pos += e;
     return v;
   };
-  const values = Array.from({ length: 7 }, () => new Float64Array(n));
-  const fraction = new Uint16Array(n);
-  for (let j = 0; j < 7; j++) {
-    if (j === 1) for (let i = 0; i < n; i++) fraction[i] = read(2 * p);
-    const row = tokens.subarray(j * n, (j + 1) * n), width = widths[j], lead = leads[j], out = values[j];
-    for (let i = 0; i < n; i++) out[i] = lead[row[i]] + read(width[row[i]]);
-  }
+  read.position = () => pos;
+  return read;
+}
 
-  // Q9: positions
-  const means = new Float32Array(2 * n);
-  const grid = 2 ** p, maxX = h.width * grid, maxY = h.height * grid, mask = grid - 1;
-  let M = 0;
-  for (let i = 0; i < n; i++) {
-    M += values[0][i];
-    if (M >= TWO_40) throw new ParameterError("a position lies outside the image");
-    const lo = M % TWO_32, hi = (M - lo) / TWO_32;
-    const px = compact(lo) + compact(hi) * 65536, py = compact(lo >>> 1) + compact(hi >>> 1) * 65536;
-    const f = fraction[i];
-    const ix = px * grid + (compact(f) & mask), iy = py * grid + (compact(f >>> 1) & mask);
-    if (ix > maxX || iy > maxY) throw new ParameterError("a position lies outside the image");
-    means[2 * i] = ix / grid;
-    means[2 * i + 1] = iy / grid;
-  }
+/** The class of a decoded field code as a context (§7.6). @param {number} x */
+function fieldClass(x) {
+  if (x === 0) return 0;
+  const a = Math.abs(x);
+  const k = a >= 8 ? 4 : a >= 4 ? 3 : a >= 2 ? 2 : 1;
+  return 2 * k - 1 + (x < 0 ? 1 : 0);
+}
 
-  // Q10: fields (§7.4), in float64, each rounded to float32 once
-  const chol = new Float32Array(3 * n), colors = new Float32Array(3 * n);
-  const v = new Float64Array(6);
+const SHIFT = Uint8Array.from({ length: 32 }, (_, n) => Math.min(32 - Math.clz32(n + 1), 6));
+const CONTEXT_SOURCE = [-1, 0, 1, 0, 3, 4];
+// the adaptive tables of §7.7 in one array: DU[32], DM[33], FU[6][9][32], FS[6][9], FM[6][33]
+const DU = 0, DM = DU + 32, FU = DM + 33, FS = FU + 6 * 9 * 32, FM = FS + 6 * 9, MODEL_SIZE = FM + 6 * 33;
+
+/** Quantized payload, version 2 (§7.6, §7.7: the range coder). @param {Uint8Array} b @param {Header} h */
+function decodeQuantizedV2(b, h) {
+  const n = h.count;
+  const t = parseTable(b, V2_TABLE_SIZE);
+  const p = t.p;
+  const shift = b[50], C = t.dv.getUint32(51, true);
+  if (shift > 31) throw new HeaderError(`delta shift ${shift} exceeds 31`);
+  if (C > b.length - V2_TABLE_SIZE) throw new TruncatedError(`coded length ${C} runs past the payload`);
+  const coded = b.subarray(V2_TABLE_SIZE, V2_TABLE_SIZE + C);
+  if (C > 0 && coded[C - 1] === 0) throw new StreamError("the coded bytes end with a zero byte");
+  const raw = b.subarray(V2_TABLE_SIZE + C);
+  const rawBits = 8 * raw.length;
+  const read = bitReader(raw);
+  const readRaw = (e) => {
+    const v = read(e);
+    if (read.position() > rawBits) throw new TruncatedError(`the raw bits run past the end of the payload (${raw.length} bytes)`);
+    return v;
+  };
+
+  const P = new Uint16Array(MODEL_SIZE).fill(32768), count = new Uint8Array(MODEL_SIZE);
+  const byte = (j) => (j < C ? coded[j] : 0);
+  let R = 0xffffffff, V = byte(0) * 16777216 + byte(1) * 65536 + byte(2) * 256 + byte(3), j = 4;
+  const bit = (e) => {
+    const prob = P[e], bound = (R >>> 16) * prob;
+    let out;
+    if (V < bound) { out = 0; R = bound; } else { out = 1; V -= bound; R -= bound; }
+    const s = SHIFT[count[e]];
+    P[e] = out ? prob - (prob >> s) : prob + ((65536 - prob) >> s);
+    if (count[e] < 31) count[e]++;
+    while (R < 16777216) {
+      R *= 256;
+      V = ((V << 8) | byte(j)) >>> 0;
+      j++;
+    }
+    return out;
+  };
+  const integer = (U, S, M) => {
+    let k = 0;
+    while (k < 32 && bit(U + k) === 1) k++;
+    const negative = S >= 0 && k >= 1 ? bit(S) : 0;
+    let a = k === 0 ? 0 : 1;
+    if (k >= 2) a = (2 + bit(M + k)) * 2 ** (k - 2) + readRaw(k - 2);
+    return negative ? -a : a;
+  };
+
+  const deltas = new Float64Array(n), fraction = new Uint16Array(n);
+  const codes = Array.from({ length: 6 }, () => new Float64Array(n));
+  const q = new Float64Array(6);
+  let previous = 0;
   for (let i = 0; i < n; i++) {
+    deltas[i] = integer(DU, -1, DM) * 2 ** shift + readRaw(shift);
+    fraction[i] = readRaw(2 * p);
     for (let f = 0; f < 6; f++) {
-      const u = values[f + 1][i];
-      const q = u % 2 ? -(u + 1) / 2 : u / 2;
-      v[f] = offsets[f] + steps[f] * q;
+      const src = CONTEXT_SOURCE[f];
+      const c = fieldClass(src < 0 ? previous : q[src]);
+      q[f] = integer(FU + (f * 9 + c) * 32, FS + f * 9 + c, FM + f * 33);
+      codes[f][i] = q[f];
     }
-    const l22 = 2 ** v[1];
-    chol[3 * i] = 2 ** v[0];
-    chol[3 * i + 1] = v[2] * l22;
-    chol[3 * i + 2] = l22;
-    if (transform === 1) {
-      colors[3 * i] = v[3] + v[4] - v[5];
-      colors[3 * i + 1] = v[3] + v[5];
-      colors[3 * i + 2] = v[3] - v[4] - v[5];
-    } else {
-      colors[3 * i] = v[3]; colors[3 * i + 1] = v[4]; colors[3 * i + 2] = v[5];
-    }
+    previous = q[0];
   }
-  checkParameters(means, chol, colors);
+  // R5, R6, R7
+  if (j < C) throw new StreamError(`${C - j} coded bytes are never read`);
+  const used = read.position(), need = Math.ceil(used / 8);
+  if (raw.length > need) throw new StreamError(`${raw.length - need} bytes follow the raw bits`);
+  if (used % 8 && raw[need - 1] >> (used % 8)) throw new StreamError("the padding bits after the raw bits are not zero");
+  for (let i = 0; i < n; i++) if (deltas[i] >= TWO_32) throw new ParameterError("a pixel delta is 2^32 or more");
   return {
-    gaussians: { width: h.width, height: h.height, count: n, means, chol, colors },
-    frames,
-    quantization: { positionBits: p, colorTransform: transform, offsets, steps, configs },
+    gaussians: finish(h, t, deltas, fraction, codes),
+    frames: 0,
+    quantization: { positionBits: p, colorTransform: t.transform, offsets: t.offsets, steps: t.steps, configs: null,
+                    deltaShift: shift },
   };
 }
 
@@ -462,6 +579,7 @@ export function decode(data) {
   const metaEnd = HEADER_SIZE + header.metadataLength;
   const metadata = parseMetadata(b.subarray(HEADER_SIZE, metaEnd));
   const payload = b.subarray(metaEnd, size - 4);
-  const body = header.mode === 2 ? decodeQuantized(payload, header) : decodeFloat(payload, header);
+  const body = header.mode !== 2 ? decodeFloat(payload, header)
+    : header.version === 2 ? decodeQuantizedV2(payload, header) : decodeQuantized(payload, header);
   return { header, metadata, ...body };
 }

@@ -169,13 +169,14 @@ function showInfo() {
   row(t, "ratio to RGB8", `${((h.width * h.height * 3) / state.size).toFixed(1)}x`);
   const hd = section("Header");
   for (const [k, v] of Object.entries(h)) row(hd, k, String(v));
-  row(hd, "zstd frames", String(f.frames));
+  if (h.version === 1) row(hd, "zstd frames", String(f.frames));
   if (f.quantization) {
     const q = f.quantization, qt = section("Quantization");
     row(qt, "position bits", `${q.positionBits} (1/${2 ** q.positionBits} px)`);
     row(qt, "colour transform", q.colorTransform ? "YCoCg" : "RGB");
     gsi.FIELD_NAMES.forEach((name, i) => row(qt, name, `offset ${+q.offsets[i].toPrecision(7)}, step ${+q.steps[i].toPrecision(7)}`));
-    row(qt, "token configs", q.configs.map((c) => `(${c & 15},${c >> 4})`).join(" "));
+    if (q.configs) row(qt, "token configs", q.configs.map((c) => `(${c & 15},${c >> 4})`).join(" "));
+    else row(qt, "delta shift", String(q.deltaShift));
   }
   const mt = section(`Metadata (${f.metadata.size})`);
   for (const [k, v] of f.metadata) row(mt, k, v);

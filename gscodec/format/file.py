@@ -16,9 +16,10 @@ from ..files import open_regular
 from ..gaussians import GaussianImage
 from ..quantize import Quantization, QuantizedGaussians, dequantize, quantize
 from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
-from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSION, Header, Mode, max_payload_bytes, parse_header
+from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSIONS, Header, Mode, max_payload_bytes, parse_header
 from .metadata import pack_metadata, parse_metadata
-from .payload import decode_float, decode_quantized, encode_float, encode_quantized
+from .errors import ParameterError
+from .payload import decode_float, decode_quantized, encode_float, encode_quantized, encode_quantized_v2
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
@@ -55,15 +56,24 @@ def encode(
     mode: Mode | str = Mode.QUANTIZED,
     quantization: Quantization = Quantization(),
     metadata: dict[str, str] | None = None,
+    version: int | None = None,
 ) -> bytes:
     """Serialize Gaussians to `.gsi` bytes.
 
     In quantized mode the Gaussians are quantized with ``quantization`` (unless
     already :class:`QuantizedGaussians`) and stored in Morton order; float modes
-    keep the given order. Raises :class:`~gscodec.format.errors.GsiError`
-    subclasses for what the format cannot hold.
+    keep the given order. ``version``: ``None`` writes the spec's writer rule
+    (section 2): a quantized file as version 2 when its payload is smaller than
+    version 1's, else version 1, and float files as version 1; ``1`` or ``2``
+    forces that version (version 2 holds only quantized files). Raises
+    :class:`~gscodec.format.errors.GsiError` subclasses for what the format
+    cannot hold.
     """
     mode = _mode(mode)
+    if version is not None and version not in VERSIONS:
+        raise ValueError(f"unknown format version {version!r}; valid: {', '.join(map(str, VERSIONS))}")
+    if version == 2 and mode != Mode.QUANTIZED:
+        raise ValueError("version 2 holds only quantized files")
     if isinstance(gaussians, QuantizedGaussians):
         if mode != Mode.QUANTIZED:
             gaussians = dequantize(gaussians)
@@ -71,17 +81,31 @@ def encode(
     if mode == Mode.QUANTIZED:
         if not isinstance(gaussians, QuantizedGaussians):
             qg = quantize(gaussians, quantization)
-        payload = encode_quantized(qg)
+        version, payload = _quantized_payload(qg, version)
         width, height, count = qg.width, qg.height, qg.count
     else:
-        payload = encode_float(gaussians, mode)
+        version, payload = 1, encode_float(gaussians, mode)
         width, height, count = gaussians.width, gaussians.height, gaussians.count
     meta = pack_metadata(metadata or {})
-    header = Header(VERSION, mode, width, height, count, len(meta), len(payload))
+    header = Header(version, mode, width, height, count, len(meta), len(payload))
     if len(payload) > max_payload_bytes(count):
         raise WriteError(f"payload of {len(payload)} bytes exceeds the format's limit for {count} Gaussians")
     body = header.pack() + meta + payload
     return body + zlib.crc32(body).to_bytes(CHECKSUM_SIZE, "little")
+
+
+def _quantized_payload(qg: QuantizedGaussians, version: int | None) -> tuple[int, bytes]:
+    """The version and payload of ``qg``: ``version`` if given, else the smaller of the two (version 1 on a tie)."""
+    if version == 1:
+        return 1, encode_quantized(qg)
+    v2 = encode_quantized_v2(qg)
+    if version == 2:
+        return 2, v2
+    try:
+        v1 = encode_quantized(qg)
+    except ParameterError:  # codes too wide for version 1's tokens
+        return 2, v2
+    return (2, v2) if len(v2) < len(v1) else (1, v1)
 
 
 def decode(data: bytes | bytearray | memoryview) -> GsiFile:
@@ -97,7 +121,7 @@ def decode(data: bytes | bytearray | memoryview) -> GsiFile:
     metadata = parse_metadata(bytes(view[HEADER_SIZE:meta_end]))
     payload = view[meta_end:body_end]
     if header.mode == Mode.QUANTIZED:
-        gaussians = decode_quantized(payload, header.width, header.height, header.count)
+        gaussians = decode_quantized(payload, header.width, header.height, header.count, header.version)
     else:
         gaussians = decode_float(payload, header.mode, header.width, header.height, header.count)
     return GsiFile(header, gaussians, metadata)
@@ -158,15 +182,16 @@ def write(
     mode: Mode | str = Mode.QUANTIZED,
     quantization: Quantization = Quantization(),
     metadata: dict[str, str] | None = None,
+    version: int | None = None,
 ) -> int:
-    """Write a `.gsi` file; returns its size in bytes.
+    """Write a `.gsi` file (``version`` as in :func:`encode`); returns its size in bytes.
 
     A path is written atomically: to a temporary file in the same folder, flushed
     to disk, then renamed over ``dest``, so readers never see a partial file and a
     failure (full disk, Ctrl-C) leaves any previous file intact. Failures raise
     :class:`~gscodec.format.errors.WriteError`.
     """
-    data = encode(gaussians, mode=mode, quantization=quantization, metadata=metadata)
+    data = encode(gaussians, mode=mode, quantization=quantization, metadata=metadata, version=version)
     if not isinstance(dest, (str, os.PathLike)):
         dest.write(data)
         return len(data)

@@ -10,7 +10,10 @@ from ..limits import MAX_DIMENSION, MAX_GAUSSIANS, MAX_METADATA_BYTES
 from .errors import HeaderError, LimitError, NotGsiError, TruncatedError, UnsupportedVersionError
 
 MAGIC = b"\x89GSI"
-VERSION = 1
+VERSION = 2
+"""The newest format version this library reads and writes."""
+VERSIONS = (1, 2)
+"""Every version this library reads: version 2 differs from 1 only in the quantized payload (spec section 7.6)."""
 HEADER_SIZE = 20
 CHECKSUM_SIZE = 4
 _LAYOUT = struct.Struct("<4sBBHHIHI")
@@ -61,13 +64,15 @@ def parse_header(data: bytes) -> Header:
         if len(data) < len(MAGIC) and MAGIC.startswith(bytes(data)):
             raise TruncatedError(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
         raise NotGsiError("not a .gsi file (bad magic bytes)")
-    if len(data) > 4 and data[4] != VERSION:
-        raise UnsupportedVersionError(f"format version {data[4]} is not supported (this reader knows version {VERSION})")
+    if len(data) > 4 and data[4] not in VERSIONS:
+        raise UnsupportedVersionError(f"format version {data[4]} is not supported (this reader knows versions 1 and 2)")
     if len(data) < HEADER_SIZE:
         raise TruncatedError(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte header")
     _, version, mode, width, height, count, meta_len, payload_len = _LAYOUT.unpack_from(data)
     if mode not in Mode._value2member_map_:
         raise HeaderError(f"unknown storage mode {mode}")
+    if version == 2 and mode != Mode.QUANTIZED:
+        raise HeaderError(f"version 2 defines only the quantized mode, not mode {mode}")
     if width == 0 or height == 0:
         raise HeaderError(f"image size {width}x{height} is empty")
     if width > MAX_DIMENSION or height > MAX_DIMENSION:

@@ -4,10 +4,12 @@ Float modes (FLOAT32, FLOAT16): eight fields ``x, y, l11, l21, l22, r, g, b``,
 field after field, each split into byte planes (all first bytes, then all
 second bytes, ...), little-endian.
 
-Quantized mode: a 57-byte quantization table, then the tokens
+Quantized mode, version 1: a 57-byte quantization table, then the tokens
 (:mod:`.tokens`) of the pixel-level Morton code deltas and of the zigzag-coded
 field codes in zstd frames, then their packed extra bits with the sub-pixel
-position fractions (see :mod:`gscodec.quantize`).
+position fractions (see :mod:`gscodec.quantize`). Version 2: a 55-byte table,
+then the same symbols through the adaptive range coder of :mod:`.rangecoder`
+and its raw bits.
 """
 
 from __future__ import annotations
@@ -22,14 +24,20 @@ from ..gaussians import GaussianImage, InvalidGaussiansError
 from ..limits import MAX_POSITION_FRACTION_BITS
 from ..quantize import (COLOR_RGB, COLOR_YCOCG, FIELD_NAMES, QuantizedGaussians, dequantize,
                         morton_encode)
-from .errors import HeaderError, ParameterError, TruncatedError
+from .errors import HeaderError, ParameterError, StreamError, TruncatedError
 from .header import Mode
+from .rangecoder import choose_delta_shift, decode_symbols
 from .streams import frames_end, pack_frames, unpack_frames
 from .tokens import CONFIGS, VALUE_BITS, choose_config, decode_streams, pack_bits, tokenize
 
 _FLOAT_DTYPES = {Mode.FLOAT32: np.dtype("<f4"), Mode.FLOAT16: np.dtype("<f2")}
 _FIELD_ENTRY = struct.Struct("<ff")
 QUANT_TABLE_SIZE = 2 + _FIELD_ENTRY.size * len(FIELD_NAMES) + 1 + len(FIELD_NAMES)
+_V2_TABLE = 2 + _FIELD_ENTRY.size * len(FIELD_NAMES)
+V2_TABLE_SIZE = _V2_TABLE + 1 + 4
+"""Version 2's table: position bits, colour transform, six offsets and steps, delta shift, coded length."""
+MAX_DELTA_SHIFT = 31
+_CODE_LIMIT = 1 << 32
 
 
 def zigzag(q: np.ndarray) -> np.ndarray:
@@ -81,15 +89,10 @@ def decode_float(data: memoryview, mode: Mode, width: int, height: int, count: i
 
 
 def encode_quantized(qg: QuantizedGaussians) -> bytes:
-    """Payload of quantized Gaussians (already in Morton order)."""
+    """Version-1 payload of quantized Gaussians (already in Morton order)."""
     p = qg.position_bits
-    if np.any(np.diff(morton_encode(qg.ix, qg.iy).astype(np.int64)) < 0):
-        raise ParameterError("quantized Gaussians are not in Morton order")
-    pixel = morton_encode(qg.ix >> p, qg.iy >> p)
-    deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
-    mask = (1 << p) - 1
-    fraction = morton_encode(qg.ix & mask, qg.iy & mask)
-    streams = [deltas] + [zigzag(qg.codes[f]) for f in range(len(FIELD_NAMES))]
+    deltas, fraction, codes = _symbols(qg)
+    streams = [deltas] + [zigzag(codes[f]) for f in range(len(FIELD_NAMES))]
     if int(max((s.max() for s in streams if s.size), default=0)) >> VALUE_BITS:
         raise ParameterError(f"a field code needs more than {VALUE_BITS} bits; use fewer bits")
     configs = [choose_config(s) for s in streams]
@@ -104,9 +107,9 @@ def encode_quantized(qg: QuantizedGaussians) -> bytes:
     return bytes(table) + _best_frames([c[0].tobytes() for c in coded]) + bits
 
 
-def parse_quantized(data: memoryview, width: int, height: int, count: int) -> QuantizedGaussians:
-    """Parse a quantized payload to codes, checking the table and the position grid."""
-    if len(data) < QUANT_TABLE_SIZE:
+def _parse_table(data: memoryview, table_size: int) -> tuple[int, int, list[float], list[float]]:
+    """Position bits, colour transform, offsets and steps of a quantized payload's table (checks Q1-Q4)."""
+    if len(data) < table_size:
         raise TruncatedError("payload ends inside its quantization table")
     p, color_transform = struct.unpack_from("<BB", data)
     if p > MAX_POSITION_FRACTION_BITS:
@@ -120,6 +123,12 @@ def parse_quantized(data: memoryview, width: int, height: int, count: int) -> Qu
             raise HeaderError(f"field {FIELD_NAMES[f]} has offset {offset} and step {step}; need finite, step > 0")
         offsets.append(offset)
         steps.append(step)
+    return p, color_transform, offsets, steps
+
+
+def parse_quantized(data: memoryview, width: int, height: int, count: int) -> QuantizedGaussians:
+    """Parse a version-1 quantized payload to codes, checking the table and the position grid."""
+    p, color_transform, offsets, steps = _parse_table(data, QUANT_TABLE_SIZE)
     streams = len(FIELD_NAMES) + 1
     configs = bytes(data[QUANT_TABLE_SIZE - streams : QUANT_TABLE_SIZE])
     for j, config in enumerate(configs):
@@ -130,11 +139,71 @@ def parse_quantized(data: memoryview, width: int, height: int, count: int) -> Qu
     tokens = np.frombuffer(unpack_frames(body[:end], count * streams), dtype=np.uint8).reshape(streams, count)
     deltas, fraction, values = decode_streams(tokens, configs, bytes(body[end:]), 2 * p)
     ix, iy, codes, last, max_ix, max_iy = _positions_and_codes(deltas, fraction, values, p)
+    _check_positions(last, max_ix, max_iy, width, height, p, count)
+    return QuantizedGaussians(width, height, p, color_transform, ix, iy,
+                              np.array(offsets, dtype=np.float32), np.array(steps, dtype=np.float32), codes)
+
+
+def _check_positions(last: int, max_ix: int, max_iy: int, width: int, height: int, p: int, count: int) -> None:
     if last >= 1 << 40:
         raise ParameterError("a position lies outside the image")
     grid = 2**p
     if count and (max_ix > width * grid or max_iy > height * grid):
         raise ParameterError("a position lies outside the image")
+
+
+def _symbols(qg: QuantizedGaussians) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel deltas and position fractions (uint64 ``(N,)``) of Gaussians in Morton order, and their codes."""
+    p = qg.position_bits
+    if np.any(np.diff(morton_encode(qg.ix, qg.iy).astype(np.int64)) < 0):
+        raise ParameterError("quantized Gaussians are not in Morton order")
+    pixel = morton_encode(qg.ix >> p, qg.iy >> p)
+    deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
+    mask = (1 << p) - 1
+    return deltas, morton_encode(qg.ix & mask, qg.iy & mask), qg.codes
+
+
+def encode_quantized_v2(qg: QuantizedGaussians) -> bytes:
+    """Version-2 payload of quantized Gaussians (already in Morton order): table, coded bytes, raw bits."""
+    deltas, fraction, codes = _symbols(qg)
+    if deltas.size and int(deltas.max()) >= _CODE_LIMIT:
+        raise ParameterError("a pixel delta needs more than 32 bits")
+    if codes.size and int(np.abs(codes).max()) >= _CODE_LIMIT:
+        raise ParameterError("a field code needs more than 32 bits; use fewer bits")
+    shift, coded, raw = choose_delta_shift(deltas, fraction, codes, 2 * qg.position_bits)
+    table = bytearray(struct.pack("<BB", qg.position_bits, qg.color_transform))
+    for f in range(len(FIELD_NAMES)):
+        table += _FIELD_ENTRY.pack(float(qg.offsets[f]), float(qg.steps[f]))
+    table += struct.pack("<BI", shift, len(coded))
+    return bytes(table) + coded + raw
+
+
+def parse_quantized_v2(data: memoryview, width: int, height: int, count: int) -> QuantizedGaussians:
+    """Parse a version-2 quantized payload to codes (spec 7.6, checks in the order of 11.1)."""
+    p, color_transform, offsets, steps = _parse_table(data, V2_TABLE_SIZE)
+    shift, coded_length = struct.unpack_from("<BI", data, _V2_TABLE)
+    if shift > MAX_DELTA_SHIFT:
+        raise HeaderError(f"delta shift {shift} exceeds {MAX_DELTA_SHIFT}")
+    if coded_length > len(data) - V2_TABLE_SIZE:
+        raise TruncatedError(f"coded length {coded_length} runs past the payload")
+    coded = bytes(data[V2_TABLE_SIZE : V2_TABLE_SIZE + coded_length])
+    if coded and coded[-1] == 0:
+        raise StreamError("the coded bytes end with a zero byte")
+    raw = bytes(data[V2_TABLE_SIZE + coded_length :])
+    deltas, fraction, codes, used, raw_bits = decode_symbols(coded, raw, count, 2 * p, shift)
+    need = (raw_bits + 7) // 8
+    if len(raw) < need:
+        raise TruncatedError(f"the raw bits run past the end of the payload ({len(raw)} bytes)")
+    if used < coded_length:
+        raise StreamError(f"{coded_length - used} coded bytes are never read")
+    if len(raw) > need:
+        raise StreamError(f"{len(raw) - need} bytes follow the raw bits")
+    if raw_bits % 8 and raw[-1] >> (raw_bits % 8):
+        raise StreamError("the padding bits after the raw bits are not zero")
+    if count and int(deltas.max()) >= _CODE_LIMIT:
+        raise ParameterError("a pixel delta is 2^32 or more")
+    ix, iy, last, max_ix, max_iy = _positions(deltas, fraction, p)
+    _check_positions(last, max_ix, max_iy, width, height, p, count)
     return QuantizedGaussians(width, height, p, color_transform, ix, iy,
                               np.array(offsets, dtype=np.float32), np.array(steps, dtype=np.float32), codes)
 
@@ -152,12 +221,12 @@ def _compact(v: np.uint64) -> np.int64:  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _positions_and_codes(deltas: np.ndarray, fraction: np.ndarray, values: np.ndarray, p: int):  # pragma: no cover
-    """Grid coordinates and signed codes from the decoded streams (spec 7.3, 7.4), in one pass.
+def _positions(deltas: np.ndarray, fraction: np.ndarray, p: int):  # pragma: no cover - compiled
+    """Grid coordinates from pixel deltas and fractions (spec 7.3).
 
-    Returns int64 ``ix, iy (N,)``, int64 codes ``(F, N)`` (zigzag undone), the
-    last running pixel sum and the largest ``ix`` and ``iy`` (0 when empty). The
-    sum of uint64 deltas below ``2**32`` each cannot wrap for ``N <= 2**22``.
+    Returns int64 ``ix, iy (N,)``, the last running pixel sum and the largest
+    ``ix`` and ``iy`` (0 when empty). The sum of uint64 deltas below ``2**32``
+    each cannot wrap for ``N <= 2**22``.
     """
     n = deltas.shape[0]
     ix = np.empty(n, dtype=np.int64)
@@ -174,6 +243,14 @@ def _positions_and_codes(deltas: np.ndarray, fraction: np.ndarray, values: np.nd
         iy[i] = _compact(m >> np.uint64(1))
         max_ix = max(max_ix, ix[i])
         max_iy = max(max_iy, iy[i])
+    return ix, iy, pixel, max_ix, max_iy
+
+
+@njit(cache=True)
+def _positions_and_codes(deltas: np.ndarray, fraction: np.ndarray, values: np.ndarray, p: int):  # pragma: no cover
+    """:func:`_positions` and the signed codes ``(F, N)`` int64 of the zigzag values ``(F, N)`` (spec 7.4)."""
+    ix, iy, pixel, max_ix, max_iy = _positions(deltas, fraction, p)
+    n = deltas.shape[0]
     codes = np.empty(values.shape, dtype=np.int64)
     for f in range(values.shape[0]):
         for i in range(n):
@@ -182,9 +259,10 @@ def _positions_and_codes(deltas: np.ndarray, fraction: np.ndarray, values: np.nd
     return ix, iy, codes, pixel, max_ix, max_iy
 
 
-def decode_quantized(data: memoryview, width: int, height: int, count: int) -> GaussianImage:
-    """Inverse of :func:`encode_quantized`, dequantized."""
-    qg = parse_quantized(data, width, height, count)
+def decode_quantized(data: memoryview, width: int, height: int, count: int, version: int = 1) -> GaussianImage:
+    """Inverse of :func:`encode_quantized` (version 1) or :func:`encode_quantized_v2` (version 2), dequantized."""
+    parse = parse_quantized_v2 if version == 2 else parse_quantized
+    qg = parse(data, width, height, count)
     with np.errstate(over="ignore", invalid="ignore"):
         try:
             return dequantize(qg)

@@ -29,6 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 import gscodec  # noqa: E402
+from gscodec.format.rangecoder import choose_delta_shift, decode_symbols, encode_symbols  # noqa: E402
 from gscodec.format.tokens import pack_bits, tokenize  # noqa: E402
 from gscodec.quantize import (COLOR_RGB, COLOR_YCOCG, Quantization, QuantizedGaussians,  # noqa: E402
                               morton_encode, quantize)
@@ -164,6 +165,39 @@ class Quantized:
         return file_bytes(QUANTIZED, width, height, self.count if count is None else count, meta, self.payload())
 
 
+class QuantizedV2:
+    """The parts of a version-2 quantized payload (spec 7.6), each open to tampering before :meth:`payload`."""
+
+    def __init__(self, qg: QuantizedGaussians, shift: int | None = None, deltas: np.ndarray | None = None) -> None:
+        p = qg.position_bits
+        self.p, self.transform, self.count = p, qg.color_transform, qg.count
+        self.offsets = [float(v) for v in qg.offsets]
+        self.steps = [float(v) for v in qg.steps]
+        if deltas is None:
+            pixel = morton_encode(qg.ix >> p, qg.iy >> p).astype(np.uint64)
+            deltas = np.diff(pixel, prepend=np.uint64(0)) if pixel.size else pixel
+        mask = (1 << p) - 1
+        fraction = morton_encode(qg.ix & mask, qg.iy & mask).astype(np.uint64)
+        if shift is None:
+            self.shift, self.coded, self.raw = choose_delta_shift(deltas, fraction, qg.codes, 2 * p)
+        else:
+            self.shift = shift
+            self.coded, self.raw = encode_symbols(deltas, fraction, qg.codes, 2 * p, shift)
+        self.consumed = decode_symbols(self.coded, self.raw, self.count, 2 * p, self.shift)[3]
+        self.coded_length: int | None = None
+
+    def payload(self) -> bytes:
+        out = struct.pack("<BB", self.p, self.transform)
+        for o, s in zip(self.offsets, self.steps):
+            out += struct.pack("<ff", o, s)
+        length = len(self.coded) if self.coded_length is None else self.coded_length
+        return out + struct.pack("<BI", self.shift, length) + self.coded + self.raw
+
+    def file(self, width: int, height: int, meta: bytes = b"", count: int | None = None) -> bytes:
+        return file_bytes(QUANTIZED, width, height, self.count if count is None else count, meta, self.payload(),
+                          version=2)
+
+
 def qg_from(width: int, height: int, p: int, transform: int, ix, iy, offsets, steps, codes) -> QuantizedGaussians:
     return QuantizedGaussians(width, height, p, transform, np.asarray(ix, np.int64), np.asarray(iy, np.int64),
                               np.asarray(offsets, np.float32), np.asarray(steps, np.float32),
@@ -186,7 +220,9 @@ def _random_gaussians(width: int, height: int, n: int, seed: int, spread: float 
 def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
     """``(name, bytes, note, extra render sizes)`` of every valid vector."""
     out = []
-    enc = gscodec.encode
+
+    def enc(*args, **kwargs) -> bytes:  # the version-1 vectors stay version 1
+        return gscodec.encode(*args, version=1, **kwargs)
 
     g = gscodec.GaussianImage(8, 8, torch.zeros(0, 2), torch.zeros(0, 3), torch.zeros(0, 3))
     out.append(("empty-float32", enc(g, mode="float32"), "no Gaussians: decodes to black", []))
@@ -338,6 +374,63 @@ def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
     colors = [[1.0, 0.5, h16(-65504.0)], [0.25, 0.5, 0.75], [0.6, 0.4, 0.2]]
     out.append(("edges-float16", float_file(5, 5, means, chol, colors, dtype="<f2"),
                 "float16 edge values: the largest finite value, subnormals (widened exactly), -0", []))
+    out += valid_v2_vectors()
+    return out
+
+
+def valid_v2_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
+    """Version-2 files (spec 7.6, 7.7): the writer's choice and hand-made payloads."""
+    out = []
+    out.append(("small-v2", gscodec.encode(_random_gaussians(48, 32, 64, 2), version=2,
+                                           metadata={"source": "random.png", "psnr": "31.00"}),
+                "version 2 of the Gaussians of small-quantized (default bits, YCoCg, 1/4 px), metadata; also "
+                "rendered at 96x64", [(96, 64)]))
+    out.append(("rgb-wide-v2", gscodec.encode(_random_gaussians(40, 40, 50, 3), version=2,
+                                              quantization=Quantization(position_bits=0, scale_bits=12, shear_bits=10,
+                                                                        color_bits=11, chroma_bits=11,
+                                                                        color_transform=COLOR_RGB)),
+                "version 2, RGB, integer positions (p = 0), wide codes (many raw bits)", []))
+    g = _random_gaussians(64, 48, 300, 21)
+    out.append(("dense-v2", gscodec.encode(g, version=2, quantization=Quantization(position_bits=3)),
+                "version 2, 300 Gaussians at p = 3: the probabilities adapt over many symbols", []))
+    empty = QuantizedV2(qg_from(8, 4, 2, COLOR_YCOCG, [], [], [0] * 6, [1] * 6, np.zeros((6, 0))), shift=0)
+    out.append(("empty-v2", empty.file(8, 4), "version 2 with no Gaussians: no coded bytes, no raw bits", []))
+    n = 40
+    zero = QuantizedV2(qg_from(6, 5, 0, COLOR_YCOCG, np.zeros(n), np.zeros(n), [2.0, 1.0, 0.5, 0.3, 0.01, -0.02],
+                               [0.125] * 6, np.zeros((6, n))), shift=0)
+    assert zero.coded == b"" and zero.raw == b"" and zero.consumed > 4
+    out.append(("zeros-v2", zero.file(6, 5),
+                "version 2, 40 equal Gaussians at (0, 0), all codes 0: the coded bytes are all zero, so C = 0 and "
+                "the decoder reads only the zeros past the end", []))
+    # codes at the extremes (|q| = 2^32 - 1: bit length 32, no stop bit), every sign, and a large delta shift
+    w, h = 32, 24
+    rng = np.random.default_rng(22)
+    n = 24
+    ix = rng.integers(0, w * 4 + 1, n)
+    iy = rng.integers(0, h * 4 + 1, n)
+    order = np.argsort(morton_encode(ix, iy), kind="stable")
+    codes = rng.integers(-40, 41, (6, n))
+    top = (1 << 32) - 1
+    codes[2, :4] = [top, -top, 1 << 31, -(1 << 31)]
+    codes[4, :3] = [-top, top, 2]
+    codes[5, :2] = [1, -1]
+    steps = [1 / 16, 1 / 16, 2.0 ** -31, 1 / 64, 2.0 ** -34, 1 / 64]
+    qg = qg_from(w, h, 2, COLOR_YCOCG, ix[order], iy[order], [2.0, 2.0, 0.0, 0.3, 0.0, 0.0], steps,
+                 codes[:, order])
+    out.append(("extremes-v2", QuantizedV2(qg, shift=7).file(w, h),
+                "version 2, codes +-(2^32 - 1) (32 unary ones, no stop bit) and +-2^31, delta shift 7 "
+                "(deltas mostly raw)", []))
+    w, h = gscodec.limits.MAX_DIMENSION, 2
+    ix = np.array([0, 3000 * 16 + 5, 8192 * 16 + 3, 16000 * 16 + 15, w * 16])
+    iy = np.array([16, 0, 31, 8, 32])
+    order = np.argsort(morton_encode(ix, iy), kind="stable")
+    codes = np.array([[0, 1, 2, -1, 40], [0, -2, 1, 3, 0], [0, 1, -1, 2, -3], [0, 5, -5, 10, 0], [0, 1, -1, 2, 3],
+                      [0, -1, 2, 1, 0]])
+    qg = qg_from(w, h, 4, COLOR_YCOCG, ix[order], iy[order], [3.0, 0.0, 0.0, 0.5, 0.0, 0.0],
+                 [0.0625, 0.125, 0.125, 0.0625, 0.03125, 0.03125], codes[:, order])
+    out.append(("widest-v2", QuantizedV2(qg, shift=0).file(w, h),
+                f"version 2, the largest width ({w}) at p = 4, pixel deltas up to 2^28 coded whole (delta shift 0)",
+                []))
     return out
 
 
@@ -409,8 +502,8 @@ def invalid_cases(valid: bytes) -> list[tuple[str, bytes, str, str, str]]:
     add("magic-prefix", MAGIC[:3], "TruncatedError", "H1", "the first 3 bytes of the magic and nothing else")
     add("short-not-magic", b"GSI", "NotGsiError", "H2", "3 bytes that are not a prefix of the magic")
     add("bad-magic", b"\x89PNG" + valid[4:], "NotGsiError", "H2", "a PNG signature in place of the magic")
-    add("version-only", MAGIC + b"\x02", "UnsupportedVersionError", "H3", "5 bytes: the magic and version 2")
-    add("version-2", valid[:4] + b"\x02" + valid[5:], "UnsupportedVersionError", "H3", "version byte 2")
+    add("version-only", MAGIC + b"\x03", "UnsupportedVersionError", "H3", "5 bytes: the magic and version 3")
+    add("version-3", valid[:4] + b"\x03" + valid[5:], "UnsupportedVersionError", "H3", "version byte 3")
     add("version-0", patched(4, "<B", 0), "UnsupportedVersionError", "H3", "version byte 0")
     add("magic-only", MAGIC, "TruncatedError", "H4", "the magic alone (4 bytes)")
     add("seven-bytes", valid[:7], "TruncatedError", "H4", "the first 7 bytes of a valid file")
@@ -654,8 +747,8 @@ def invalid_cases(valid: bytes) -> list[tuple[str, bytes, str, str, str]]:
     b[20] = 0
     add("first-crc-then-metadata", bytes(b), "ChecksumError", "C1",
         "an empty metadata key and a CRC that no longer matches: C1 before M1")
-    add("first-version-then-short", MAGIC + b"\x02\x02\x00", "UnsupportedVersionError", "H3",
-        "7 bytes with version 2: H3 before H4")
+    add("first-version-then-short", MAGIC + b"\x03\x02\x00", "UnsupportedVersionError", "H3",
+        "7 bytes with version 3: H3 before H4")
     b = bytearray(valid)
     struct.pack_into("<HH", b, 6, 0, 20000)
     add("first-zero-then-limit", fix_crc(b), "HeaderError", "H6", "width 0 and height 20000: H6 before H7")
@@ -690,6 +783,80 @@ def invalid_cases(valid: bytes) -> list[tuple[str, bytes, str, str, str]]:
                                                                            np.array([[0.5, 0.5, 0.5]]),
                                                                            "<f4")[:-4])])),
         "StreamError", "S6", "a NaN mean in frames that hold 4 bytes too few: S6 before P1")
+    cases += invalid_v2_cases()
+    return cases
+
+
+def invalid_v2_cases() -> list[tuple[str, bytes, str, str, str]]:
+    """Malformed version-2 files (checks H5, Q1-Q4, R1-R7, Q9, Q10 on version 2)."""
+    cases: list[tuple[str, bytes, str, str, str]] = []
+
+    def add(name: str, data: bytes, error: str, check: str, note: str) -> None:
+        cases.append((f"v2-{name}", data, error, check, note))
+
+    base, w, h = _base_quantized()
+
+    def z(qg=base, shift=None, deltas=None) -> QuantizedV2:
+        return QuantizedV2(qg, shift=shift, deltas=deltas)
+
+    valid = z().file(w, h)
+    payload_at = 20
+    one = float_raw(np.array([[2.0, 2.0]]), np.array([[1.0, 0.0, 1.0]]), np.array([[0.5, 0.5, 0.5]]), "<f4")
+    add("float-mode", file_bytes(FLOAT32, 4, 4, 1, b"", frame_table([zframe(one)]), version=2), "HeaderError", "H5",
+        "version 2 with mode 0 (float32): a valid version-1 float payload")
+    add("table-truncated", file_bytes(QUANTIZED, w, h, 0, b"", z().payload()[:54], version=2), "TruncatedError",
+        "Q1", "a 54-byte version-2 payload: the table needs 55")
+    b = bytearray(valid)
+    b[payload_at] = 5
+    add("position-bits-5", fix_crc(b), "HeaderError", "Q2", "version 2, position_bits 5")
+    b = bytearray(valid)
+    struct.pack_into("<f", b, payload_at + 6 + 8 * 3, 0.0)
+    add("zero-step", fix_crc(b), "HeaderError", "Q4", "version 2, step of field 3 is 0")
+    b = bytearray(valid)
+    b[payload_at + 50] = 32
+    add("delta-shift-32", fix_crc(b), "HeaderError", "R1", "delta shift 32 (the limit + 1)")
+    q = z()
+    q.coded_length = len(q.coded) + len(q.raw) + 1
+    add("coded-length-past-payload", q.file(w, h), "TruncatedError", "R2",
+        "the coded length runs one byte past the payload")
+    q = z()
+    q.coded = q.coded + b"\0"
+    add("coded-trailing-zero", q.file(w, h), "StreamError", "R3", "the coded bytes end with a zero byte")
+    q = z()
+    assert len(q.raw) > 1
+    q.raw = q.raw[:-1]
+    add("raw-truncated", q.file(w, h), "TruncatedError", "R4", "the last raw byte missing")
+    q = z()
+    q.coded = q.coded + b"\0" * (q.consumed - len(q.coded)) + b"\x01" * 10
+    add("coded-unread", q.file(w, h), "StreamError", "R5",
+        "10 bytes after the last coded byte the decoder reads (the trimmed zeros restored first)")
+    q = z()
+    q.raw = q.raw + b"\0"
+    add("raw-excess", q.file(w, h), "StreamError", "R6", "a zero byte after the raw bits")
+    q = next(q for q in (z(shift=s) for s in range(8)) if decode_symbols(q.coded, q.raw, q.count, 2 * q.p,
+                                                                           q.shift)[4] % 8)
+    q.raw = q.raw[:-1] + bytes([q.raw[-1] | 1 << 7])
+    add("raw-padding", q.file(w, h), "StreamError", "R6", "the last padding bit set")
+    deltas = np.zeros(base.count, dtype=np.uint64)
+    deltas[1] = 1 << 32
+    add("delta-2-32", z(shift=1, deltas=deltas).file(w, h), "ParameterError", "R7",
+        "a pixel delta of 2^32 (the high part 2^31 and one raw bit 0 under delta shift 1)")
+    moved = qg_from(w, h, 2, COLOR_YCOCG, np.array([3, w * 4 + 1]), np.array([1, 5]), base.offsets, base.steps,
+                    np.zeros((6, 2)))
+    add("position-off-right", z(qg=moved).file(w, h), "ParameterError", "Q9",
+        "version 2, ix = width * 4 + 1")
+    big = qg_from(w, h, 2, COLOR_YCOCG, base.ix, base.iy, [1e30] + list(base.offsets[1:]), base.steps, base.codes)
+    add("scale-overflow", z(qg=big).file(w, h), "ParameterError", "Q10", "version 2, log2_l11 offset 1e30")
+    q = z()
+    q.shift = 40
+    q.coded_length = 1 << 30
+    add("first-shift-then-length", q.file(w, h), "HeaderError", "R1",
+        "delta shift 40 and a coded length past the payload: R1 before R2")
+    q = z()
+    q.coded = q.coded + b"\0" * (q.consumed - len(q.coded)) + b"\x01" * 4
+    q.raw = q.raw[:-1]
+    add("first-raw-then-unread", q.file(w, h), "TruncatedError", "R4",
+        "raw bits one byte short and unread coded bytes: R4 before R5")
     return cases
 
 

@@ -17,8 +17,8 @@ HERE = Path(__file__).resolve().parent
 MAGIC = b"\x89GSI"
 
 
-def gsi(mode: int, width: int, height: int, count: int, payload: bytes, meta: bytes = b"") -> bytes:
-    body = struct.pack("<4sBBHHIHI", MAGIC, 1, mode, width, height, count, len(meta), len(payload)) + meta + payload
+def gsi(mode: int, width: int, height: int, count: int, payload: bytes, meta: bytes = b"", version: int = 1) -> bytes:
+    body = struct.pack("<4sBBHHIHI", MAGIC, version, mode, width, height, count, len(meta), len(payload)) + meta + payload
     return body + zlib.crc32(body).to_bytes(4, "little")
 
 
@@ -33,6 +33,16 @@ def zframe(data: bytes, content_size: bool = True) -> bytes:
 def quant_table(offset: float = 0.0, step: float = 0.0625, config: int = 0x12) -> bytes:
     """p = 2, YCoCg, six fields alike, all seven token streams with split 2 and 1 mantissa bit."""
     return struct.pack("<BB", 2, 1) + struct.pack("<ff", offset, step) * 6 + bytes([config] * 7)
+
+
+def v2_table(shift: int, coded_length: int, p: int = 2) -> bytes:
+    """A version-2 table (spec 7.6): p, YCoCg, six fields alike, the delta shift and the coded length."""
+    return struct.pack("<BB", p, 1) + struct.pack("<ff", 0.0, 0.0625) * 6 + struct.pack("<BI", shift, coded_length)
+
+
+def v2(count: int, coded: bytes, raw: bytes, shift: int = 0, p: int = 2, coded_length: int | None = None) -> bytes:
+    length = len(coded) if coded_length is None else coded_length
+    return gsi(2, 8, 8, count, v2_table(shift, length, p) + coded + raw, version=2)
 
 
 def main() -> None:
@@ -82,6 +92,14 @@ def main() -> None:
     cases["metadata-bad-utf8"] = (gsi(0, 8, 8, 0, frames(zframe(b"")), b"\x02\xc3\x28\x00\x00"), "MetadataError")
     cases["sixteen-empty-frames-short"] = (gsi(0, 8, 8, 1, frames(*[zframe(b"")] * 16)), "StreamError")
     cases["seventeen-frames"] = (gsi(0, 8, 8, 1, frames(*[zframe(b"")] * 17)), "StreamError")
+    # version 2 (range coder): a count of 2^22 with no raw bytes (the first fraction runs out at once), coded
+    # bytes of all ones (V above R from the start), garbage, a huge coded length, a delta shift out of range
+    cases["v2-count-bomb"] = (v2(1 << 22, b"", b""), "TruncatedError")
+    cases["v2-coded-all-ones"] = (v2(40, b"\xff" * 64, bytes(64)), "TruncatedError")
+    cases["v2-coded-garbage"] = (v2(30, bytes(range(1, 256)), bytes(range(200))), "StreamError")
+    cases["v2-coded-length-huge"] = (v2(1, b"\x01", b"", coded_length=0xFFFFFFFF), "TruncatedError")
+    cases["v2-delta-shift-255"] = (v2(1, b"\x01", b"", shift=255), "HeaderError")
+    cases["v2-float-mode"] = (gsi(0, 8, 8, 1, frames(zframe(bytes(32))), version=2), "HeaderError")
     expected = {}
     for name, (data, error) in cases.items():
         (HERE / f"{name}.gsi").write_bytes(data)
