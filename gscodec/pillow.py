@@ -12,8 +12,8 @@ fraction of their size aliases).
 Writing: ``im.save("x.gsi", points=900, quality="auto", effort=5)`` runs the
 fitter (:func:`gscodec.fit.fit`) on the image converted as ``gsi encode``
 converts files (alpha composited on white, EXIF orientation applied, 16-bit
-and greyscale to 8-bit RGB; see :func:`encode_pixels`) and writes the file ``gsi encode --points N
---quality Q --effort E`` writes for the same pixels. Other keyword arguments
+and greyscale to 8-bit RGB; see :func:`encode_pixels`) and writes the file
+``gsi encode --points N --quality Q --effort E`` writes for the same pixels. Other keyword arguments
 are ignored, as Pillow's own plugins ignore the options of other formats.
 
 Errors are Pillow's, and the library's: a file that is not a valid `.gsi`
@@ -42,15 +42,15 @@ import numpy as np
 from PIL import Image, ImageFile
 
 from .format import GsiError, peek, read
-from .gaussians import GaussianImage
 from .format.header import MAGIC
+from .gaussians import GaussianImage
 from .render import RenderBudgetError, render
 
 FORMAT = "GSI"
 ANTIALIAS_SIGMA = 0.35
 """Standard deviation (output pixels) of the Gaussian each Gaussian is convolved with when rendered well below
-its stored size: on two development photos at 1/4 to 1/8 size, the straight render came within 37-40 dB of a
-full render shrunk with Lanczos, against 24-31 dB point-sampled."""
+its stored size: on two development photos at 1/4 to 1/8 size, the straight render scored 37-40 dB PSNR against a
+full render shrunk with Lanczos, point sampling 24-31 dB."""
 SAVE_OPTIONS = ("points", "quality", "effort")
 """The keyword arguments of ``Image.save`` this plugin reads."""
 
