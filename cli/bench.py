@@ -136,7 +136,8 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     GaussianImage's published curve is drawn dashed and labelled Kodak only:
     it was measured on the 24 Kodak images, so a BD-rate against it is
     computed only when DIR holds exactly those images, named kodim01 ..
-    kodim24 (any extension, as distributed; --limit then leaves it out).
+    kodim24 as distributed (any image extension; with --limit the set is
+    partial, so the comparison is left out).
 
     gsi's quality is the Gaussian density (Gaussians per pixel); its encode
     runs the fitter, so it dominates the run time. Needs matplotlib and
