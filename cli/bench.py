@@ -60,6 +60,7 @@ def summary_dict(summary: Any) -> dict[str, Any]:
     """The ``--json`` summary of a :class:`gscodec.bench.runner.Summary`."""
     return {
         "outdir": str(summary.outdir),
+        "image_set": summary.image_set,
         "images": summary.images,
         "measured": summary.measured,
         "reused": summary.reused,
@@ -69,7 +70,8 @@ def summary_dict(summary: Any) -> dict[str, Any]:
                           **{k: [_json_num(v) for v in vs] for k, vs in c.results().items()}}
                    for name, c in summary.curves.items()},
         "bd_rate": [{"test": b.test, "anchor": b.anchor, "pchip": _json_num(b.pchip), "cubic": _json_num(b.cubic),
-                     "psnr_range": [_json_num(v) for v in b.psnr_range]} for b in summary.bd_rates],
+                     "psnr_range": [_json_num(v) for v in b.psnr_range], "points": list(b.points)}
+                    for b in summary.bd_rates],
         "files": [str(p) for p in summary.files],
     }
 
@@ -98,7 +100,7 @@ def tables(summary: Any) -> list[Table]:
 @click.argument("folder", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--output-dir", "outdir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("bench-results"), show_default=True,
-              help="Results folder: points.csv, settings.json, <codec>.json, rd.png.")
+              help="Results folder: points.csv, settings.json, <codec>.json, rd.png, rd.pdf, rd.svg.")
 @click.option("--codecs", default=",".join(CODEC_NAMES), show_default=True,
               help="Comma-separated codecs to run.")
 @click.option("--gsi-density", metavar="D1,D2,...",
@@ -125,10 +127,17 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     OUTDIR/points.csv as they finish; running the same command again measures
     only the missing points (delete a row to re-measure it). Per codec, values
     averaged over images go to OUTDIR/<codec>.json (CompressAI's schema), the
-    curves to OUTDIR/rd.png (with GaussianImage's published Kodak curve, dashed),
-    and the BD-rates of gsi against each codec (pchip by default; the cubic
-    VCEG-M33 value alongside) are printed, with WebP and AVIF against JPEG as
-    a sanity check.
+    curves to OUTDIR/rd.png, rd.pdf and rd.svg (titled with DIR's name, the
+    image count and every codec's settings), and the BD-rates of gsi against
+    each codec (pchip by default; the cubic VCEG-M33 value alongside) are
+    printed, with WebP and AVIF against JPEG as a sanity check. A BD-rate from
+    a curve of fewer than 4 points gets a warning on stderr.
+
+    GaussianImage's published curve is drawn dashed and labelled Kodak only:
+    it was measured on the 24 Kodak images, so a BD-rate against it is
+    computed only when DIR holds exactly those images, named kodim01 ..
+    kodim24 as distributed (any image extension; with --limit the set is
+    partial, so the comparison is left out).
 
     gsi's quality is the Gaussian density (Gaussians per pixel); its encode
     runs the fitter, so it dominates the run time. Needs matplotlib and
@@ -142,6 +151,7 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
       gsi bench photos/ --codecs jpeg,avif --quality jpeg=10,30,50,70,90 --json > rd.json
     """
     from gscodec.bench import BenchError, make_codec
+    from gscodec.bench.bdrate import MIN_POINTS
     from gscodec.bench.runner import Failure, run
 
     names = _parse_codecs(codecs)
@@ -194,6 +204,14 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
         out = out_console()
         for table in tables(summary):
             out.print(table)
+    for b in summary.bd_rates:
+        if b.sparse:
+            err.print(f"[yellow]warning:[/] the BD-rate of {b.test} against {b.anchor} rests on {b.points[0]} and "
+                      f"{b.points[1]} points (fewer than {MIN_POINTS} per curve); add rate points before relying on it")
+    for ref in summary.references_elsewhere:
+        err.print(f"note: the dashed curve {safe(ref.label)} was measured on {safe(ref.image_set)} only: no BD-rate "
+                  f"against it on {safe(summary.image_set)} (computed only on exactly the {len(ref.image_names)} "
+                  f"{safe(ref.image_set)} images)")
     for name, labels in summary.incomplete.items():
         err.print(f"[yellow]warning:[/] {name} quality {', '.join(labels)} left out of the averages "
                   f"(not measured on every image)")

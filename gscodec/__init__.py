@@ -15,7 +15,8 @@ from .render import RenderBudgetError, render, render_float
 
 
 def register_pillow() -> None:
-    """Make ``PIL.Image.open`` read `.gsi` files (decoded at their stored size)."""
+    """Make Pillow read (``Image.open``, any size through ``draft``/``thumbnail``) and write (``Image.save``)
+    `.gsi` files; Pillow has no plugin entry points, so this call is the registration (see :mod:`gscodec.pillow`)."""
     from .pillow import register
 
     register()

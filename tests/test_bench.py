@@ -15,6 +15,7 @@ from PIL import Image
 
 from gscodec.bench import BenchError, bd_rate, make_codec, ms_ssim, psnr
 from gscodec.bench.metrics import MS_SSIM_MIN_SIDE
+from gscodec.bench.reference import GAUSSIANIMAGE_KODAK, KODAK_NAMES, is_image_set
 from gscodec.bench.runner import run
 from gscodec.bench.store import FIELDS, PointStore
 from gscodec_cli.main import cli
@@ -165,7 +166,11 @@ def test_results_files_follow_the_compressai_schema(first_run: tuple[Path, objec
         assert data["results"]["ms-ssim-rgb"] == [None, None]  # 48x40 is below MS-SSIM's minimum size
         bpp, db = data["results"]["bpp"], data["results"]["psnr-rgb"]
         assert all(isinstance(v, float) and v > 0 for v in bpp + db)
-    assert (outdir / "rd.png").stat().st_size > 0
+    assert (outdir / "rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (outdir / "rd.pdf").read_bytes()[:5] == b"%PDF-"
+    svg = (outdir / "rd.svg").read_text()
+    assert "<svg" in svg and "2 image(s) at native resolution" in svg  # the title, as text
+    assert f"gsi effort 5 ({ITERATIONS} steps, auto quantization)" in svg and "jpeg via Pillow" in svg
 
 
 def test_averages_are_per_image_means_of_real_file_sizes(first_run: tuple[Path, object], photos: Path) -> None:
@@ -228,8 +233,17 @@ def test_process_pool_gives_the_same_points(first_run: tuple[Path, object], phot
 def test_bd_rates_are_reported(first_run: tuple[Path, object]) -> None:
     _, summary = first_run
     pairs = {(b.test, b.anchor) for b in summary.bd_rates}
-    assert {("gsi", "jpeg"), ("gsi", "webp"), ("gsi", "avif"), ("gsi", "gaussianimage-published"),
-            ("webp", "jpeg"), ("avif", "jpeg")} == pairs
+    assert {("gsi", "jpeg"), ("gsi", "webp"), ("gsi", "avif"), ("webp", "jpeg"), ("avif", "jpeg")} == pairs
+    assert all(b.points == (2, 2) and b.sparse for b in summary.bd_rates)
+    assert summary.references_elsewhere == [GAUSSIANIMAGE_KODAK]  # not Kodak: drawn, not compared
+
+
+def test_kodak_is_recognised_by_its_24_names() -> None:
+    names = [f"kodim{i:02d}.png" for i in range(1, 25)]
+    assert is_image_set(names, KODAK_NAMES) and is_image_set([f"sub/{n.upper()}" for n in names], KODAK_NAMES)
+    assert not is_image_set(names[:23], KODAK_NAMES)
+    assert not is_image_set(names + ["kodim25.png"], KODAK_NAMES)
+    assert not is_image_set(names[:23] + ["kodim01.jpg"], KODAK_NAMES)  # one image twice, one missing
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -248,12 +262,33 @@ def test_cli_json_summary_and_table(runner: CliRunner, photos: Path, tmp_path: P
     summary = json.loads(result.stdout)
     assert summary["measured"] == 8 and summary["images"] == ["im0.png", "im1.png"]
     assert summary["codecs"]["gsi"]["quality"] == ["0.02", "0.05"]
-    assert {(b["test"], b["anchor"]) for b in summary["bd_rate"]} == {("gsi", "jpeg"),
-                                                                      ("gsi", "gaussianimage-published")}
+    assert {(b["test"], b["anchor"]) for b in summary["bd_rate"]} == {("gsi", "jpeg")}
+    assert summary["bd_rate"][0]["points"] == [2, 2] and summary["image_set"] == photos.name
+    assert "BD-rate of gsi against jpeg rests on 2 and 2 points (fewer than 4 per curve)" in result.stderr
+    assert "measured on Kodak only" in result.stderr and "no BD-rate against it" in result.stderr
     again = runner.invoke(cli, args + ["--limit", "1"])
     assert again.exit_code == 0, again.output
     assert "BD-rate" in again.stdout and "gsi" in again.stdout and "jpeg" in again.stdout
     assert "measured 0, reused 4" in again.stderr
+
+
+def test_cli_compares_with_the_published_curve_on_kodak_only(runner: CliRunner, tmp_path: Path) -> None:
+    kodak = tmp_path / "kodak"
+    kodak.mkdir()
+    for i in range(1, 25):
+        Image.fromarray(_photo(i, 24, 16)).save(kodak / f"kodim{i:02d}.png")
+    args = ["bench", str(kodak), "-o", str(tmp_path / "out"), "--codecs", "gsi,jpeg", "--effort", "1", "--iterations", "4",
+            "--gsi-density", "0.02,0.05,0.1,0.2", "--quality", "jpeg=10,30,60,90", "--json"]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    rows = {(b["test"], b["anchor"]): b for b in json.loads(result.stdout)["bd_rate"]}
+    assert set(rows) == {("gsi", "jpeg"), ("gsi", "gaussianimage-published")}
+    assert rows[("gsi", "gaussianimage-published")]["points"] == [4, 4]
+    assert "warning" not in result.stderr and "no BD-rate" not in result.stderr  # 4 points a curve: no warning
+    fewer = runner.invoke(cli, args + ["--limit", "23"])  # 23 of the 24: not Kodak any more
+    assert fewer.exit_code == 0, fewer.output
+    assert {(b["test"], b["anchor"]) for b in json.loads(fewer.stdout)["bd_rate"]} == {("gsi", "jpeg")}
+    assert "measured on Kodak only" in fewer.stderr and "no BD-rate against it" in fewer.stderr
 
 
 def test_cli_help_and_usage_errors(runner: CliRunner, photos: Path, tmp_path: Path) -> None:

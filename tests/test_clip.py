@@ -150,25 +150,23 @@ def test_unknown_model_and_tag():
 
 
 def test_missing_weights_mocked_hub(monkeypatch):
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
     import open_clip.pretrained as op
 
     calls = []
 
     def fail(*args, **kwargs):
         calls.append(kwargs.get("filename"))
-        raise LocalEntryNotFoundError("cannot find the requested files in the disk cache")
+        raise AssertionError("no download may be tried offline")
 
     monkeypatch.setattr(op, "hf_hub_download", fail)
     with pytest.raises(WeightsUnavailableError) as info:
         load_clip("ViT-B-32", "laion2b_s34b_b79k")
     text = str(info.value)
-    assert calls  # the hub was asked, and its exception did not escape
+    assert not calls  # offline and not cached: the hub is not asked (it would retry for about a minute)
     for needle in ("ViT-B-32", "laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", "--pretrained",
                    "HF_HOME"):
         assert needle in text
-    assert info.value.__cause__ is None and info.value.__suppress_context__
+    assert info.value.__cause__ is None and (info.value.__context__ is None or info.value.__suppress_context__)
 
 
 def test_missing_weights_offline_cache():

@@ -29,6 +29,9 @@ import numpy as np
 
 METHODS = ("pchip", "cubic")
 DEFAULT_METHOD = "pchip"
+MIN_POINTS = 4
+"""Fewest points per curve for a BD-rate to stand on: VCEG-M33 fits a cubic through four; with fewer the
+interpolation between points is a guess (``gsi bench`` warns)."""
 
 
 def _curve(rate: Sequence[float], psnr: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,4 +132,4 @@ def bd_rate(anchor_rate: Sequence[float], anchor_psnr: Sequence[float], test_rat
     return (10.0**mean_diff - 1.0) * 100.0
 
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "bd_rate", "common_range", "pchip_integral", "pchip_slopes"]
+__all__ = ["DEFAULT_METHOD", "METHODS", "MIN_POINTS", "bd_rate", "common_range", "pchip_integral", "pchip_slopes"]

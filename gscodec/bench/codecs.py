@@ -57,6 +57,10 @@ class Codec(ABC):
     def description(self) -> str:
         """One line naming the implementation, its version and every setting that changes the bytes."""
 
+    def label(self) -> str:
+        """A few words naming the codec and its settings, for plot titles."""
+        return self.name
+
     @abstractmethod
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         """Compress an ``(H, W, 3)`` uint8 image at ``quality``; the bytes of the file."""
@@ -94,6 +98,9 @@ class _PillowCodec(Codec):
 
         feature = {"JPEG": "jpg", "WEBP": "webp", "AVIF": "avif"}[self.format]
         return f"Pillow {__version__} ({feature} {features.version(feature)})"
+
+    def label(self) -> str:
+        return f"{self.name} via {self._library()}"
 
     def encode(self, image: np.ndarray, quality: float) -> bytes:
         from PIL import Image
@@ -193,6 +200,10 @@ class GsiCodec(Codec):
                 f"with {defaults.iterations} iterations "
                 f"(early stopping on, defaults {digest}), seed {self.seed}, no metadata; "
                 f"quality = Gaussians per pixel")
+
+    def label(self) -> str:
+        config = self._config(1)
+        return f"gsi effort {config.effort} ({config.iterations} steps, {self.preset} quantization)"
 
     def points(self, width: int, height: int, density: float) -> int:
         """The Gaussian budget for a ``width`` x ``height`` image at ``density``."""

@@ -1,16 +1,21 @@
-"""The rate-distortion plot: PSNR (dB) and MS-SSIM (dB) against bpp for every codec, as a PNG.
+"""The rate-distortion plot: PSNR (dB) and MS-SSIM (dB) against bpp for every codec, as PNG, PDF or SVG.
 
 Uses matplotlib's Agg canvas directly (no pyplot, no global backend change).
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from ..format import GsiError, write_atomic
 from .reference import PublishedCurve
 from .store import BenchError
+
+EDITABLE_TEXT = {"svg.fonttype": "none", "pdf.fonttype": 42}
+"""Text stays text: SVG ``<text>`` elements, TrueType (not Type 3) fonts in the PDF, as journals ask."""
 
 STYLES = {"gsi": ("tab:red", "o"), "jpeg": ("tab:blue", "s"), "webp": ("tab:green", "^"), "avif": ("tab:purple", "D")}
 
@@ -19,19 +24,21 @@ def _msssim_db(values: Sequence[float]) -> list[float]:
     return [-10 * math.log10(1 - v) if math.isfinite(v) and v < 1 else math.nan for v in values]
 
 
-def plot_rd(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Path, title: str,
+def plot_rd(curves: Mapping[str, Mapping[str, Sequence[float]]], paths: Sequence[Path], title: str,
             references: Sequence[PublishedCurve] = ()) -> None:
-    """Write the RD plot of ``curves`` (name -> ``{"bpp", "psnr", "ms_ssim"}``) to ``path``.
+    """Write the RD plot of ``curves`` (name -> ``{"bpp", "psnr", "ms_ssim"}``) to each of ``paths``, in the
+    format its extension names (``.png``, ``.pdf``, ``.svg``), each atomically.
 
-    ``references`` are drawn dashed on the PSNR panel and labelled as published.
+    ``references`` are drawn dashed on the PSNR panel, under their own labels (which name their image set).
     """
     try:
+        from matplotlib import rc_context
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise BenchError(f"the RD plot needs matplotlib (pip install matplotlib): {exc}") from None
 
-    fig = Figure(figsize=(12, 5), dpi=120)
+    fig = Figure(figsize=(12, 5.4), dpi=120)
     FigureCanvasAgg(fig)
     ax_psnr, ax_ssim = fig.subplots(1, 2)
     series: dict[object, list[tuple[Sequence[float], Sequence[float]]]] = {ax_psnr: [], ax_ssim: []}
@@ -63,10 +70,17 @@ def plot_rd(curves: Mapping[str, Mapping[str, Sequence[float]]], path: Path, tit
     if not series[ax_ssim]:
         ax_ssim.text(0.5, 0.5, "MS-SSIM not computed\n(images smaller than 161 px)", ha="center", va="center",
                      transform=ax_ssim.transAxes)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize="medium")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    for path in paths:
+        buf = io.BytesIO()
+        with rc_context(EDITABLE_TEXT):
+            fig.savefig(buf, format=path.suffix.lstrip(".").lower())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, buf.getvalue())
+        except (GsiError, OSError) as exc:
+            raise BenchError(f"cannot write the RD plot: {exc}") from None
 
 
 __all__ = ["plot_rd"]

@@ -9,8 +9,10 @@ is single-threaded (torch, numba, libavif), so times compare across codecs.
 
 The outputs, in ``outdir``: ``points.csv``, ``settings.json``, ``<codec>.json``
 per codec (CompressAI's schema; per quality setting, bpp, PSNR, MS-SSIM and
-times averaged over images, as CompressAI does), and ``rd.png``. BD-rates are
-computed on those averaged curves (see :mod:`.bdrate`).
+times averaged over images, as CompressAI does), and the RD plot as ``rd.png``,
+``rd.pdf`` and ``rd.svg``. BD-rates are computed on those averaged curves (see
+:mod:`.bdrate`); against a published curve only on the image set it was
+measured on (:mod:`.reference`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ..processes import die_with_parent
-from .bdrate import DEFAULT_METHOD, bd_rate, common_range
+from .bdrate import DEFAULT_METHOD, MIN_POINTS, bd_rate, common_range
 from .codecs import Codec, quality_label
 from .metrics import MissingDependencyError, ms_ssim, psnr
 from .plot import plot_rd
-from .reference import GAUSSIANIMAGE_KODAK, PublishedCurve
+from .reference import GAUSSIANIMAGE_KODAK, PublishedCurve, is_image_set
 from .store import BenchError, Point, PointStore, check_settings, write_results
 
 
@@ -84,13 +86,20 @@ class Curve:
 
 @dataclass(frozen=True)
 class BdRate:
-    """BD-rate (%) of ``test`` against ``anchor``, both interpolations, over ``psnr_range`` (dB)."""
+    """BD-rate (%) of ``test`` against ``anchor``, both interpolations, over ``psnr_range`` (dB), from curves of
+    ``points`` (test, anchor) points."""
 
     test: str
     anchor: str
     pchip: float
     cubic: float
     psnr_range: tuple[float, float]
+    points: tuple[int, int]
+
+    @property
+    def sparse(self) -> bool:
+        """Whether a curve has fewer than :data:`.bdrate.MIN_POINTS` points (the value is not to be relied on)."""
+        return min(self.points) < MIN_POINTS
 
     @property
     def value(self) -> float:
@@ -100,9 +109,11 @@ class BdRate:
 
 @dataclass
 class Summary:
-    """What :func:`run` measured and wrote."""
+    """What :func:`run` measured and wrote; ``references_elsewhere``: the published curves drawn but not
+    compared (measured on another image set)."""
 
     outdir: Path
+    image_set: str
     images: list[str]
     curves: dict[str, Curve]
     bd_rates: list[BdRate]
@@ -111,7 +122,14 @@ class Summary:
     failures: list[Failure]
     incomplete: dict[str, list[str]]
     files: list[Path]
+    references_elsewhere: list[PublishedCurve] = field(default_factory=list)
 
+
+PLOT_FORMATS = ("png", "pdf", "svg")
+"""The RD plot is written as ``rd.<ext>`` in each of these formats."""
+
+REFERENCES: tuple[PublishedCurve, ...] = (GAUSSIANIMAGE_KODAK,)
+"""Published curves drawn on every plot; compared (BD-rate) only on their own image set."""
 
 ProgressFn = Callable[["Point | Failure"], None]
 StartFn = Callable[[int, int], None]
@@ -321,11 +339,12 @@ def _bd(test: str, anchor: str, t_bpp: Sequence[float], t_psnr: Sequence[float],
         except ValueError:  # too few points, repeated PSNRs, ...
             values[method] = math.nan
     lo, hi = common_range(a_psnr, t_psnr) if len(a_psnr) and len(t_psnr) else (math.nan, math.nan)
-    return BdRate(test, anchor, values["pchip"], values["cubic"], (lo, hi))
+    return BdRate(test, anchor, values["pchip"], values["cubic"], (lo, hi), (len(t_psnr), len(a_psnr)))
 
 
-def bd_rates(curves: dict[str, Curve], references: Sequence[PublishedCurve] = (GAUSSIANIMAGE_KODAK,)) -> list[BdRate]:
-    """``gsi`` against every other codec and the published references; every other codec against ``jpeg``."""
+def bd_rates(curves: dict[str, Curve], references: Sequence[PublishedCurve] = ()) -> list[BdRate]:
+    """``gsi`` against every other codec and the published ``references`` (give only those measured on these
+    images); every other codec against ``jpeg``."""
     rows: list[BdRate] = []
     if "gsi" in curves:
         g = curves["gsi"]
@@ -384,21 +403,29 @@ def run(folder: Path, codecs: Sequence[Codec], outdir: Path, jobs: int = 1, limi
         raise BenchError(str(exc)) from None
 
     names = [n for n, _ in images]
-    curves, incomplete = aggregate(store, names, codecs, folder.name or str(folder))
+    image_set = folder.name or str(folder)
+    curves, incomplete = aggregate(store, names, codecs, image_set)
     files: list[Path] = []
     for curve in curves.values():
         path = outdir / f"{curve.codec}.json"
         write_results(path, curve.codec, curve.description, curve.results())
         files.append(path)
+    same_set = [r for r in REFERENCES if is_image_set(names, r.image_names)]
     plotted = {n: {"bpp": c.bpp, "psnr": c.psnr, "ms_ssim": c.ms_ssim} for n, c in curves.items() if c.bpp}
     if plotted:
-        png = outdir / "rd.png"
-        plot_rd(plotted, png, f"{folder.name or folder}: {len(names)} image(s), native resolution",
-                references=[GAUSSIANIMAGE_KODAK])
-        files.append(png)
-    return Summary(outdir, names, curves, bd_rates(curves), measured, total - len(tasks), failures, incomplete,
-                   files)
+        paths = [outdir / f"rd.{ext}" for ext in PLOT_FORMATS]
+        plot_rd(plotted, paths, plot_title(image_set, len(names), codecs), references=REFERENCES)
+        files.extend(paths)
+    elsewhere = [r for r in REFERENCES if r not in same_set] if "gsi" in curves else []
+    return Summary(outdir, image_set, names, curves, bd_rates(curves, same_set), measured, total - len(tasks),
+                   failures, incomplete, files, elsewhere)
 
 
-__all__ = ["BdRate", "Curve", "Failure", "Summary", "Task", "aggregate", "bd_rates", "find_images", "measure",
-           "plan", "run"]
+def plot_title(image_set: str, images: int, codecs: Sequence[Codec]) -> str:
+    """The RD plot's title: the image set and its size, then every codec's settings (:meth:`Codec.label`)."""
+    return (f"{image_set}: {images} image(s) at native resolution, mean per setting\n"
+            + "; ".join(c.label() for c in codecs))
+
+
+__all__ = ["BdRate", "Curve", "Failure", "PLOT_FORMATS", "REFERENCES", "Summary", "Task", "aggregate", "bd_rates",
+           "find_images", "measure", "plan", "plot_title", "run"]

@@ -93,6 +93,61 @@ def _hub_file(cfg: dict[str, Any]) -> str:
     return f"{repo}/{filename or HF_WEIGHTS_NAME}"
 
 
+HUB_PROBE_TIMEOUT_S = 5.0
+"""Seconds the one request that checks whether the Hub answers may wait (no retries)."""
+
+
+def _hub_candidates(filename: str) -> list[str]:
+    """The files open_clip's Hub download tries for ``filename``, in its order: the safetensors twin first."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    names = [filename]
+    if filename == HF_WEIGHTS_NAME:
+        names.insert(0, HF_SAFE_WEIGHTS_NAME)
+    elif filename.endswith(".bin"):
+        names.insert(0, filename[: -len(".bin")] + ".safetensors")
+    return names
+
+
+def _cached_hub_file(repo: str, filename: str, cache_dir: str | None) -> str | None:
+    """The path of ``repo``'s ``filename`` (or its safetensors twin) in the local Hugging Face cache, found
+    without any network call; ``None`` if neither is there."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover - open_clip's hub support needs it
+        return None
+    for name in _hub_candidates(filename):
+        try:
+            found = try_to_load_from_cache(repo, name, cache_dir=cache_dir)
+        except Exception:  # a malformed repo id or cache: treat as not cached
+            continue
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _hub_unreachable(repo: str, filename: str) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (one HEAD request for ``repo``'s ``filename``, no retries,
+    at most :data:`HUB_PROBE_TIMEOUT_S`), or ``None`` when it answers. Any HTTP answer (even 404) counts as
+    reachable: then the download itself runs, with the hub's own retries."""
+    import inspect
+
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError:  # pragma: no cover - an old hub: let the download find out
+        return None
+    no_retries = ({"retry_on_errors": False}
+                  if "retry_on_errors" in inspect.signature(get_hf_file_metadata).parameters else {})
+    try:
+        get_hf_file_metadata(hf_hub_url(repo, filename), timeout=HUB_PROBE_TIMEOUT_S, **no_retries)
+    except HfHubHTTPError:
+        return None
+    except Exception as exc:  # connection refused, name resolution, timeout, proxy, ...
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def _missing(model_name: str, tag: str, where: str, reason: str, hub_file: str = "") -> WeightsUnavailableError:
     hint_dl = ""
     if hub_file:
@@ -139,6 +194,17 @@ def resolve_weights(model_name: str, pretrained: str | None, cache_dir: str | No
 
     if hub_file and has_hf_hub():
         where = f"Hugging Face Hub file {hub_file}"
+        repo, filename = hub_file.rsplit("/", 1)
+        cached = _cached_hub_file(repo, filename, cache_dir)
+        if cached is not None:
+            return cached
+        if _offline():
+            raise _missing(model_name, pretrained, where, "not in the local Hugging Face cache and downloads are "
+                                                          "disabled (offline mode, HF_HUB_OFFLINE=1)", hub_file)
+        problem = _hub_unreachable(repo, filename)
+        if problem is not None:
+            raise _missing(model_name, pretrained, where, f"not in the local Hugging Face cache and the Hub cannot "
+                                                          f"be reached ({problem})", hub_file)
         try:
             return download_pretrained(cfg, cache_dir=cache_dir)
         except BaseException as exc:  # hub, HTTP and OS errors of any kind
