@@ -5,7 +5,7 @@ Loader processes decode and resize the inputs ahead of the fitter
 many at a time as free GPU memory allows
 (:func:`gscodec.fit.device.choose_batch_size`, at most ``--batch``), and a
 background thread writes the files atomically. Fitting and serialization are
-:func:`.encoding.fit_images`, the CPU path's, with the ``cuda`` backend.
+:func:`gscodec.encoder.fit_images`, the CPU path's, with the ``cuda`` backend.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from gscodec.encoder import Fitted, fit_images
 from gscodec.fit.device import choose_batch_size
 from gscodec.fit.stream import BackgroundWriter, Loaded, SizeBatcher, stream_images
 
 from .common import error_text, safe
-from .encoding import Fitted, Record, Settings, _prepare_output, check_existing, fit_images, record_line
+from .encoding import Record, Settings, _prepare_output, check_existing, record_line
 from .inputs import Job
 
 

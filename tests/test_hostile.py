@@ -306,13 +306,13 @@ def test_resize_of_an_extreme_shape_stays_small() -> None:
 
 
 def test_fit_pixel_limit_on_each_side_and_batches_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gscodec_cli import encoding
+    from gscodec import encoder as encoding
     calls: list[int] = []
     real_fit, real_batch = encoding.fit, encoding.fit_batch
     monkeypatch.setattr(encoding, "fit", lambda img, *a: calls.append(1) or real_fit(img, *a))
     monkeypatch.setattr(encoding, "fit_batch", lambda imgs, *a: calls.append(len(imgs)) or real_batch(imgs, *a))
     monkeypatch.setattr(encoding, "MAX_FIT_PIXELS", 2 * 16 * 12)
-    settings = encoding.Settings(points=4, iterations=2)
+    settings = encoding.EncoderSettings(points=4, iterations=2)
     rng = np.random.default_rng(0)
     same = [rng.integers(0, 256, (12, 16, 3)).astype(np.uint8) for _ in range(3)]
     over = rng.integers(0, 256, (12, 33, 3)).astype(np.uint8)  # 396 > 384 pixels

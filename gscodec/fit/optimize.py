@@ -51,7 +51,8 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import Quantization, preset_for_density
+from ..presets import preset_for_density
+from ..quantize import Quantization
 from ..raster import rasterize_sum
 from .device import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
@@ -128,7 +129,7 @@ class FitConfig:
         quantization: the file's quantizer; when set the result is snapped to
             its grid (with the colour refit of :mod:`gscodec.fit.refit`).
             ``"auto"`` chooses it per image once the float fit is done:
-            :func:`gscodec.quantize.preset_for_density` of the image's density
+            :func:`gscodec.presets.preset_for_density` of the image's density
             and of the float fit's PSNR (:attr:`FitResult.quantization` says
             which it took).
         refit_iters: conjugate-gradient steps of the quantization-aware colour
