@@ -28,9 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gscodec  # noqa: E402
-from common import list_photos, load_rgb, psnr_u8, write_results  # noqa: E402
+from common import list_photos, load_rgb, write_results  # noqa: E402
 from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.refit import quantize_refit  # noqa: E402
+from gscodec.metrics import psnr_u8  # noqa: E402
 from gscodec.presets import PRESETS, preset_for_density  # noqa: E402
 from gscodec.quantize import COLOR_RGB, Quantization  # noqa: E402
 

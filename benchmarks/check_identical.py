@@ -6,7 +6,7 @@
 Cases: every valid spec vector (its decode at the stored size, and the bytes
 the writer makes of its Gaussians again); and a fixed set of fits of the
 photos through ``gsi encode`` (``--resize``-cropped, effort 1: two densities,
-one ``--bpp`` and one ``--psnr`` target, and a float16 file) and through the
+one ``--bpp`` and one ``--psnr`` target, and a float16 file; levels 3 and 5) and through the
 bench codec (``gscodec.bench.codecs.GsiCodec``, no metadata). Each case hashes
 the file bytes and the pixels it decodes to. Only the public paths that both
 commits have are used (the ``gsi`` command, ``gscodec.decode/encode/render``,
@@ -33,8 +33,11 @@ ENCODE_CASES: dict[str, list[str]] = {
     "bpp-0.8": ["--bpp", "0.8"],
     "psnr-24": ["--psnr", "24", "--density", "0.05"],
     "float16": ["--points", "300", "--quality", "float16"],
+    "effort-3": ["--effort", "3", "--points", "300"],
+    "effort-5": ["--effort", "5"],
 }
-"""``gsi encode`` options per case (all with ``--effort 1 --resize SIZE``)."""
+"""``gsi encode`` options per case (after ``--effort 1 --resize SIZE``; a later ``--effort`` wins). Levels 3
+and 5 run the quantization-aware shape fine-tune, which level 1 skips."""
 
 
 def sha(data: bytes | np.ndarray) -> str:

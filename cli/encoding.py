@@ -25,7 +25,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 
 from gscodec.encoder import EncoderSettings, ProgressFn, fit_images
 from gscodec.format import GsiError, peek, write_atomic
-from gscodec.format.file import remove_stale_temps
+from gscodec.atomic import remove_stale_temps
 from gscodec.imageio import ImageReadError, load_image
 
 from .common import display_path, error_text, human_bytes, safe, unwritable

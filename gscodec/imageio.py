@@ -260,4 +260,5 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
     write_atomic(Path(path), buf.getvalue())
 
 
-__all__ = ["ImageReadError", "image_extensions", "image_to_rgb8", "load_image", "load_image_bytes", "resize_for_clip", "save_png"]
+__all__ = ["ImageReadError", "image_extensions", "image_to_rgb8", "load_image", "load_image_bytes", "resize_for_clip",
+           "save_png"]

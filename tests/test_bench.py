@@ -13,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from gscodec.bench import BenchError, bd_rate, make_codec, ms_ssim, psnr
-from gscodec.bench.metrics import MS_SSIM_MIN_SIDE
+from gscodec.bench import BenchError, bd_rate, make_codec, ms_ssim
+from gscodec.metrics import psnr_u8 as psnr
+from gscodec.metrics import MS_SSIM_MIN_SIDE
 from gscodec.bench.runner import run
 from gscodec.bench.store import FIELDS, PointStore
 from gscodec_cli.main import cli

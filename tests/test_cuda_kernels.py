@@ -31,30 +31,14 @@ from gscodec.raster import BackendUnavailableError
 from gscodec.raster import rasterize_sum as public_rasterize_sum
 from gscodec.raster.reference import rasterize_sum as reference
 
+from .conftest import Params, random_params
+
 ROOT = Path(__file__).resolve().parents[1]
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 GPU = torch.cuda.is_available() and not INTERPRET
 DEVICE = torch.device("cuda" if GPU else "cpu")
 """Where the kernel tests run: compiled on the GPU, else in the interpreter on the CPU."""
 interp_only = pytest.mark.skipif(not (INTERPRET or GPU), reason="runs in the TRITON_INTERPRET=1 subprocess")
-
-Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def random_gaussians(
-    n: int, width: int, height: int, seed: int, batch: int | None = None, margin: float = 6.0
-) -> Params:
-    """Means ``(.., N, 2)`` spread ``margin`` px beyond the image, chol with mixed anisotropy, signed colours."""
-    g = torch.Generator().manual_seed(seed)
-    lead = (n,) if batch is None else (batch, n)
-    sigma = 0.5 * math.sqrt(width * height / max(n, 1)) + 0.5
-    size = torch.tensor([width, height], dtype=torch.float32)
-    means = torch.rand(*lead, 2, generator=g) * (size + 2 * margin) - margin
-    l11 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l22 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l21 = sigma * torch.randn(*lead, generator=g)
-    return means, torch.stack([l11, l21, l22], -1), torch.randn(*lead, 3, generator=g)
-
 
 def assert_matches_reference(
     params: Params, width: int, height: int, counts: torch.Tensor | None = None, backend: str | None = None
@@ -94,7 +78,8 @@ def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch
     from gscodec.cuda import kernels
 
     monkeypatch.setattr(kernels, "INTERPRETER_BLOCK_G", kernels.BLOCK_G)  # the GPU's step size, so the loop runs
-    params = tuple(t.to(DEVICE) for t in random_gaussians(24, 19, 13, seed=1, batch=3))
+    params = tuple(t.to(DEVICE)
+                   for t in random_params(24, 19, 13, seed=1, batch=3, margin=6.0, sigma_offset=0.5))
     counts = torch.tensor([24, 5, 0], device=DEVICE)
     assert_matches_reference(params, 19, 13, counts)
     # The tile lists are longer than one kernel step, so the step loop and its tail mask run.
@@ -127,7 +112,7 @@ def test_interp_multi_tile_and_off_image_gaussians() -> None:
 @interp_only
 def test_interp_empty_inputs_and_public_wrapper() -> None:
     """All-padding and zero-Gaussian batches render black with zero gradients; ``backend="cuda"`` dispatches here."""
-    means, chol, colors = random_gaussians(5, 17, 16, seed=2, batch=2)
+    means, chol, colors = random_params(5, 17, 16, seed=2, batch=2, margin=6.0, sigma_offset=0.5)
     leaves = [t.to(DEVICE).requires_grad_(True) for t in (means, chol, colors)]
     out = rasterize_sum(*leaves, 17, 16, torch.tensor([0, 0], device=DEVICE))
     assert out.shape == (2, 16, 17, 3) and not out.any()
@@ -137,14 +122,15 @@ def test_interp_empty_inputs_and_public_wrapper() -> None:
     out = rasterize_sum(*empty, 17, 16)
     assert out.shape == (2, 16, 17, 3) and not out.any()
     assert [g.shape for g in torch.autograd.grad(out.sum(), empty)] == [e.shape for e in empty]
-    params = tuple(t.to(DEVICE) for t in random_gaussians(7, 21, 18, seed=3))
+    params = tuple(t.to(DEVICE) for t in random_params(7, 21, 18, seed=3, margin=6.0, sigma_offset=0.5))
     assert_matches_reference(params, 21, 18, backend="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_kernels_match_reference() -> None:
     """On a real GPU: compiled kernels (gsplat or PyTorch binning) against the reference on the same device."""
-    params = tuple(t.cuda() for t in random_gaussians(300, 101, 67, seed=5, batch=3))
+    params = tuple(t.cuda()
+                   for t in random_params(300, 101, 67, seed=5, batch=3, margin=6.0, sigma_offset=0.5))
     assert_matches_reference(params, 101, 67, torch.tensor([300, 120, 0], device="cuda"))
 
 
@@ -172,7 +158,7 @@ def gsplat_tile_lists(centers: torch.Tensor, radii: torch.Tensor, tiles_x: int, 
 
 def binning_case() -> tuple[Params, torch.Tensor, int, int]:
     """Random Gaussians plus a huge one, a far-off one, a NaN one and degenerate ones; a padded batch."""
-    means, chol, colors = random_gaussians(40, 45, 35, seed=4, batch=3, margin=12.0)
+    means, chol, colors = random_params(40, 45, 35, seed=4, batch=3, margin=12.0, sigma_offset=0.5)
     means[0, 0] = torch.tensor([20.0, 15.0])
     chol[0, 0] = torch.tensor([30.0, -20.0, 25.0])
     means[0, 1] = torch.tensor([1e7, -3e6])

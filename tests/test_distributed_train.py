@@ -38,7 +38,7 @@ def _shards(folder: Path, shards: int = 2, per_shard: int = 4) -> list[Path]:
         with tarfile.open(path, "w") as tf:
             for i in range(per_shard):
                 key = f"{s:03d}{i:03d}"
-                g = random_gaussians(32, 32, 20 + 3 * i, seed=10 * s + i)
+                g = random_gaussians(20 + 3 * i, 32, 32, seed=10 * s + i)
                 for name, data in ((f"{key}.gsi", gscodec.encode(g)),
                                    (f"{key}.txt", f"a photo of a {words[(s + i) % len(words)]}".encode())):
                     info = tarfile.TarInfo(name)

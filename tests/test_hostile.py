@@ -453,7 +453,7 @@ def test_bench_workers_end_with_their_parent(tmp_path: Path) -> None:
 
 
 def test_a_rerun_removes_the_temporary_files_a_killed_write_left(runner: CliRunner, tmp_path: Path) -> None:
-    from gscodec.format.file import remove_stale_temps
+    from gscodec.atomic import remove_stale_temps
     src = _image(tmp_path / "x.png")
     stale = tmp_path / ".x.gsi.ab12_z9q.tmp"  # what write_atomic leaves after SIGKILL
     other = tmp_path / ".x.gsi.gsi.ab12_z9q.tmp"  # another output's temporary file: kept

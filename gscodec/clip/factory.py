@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_path
 from ..limits import MAX_HEAD_DEPTH, MAX_HEAD_PARAMETERS, MAX_HEAD_WIDTH
 from .config import ClipHeadError, ConfigError, HeadConfig
 from .model import GaussianCLIPHead
@@ -213,15 +214,10 @@ def save_head(head: GaussianCLIPHead, path: str | os.PathLike, clip: ClipBundle,
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise HeadFileError(f"cannot write head file {path}: {exc.strerror or exc}") from None
     return path.stat().st_size
 

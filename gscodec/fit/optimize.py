@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
+from ..metrics import psnr, psnr_batch
 from ..presets import preset_for_density
 from ..quantize import Quantization
 from ..raster import rasterize_sum
@@ -227,22 +228,6 @@ class FitResult:
     iterations: int
     seconds: float
     quantization: Quantization | None = None
-
-
-def psnr(a, b) -> float:
-    """PSNR in dB (peak 1.0) of ``a`` against ``b``; both ``(H, W, 3)`` floats in [0, 1] or uint8.
-
-    ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
-    """
-    ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
-    tb = as_target(b)
-    mse = float(((ta.clamp(0, 1) - tb) ** 2).double().mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def _psnr_batch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    mse = ((render.clamp(0, 1) - target) ** 2).mean((1, 2, 3)).double()
-    return 10.0 * torch.log10(1.0 / mse)
 
 
 _chol = chol_from_shape
@@ -472,7 +457,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         if t == n_iter:
             stop[:] = True
         if t % cfg.check_every == 0 or stop.any():
-            cur = _psnr_batch(render.detach(), level.targets).tolist()
+            cur = psnr_batch(render.detach(), level.targets).tolist()
             for r, i in enumerate(ids):
                 p = cur[r]
                 if not level.full:  # a PSNR against the downsampled target decides no stop
@@ -548,7 +533,7 @@ def _finish(results: list[dict], targets: torch.Tensor,
     gs = [
         GaussianImage(w, h, means[i, : counts[i]], chol[i, : counts[i]], colors[i, : counts[i]]) for i in range(b)
     ]
-    p_float = [float(p) for p in _psnr_batch(render_batch(gs, cfg.backend), targets)]
+    p_float = [float(p) for p in psnr_batch(render_batch(gs, cfg.backend), targets)]
     if cfg.quantization is None:
         return [(g, p, p, None) for g, p in zip(gs, p_float)]
     if cfg.quantization == "auto":

@@ -25,6 +25,7 @@ from __future__ import annotations
 import torch
 
 from ..gaussians import GaussianImage
+from ..metrics import psnr_batch
 from ..quantize import Quantization, snap
 from ..quantize import morton_order as quantize_order
 from ..raster import rasterize_sum
@@ -50,12 +51,6 @@ def render_batch(gs: list[GaussianImage], backend: str = "cpu") -> torch.Tensor:
     means, chol, colors, counts = _padded(gs)
     with torch.no_grad():
         return rasterize_sum(means, chol, colors, gs[0].width, gs[0].height, counts, backend)
-
-
-def psnr_batch(render: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` float64 PSNR (peak 1) of the clamped renders against the targets."""
-    mse = ((render.clamp(0, 1) - targets) ** 2).double().mean((1, 2, 3))
-    return 10.0 * torch.log10(1.0 / mse)
 
 
 def morton_order(g: GaussianImage, q: Quantization) -> torch.Tensor:
@@ -166,4 +161,4 @@ def quantize_refit(
     return out, torch.where(better, p_refit, p_plain)
 
 
-__all__ = ["finetune_shapes", "morton_order", "psnr_batch", "quantize_refit", "render_batch"]
+__all__ = ["finetune_shapes", "morton_order", "quantize_refit", "render_batch"]
