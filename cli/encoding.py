@@ -87,7 +87,7 @@ def _load(job: Job, settings: Settings) -> np.ndarray:
     return settings.prepare(load_image(job.input))
 
 
-def _prepare_output(job: Job) -> None:
+def prepare_output(job: Job) -> None:
     """Create the output folder, fail early (before fitting) if it cannot be written, and remove the temporary
     files a killed earlier run left for this output."""
     folder = job.output.parent
@@ -116,7 +116,7 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
         start = time.perf_counter()
         try:
             image = _load(job, settings)
-            _prepare_output(job)
+            prepare_output(job)
         except ImageReadError as exc:
             records[i] = Record(str(job.input), str(job.output), "failed", error=exc.reason)
             continue

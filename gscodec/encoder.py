@@ -80,7 +80,7 @@ class EncoderSettings:
     quality: str = "auto"
     seed: int = 0
     target_psnr: float | None = None
-    backend: str = "cpu"  # the fitter's rasterizer: "cuda" fits on the GPU (see gscodec.fit.device)
+    backend: str = "cpu"  # the fitter's rasterizer: "cuda" fits on the GPU (see gscodec.fit.placement)
 
     def __post_init__(self) -> None:
         if not 1 <= self.points <= MAX_GAUSSIANS:

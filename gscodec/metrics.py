@@ -47,7 +47,7 @@ def psnr(a, b) -> float:
 
     ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
     """
-    from .fit.imageio import as_target  # lazily: the fitter imports this module
+    from .fit.targets import as_target  # lazily: the fitter imports this module
 
     ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
     tb = as_target(b)

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-import gscodec.cuda.device as device_mod
-from gscodec.cuda import rasterize_sum
-from gscodec.cuda.binning import TILE, bin_tiles, bin_tiles_gsplat, bin_tiles_torch, gaussian_boxes
-from gscodec.cuda.device import resolve_device
+import gscodec.raster.triton.availability as device_mod
+from gscodec.raster.triton import rasterize_sum
+from gscodec.raster.triton.binning import TILE, bin_tiles, bin_tiles_gsplat, bin_tiles_torch, gaussian_boxes
+from gscodec.raster.triton.availability import resolve_device
 from gscodec.limits import CUTOFF_SQ
 from gscodec.raster import BackendUnavailableError
 from gscodec.raster import rasterize_sum as public_rasterize_sum
@@ -75,7 +75,7 @@ def tile_lists(starts: torch.Tensor, ids: torch.Tensor) -> list[list[int]]:
 @interp_only
 def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """19x13 (two partial tiles), three images using 24, 5 and 0 of 24 slots, Gaussians reaching off the image."""
-    from gscodec.cuda import kernels
+    from gscodec.raster.triton import kernels
 
     monkeypatch.setattr(kernels, "INTERPRETER_BLOCK_G", kernels.BLOCK_G)  # the GPU's step size, so the loop runs
     params = tuple(t.to(DEVICE)
@@ -84,7 +84,7 @@ def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch
     assert_matches_reference(params, 19, 13, counts)
     # The tile lists are longer than one kernel step, so the step loop and its tail mask run.
     centers, radii = gaussian_boxes(params[0], params[1], counts, 19, 13)
-    from gscodec.cuda.kernels import BLOCK_G
+    from gscodec.raster.triton.kernels import BLOCK_G
 
     assert max(map(len, tile_lists(*bin_tiles(centers, radii, 2, 1)))) > BLOCK_G
 
@@ -236,8 +236,8 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
 _FRESH_PROCESS_CHECKS = """
 import json, sys, traceback
 import torch
-import gscodec, gscodec.cuda
-report = {"eager": sorted({"triton", "gsplat", "gscodec.cuda.kernels"} & set(sys.modules)),
+import gscodec, gscodec.raster.triton
+report = {"eager": sorted({"triton", "gsplat", "gscodec.raster.triton.kernels"} & set(sys.modules)),
           "cuda_initialized": torch.cuda.is_initialized()}
 from gscodec.raster import BackendUnavailableError, rasterize_sum
 try:
@@ -249,8 +249,8 @@ try:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from gscodec.cuda import kernels
-    from gscodec.cuda.binning import TILE
+    from gscodec.raster.triton import kernels
+    from gscodec.raster.triton.binning import TILE
     from gscodec.limits import CUTOFF_SQ
 
     consts = {"CUTOFF": CUTOFF_SQ, "TILE": TILE, "BLOCK_G": kernels.BLOCK_G}

@@ -37,11 +37,11 @@ import time
 import numpy as np
 from PIL import Image
 
-import gscodec.cuda as cuda_backend
+import gscodec.raster.triton as cuda_backend
 import gscodec.raster.cpu as cpu_backend
-from gscodec.cuda import kernels
+from gscodec.raster.triton import kernels
 from gscodec.fit import FitConfig, fit_batch
-from gscodec.fit.imageio import resize_center_crop
+from gscodec.fit.targets import resize_center_crop
 
 assert kernels.INTERPRETED
 calls = {"cpu": 0, "cuda": 0}

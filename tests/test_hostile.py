@@ -246,7 +246,7 @@ def test_gpu_encode_progress_shows_hostile_file_names_literally(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    from gscodec.fit.device import RESERVE, SAFETY, fit_bytes_per_image
+    from gscodec.fit.placement import RESERVE, SAFETY, fit_bytes_per_image
     from gscodec_cli.encoding import Settings
     from gscodec_cli.gpu_encoding import run_streaming
 

@@ -51,7 +51,7 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     # exactly the reference's mask and values
     import numba
 
-    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.footprint import prepare_footprints
     from gscodec.raster.forward import _band_bounds, _band_count
 
     height = 300
@@ -64,7 +64,7 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     colors = torch.rand(n, 3, generator=gen)
     m, l = means.numpy(), chol.numpy()
     pads, rows = np.empty((1, n)), np.zeros((1, n, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([n]), height, pads, rows)
+    prepare_footprints(m[None], l[None], np.array([n]), height, pads, rows)
     bounds = _band_bounds(m, l, pads[0], rows[0], 90, height, _band_count(height, numba.get_num_threads()))
     inner = bounds[1:-1]
     assert len(inner) and any(((rows[0, :, 0] < e) & (rows[0, :, 1] > e)).any() for e in inner)  # some straddle
@@ -202,13 +202,13 @@ def test_band_count_is_a_multiple_of_the_threads(height: int, threads: int, coun
 def test_band_bounds_balance_the_work() -> None:
     # all the Gaussians in the top 64 rows of 600: the bands there are short, the empty ones
     # below tall but at most 2 * _MAX_BAND_ROWS; the bounds cover every row once
-    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.footprint import prepare_footprints
     from gscodec.raster.forward import _MAX_BAND_ROWS, _band_bounds
 
     g = random_gaussians(300, 200, 64, 3)
     m, l = g.means.numpy(), g.chol.numpy()
     pads, rows = np.empty((1, 300)), np.zeros((1, 300, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([300]), 600, pads, rows)
+    prepare_footprints(m[None], l[None], np.array([300]), 600, pads, rows)
     bounds = _band_bounds(m, l, pads[0], rows[0], 200, 600, 4)
     heights = np.diff(bounds)
     assert bounds[0] == 0 and bounds[-1] == 600 and (heights > 0).all() and (heights <= 2 * _MAX_BAND_ROWS).all()

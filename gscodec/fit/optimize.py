@@ -55,9 +55,9 @@ from ..metrics import psnr, psnr_batch
 from ..presets import preset_for_density
 from ..quantize import Quantization
 from ..raster import rasterize_sum
-from .device import fit_device, on_device
+from .placement import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
-from .imageio import as_target
+from .targets import as_target
 from .init import (
     MIN_SCALE,
     SHEAR_LIMIT,
@@ -141,7 +141,7 @@ class FitConfig:
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
         backend: rasterizer backend (see :mod:`gscodec.raster`); ``"cuda"`` also
-            keeps the fit's tensors on the GPU (:mod:`gscodec.fit.device`).
+            keeps the fit's tensors on the GPU (:mod:`gscodec.fit.placement`).
     """
 
     points: int = 900

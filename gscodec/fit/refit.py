@@ -27,7 +27,7 @@ import torch
 from ..gaussians import GaussianImage
 from ..metrics import psnr_batch
 from ..quantize import Quantization, snap
-from ..quantize import morton_order as quantize_order
+from ..quantize import morton_order
 from ..raster import rasterize_sum
 from .codes import refine_color_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
@@ -51,11 +51,6 @@ def render_batch(gs: list[GaussianImage], backend: str = "cpu") -> torch.Tensor:
     means, chol, colors, counts = _padded(gs)
     with torch.no_grad():
         return rasterize_sum(means, chol, colors, gs[0].width, gs[0].height, counts, backend)
-
-
-def morton_order(g: GaussianImage, q: Quantization) -> torch.Tensor:
-    """The permutation :func:`gscodec.quantize.quantize` applies to ``g`` (stable Morton sort)."""
-    return torch.from_numpy(quantize_order(g, q.position_bits))
 
 
 def finetune_shapes(
@@ -133,7 +128,7 @@ def quantize_refit(
     colors = torch.zeros_like(means[..., :1]).expand(-1, -1, 3).clone()
     float_chol = torch.ones_like(chol)
     for i, g in enumerate(gs):
-        order = morton_order(g, q)
+        order = torch.from_numpy(morton_order(g, q.position_bits))
         colors[i, : g.count] = g.colors[order]
         float_chol[i, : g.count] = g.chol[order]
     base = plain
@@ -161,4 +156,4 @@ def quantize_refit(
     return out, torch.where(better, p_refit, p_plain)
 
 
-__all__ = ["finetune_shapes", "morton_order", "quantize_refit", "render_batch"]
+__all__ = ["finetune_shapes", "quantize_refit", "render_batch"]

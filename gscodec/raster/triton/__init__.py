@@ -2,19 +2,20 @@
 
 Same semantics and signature as :func:`gscodec.raster.reference.rasterize_sum`
 (normative). Importing this package neither imports triton nor touches the
-GPU: the kernels (:mod:`gscodec.cuda.kernels`) load on the first call.
+GPU: the kernels (:mod:`gscodec.raster.triton.kernels`) load on the first call.
 
-Pipeline per call: :func:`~gscodec.cuda.binning.gaussian_boxes` (3-sigma boxes),
-:func:`~gscodec.cuda.binning.bin_tiles` (per-16x16-tile Gaussian lists; gsplat's
+Pipeline per call: :func:`~gscodec.raster.triton.binning.gaussian_boxes` (3-sigma boxes),
+:func:`~gscodec.raster.triton.binning.bin_tiles` (per-16x16-tile Gaussian lists; gsplat's
 ``isect_tiles`` on CUDA, PyTorch otherwise), then one Triton program per
 (image, tile) summing the tile's Gaussians.
 
 Backward: the same per-(image, tile) programs recompute the weights, reduce
 each Gaussian's contributions over the tile's 256 pixels in registers and
 ``atomic_add`` eight per-Gaussian sums (colour gradients and the ``S[z...]``
-moments of :func:`gscodec.cuda.kernels.backward_moments`); the
-chain rule to ``(x, y, l11, l21, l22)`` is linear in those sums and is applied
-once per Gaussian in PyTorch. So there is one atomic per (Gaussian, tile,
+moments of :func:`gscodec.raster.triton.kernels.backward_moments`); the
+chain rule to ``(x, y, l11, l21, l22)`` (:func:`gscodec.raster.gradients.chain_rule`,
+shared with the CPU backward) is linear in those sums and is applied once per
+Gaussian in PyTorch. So there is one atomic per (Gaussian, tile,
 sum), not per pixel, with little contention: a Gaussian overlaps few tiles.
 A per-Gaussian formulation (one program walking a Gaussian's footprint) would
 avoid atomics but needs a second, Gaussian-major intersection list and
@@ -28,9 +29,10 @@ from types import ModuleType
 
 import torch
 
-from ..raster import BackendUnavailableError
+from .. import BackendUnavailableError
+from ..gradients import chain_rule
 from .binning import TILE, bin_tiles, gaussian_boxes
-from .device import cuda_problem, resolve_device
+from .availability import cuda_problem, resolve_device
 
 
 def _load_kernels(device: torch.device) -> ModuleType:
@@ -43,7 +45,7 @@ def _load_kernels(device: torch.device) -> ModuleType:
         raise BackendUnavailableError(f"the Triton backend needs triton, which failed to import: {exc}") from exc
     if device.type == "cpu" and not kernels.INTERPRETED:
         raise BackendUnavailableError(
-            "gscodec.cuda.rasterize_sum got CPU tensors; move them to a CUDA device, use the 'cpu' "
+            "gscodec.raster.triton.rasterize_sum got CPU tensors; move them to a CUDA device, use the 'cpu' "
             "backend, or set TRITON_INTERPRET=1 before triton is first imported to run the Triton kernels "
             f"in the (slow) interpreter. CUDA here: {cuda_problem() or 'available'}"
         )
@@ -89,8 +91,9 @@ class _RasterizeSum(torch.autograd.Function):
         l11 = torch.where(binned, l[..., 0], one)
         l22 = torch.where(binned, l[..., 2], one)
         r = torch.where(binned, l[..., 1], 0.0) / l22
-        grad_means = torch.stack([-2.0 / l11 * (s1 - r * s2), -2.0 / l22 * s2], -1)
-        grad_chol = torch.stack([-2.0 / l11 * (s11 - r * s12), -2.0 / l22 * s12, -2.0 / l22 * s22], -1)
+        dx, dy, dl11, dl21, dl22 = chain_rule(l11, l22, r, s1, s2, s11, s12, s22)
+        grad_means = torch.stack([dx, dy], -1)
+        grad_chol = torch.stack([dl11, dl21, dl22], -1)
         need = ctx.needs_input_grad
         dt_means, dt_chol, dt_colors = ctx.dtypes
         return (
