@@ -296,6 +296,7 @@ def test_kernels_compile_for_gpu(fresh_process: dict) -> None:
     assert fresh_process["compile_error"] is None, fresh_process["compile_error"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(INTERPRET, reason="already in the interpreter run")
 def test_kernels_in_interpreter() -> None:
     """Run this file's ``test_interp_*`` tests with ``TRITON_INTERPRET=1`` in a fresh pytest process."""

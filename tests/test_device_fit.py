@@ -43,6 +43,8 @@ from gscodec.raster.triton import kernels
 from gscodec.fit import FitConfig, fit_batch
 from gscodec.fit.targets import resize_center_crop
 
+pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
+
 assert kernels.INTERPRETED
 calls = {"cpu": 0, "cuda": 0}
 

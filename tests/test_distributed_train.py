@@ -82,7 +82,7 @@ def _train(tmp_path: Path, steps: int, *extra: str) -> subprocess.CompletedProce
            "-o", str(tmp_path / f"head-{steps}.safetensors"), "--json", *extra]
     return subprocess.run(cmd, capture_output=True, env=env, timeout=300, cwd=tmp_path)
 
-
+@pytest.mark.slow
 def test_torchrun_train_head_resumes_and_ranks_stay_in_sync(tmp_path: Path) -> None:
     _shards(tmp_path / "shards")
     first = _train(tmp_path, 2)
@@ -187,7 +187,7 @@ def _contrastive_worker(rank: int, folder: str, port: int, rows: list[int]) -> N
     finally:
         distributed.shutdown()
 
-
+@pytest.mark.slow
 def test_contrastive_negatives_come_from_every_process(tmp_path: Path) -> None:
     """Two processes holding 3 and 2 pairs give, weighted by their counts, the loss of all 5 in one process."""
     from gscodec.clip.train import contrastive_loss

@@ -361,6 +361,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_workers_end_with_their_parent(tmp_path: Path, sig: signal.Signals) -> None:
@@ -434,11 +435,13 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_gpu_loader_workers_end_with_their_parent() -> None:
     _killed_parent_leaves_no_workers([sys.executable, "-c", _HANGING_LOADERS], spawned=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_bench_workers_end_with_their_parent(tmp_path: Path) -> None:
     for i in range(2):
