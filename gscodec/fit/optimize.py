@@ -55,6 +55,7 @@ from ..metrics import psnr, psnr_batch
 from ..presets import preset_for_density
 from ..quantize import Quantization
 from ..raster import rasterize_sum
+from .adam import adam_step
 from .placement import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
 from .targets import as_target
@@ -268,19 +269,11 @@ def _adam(
     state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]
 ) -> None:
     """One Adam step of every group; ``lrs`` broadcast per image ``(B, 1, 1)``; padding slots stay put."""
-    b1, b2 = betas
     valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
     state.steps += valid.float()
     t = state.steps.clamp_min(1)
-    bc1 = 1 - b1**t
-    bc2 = 1 - b2**t
     for k in state.GROUPS:
-        g = grads[k]
-        m, v = state.m[k], state.v[k]
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        upd = (m / bc1) / ((v / bc2).sqrt_().add_(1e-12))
-        state.p[k].sub_(upd * (lrs[k] * valid))
+        adam_step(state.p[k], grads[k], state.m[k], state.v[k], lrs[k] * valid, t, betas)
 
 
 def learning_rates(cfg: FitConfig, points: int, width: int, height: int) -> tuple[float, float, float]:

@@ -29,6 +29,7 @@ from ..metrics import psnr_batch
 from ..quantize import Quantization, snap
 from ..quantize import morton_order
 from ..raster import rasterize_sum
+from .adam import adam_step
 from .codes import refine_color_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
 
@@ -86,9 +87,7 @@ def finetune_shapes(
             g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
         grads = [shape_grad(g_chol, c.detach(), shape), g_col]
         for p, g, m, v, lr in zip(params, grads, m1, m2, lrs):
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.sub_(lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt_().add_(1e-12)))
+            adam_step(p, g, m, v, lr, t, (b1, b2), rate_first=True)
         shape[..., 0].clamp_(lo, hi)
         shape[..., 2].clamp_(lo, hi)
         shape[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)

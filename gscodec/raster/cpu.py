@@ -33,6 +33,7 @@ import torch
 from .backward import backward_strips, to_blocks
 from .footprint import prepare_footprints
 from .forward import render_batch_prepared
+from .params import check_inputs
 from .strips import LANES, ROW_STRIDE
 
 def _as_f32(t: torch.Tensor) -> np.ndarray:
@@ -110,37 +111,16 @@ def rasterize_sum(
 ) -> torch.Tensor:
     """Render the plain sum of 2D Gaussians at pixel centres on the CPU, differentiably.
 
-    Args:
-        means: ``(N, 2)`` or ``(B, N, 2)`` centres ``(x, y)`` in pixels, origin at
-            the top-left image corner.
-        chol: ``(N, 3)`` or ``(B, N, 3)`` Cholesky factors ``(l11, l21, l22)`` in pixels.
-        colors: ``(N, 3)`` or ``(B, N, 3)`` RGB amplitudes.
-        width, height: output size in pixels.
-        counts: optional ``(B,)`` int; image ``b`` uses only its first
-            ``counts[b]`` Gaussians (the rest is padding and gets zero gradient).
+    Arguments as :func:`gscodec.raster.rasterize_sum` (``counts[b]``: the Gaussians image ``b`` uses; the rest
+    is padding and gets zero gradient).
 
     Returns:
         ``(H, W, 3)`` or ``(B, H, W, 3)`` float32 image, unclamped, on the
         device of ``means``; gradients flow to ``means``, ``chol`` and ``colors``.
+        Raises ``ValueError`` as :func:`gscodec.raster.params.check_inputs` says.
     """
-    if means.ndim not in (2, 3):
-        raise ValueError(f"means must have shape (N, 2) or (B, N, 2), got {tuple(means.shape)}")
-    lead = tuple(means.shape[:-1])
-    for name, value, size in (("means", means, 2), ("chol", chol, 3), ("colors", colors, 3)):
-        if tuple(value.shape) != (*lead, size):
-            raise ValueError(f"{name} must have shape {(*lead, size)}, got {tuple(value.shape)}")
-    width, height = int(width), int(height)
-    if width < 0 or height < 0:
-        raise ValueError(f"width and height must be non-negative, got {width}x{height}")
-    nb = lead[0] if means.ndim == 3 else 1
-    n = lead[-1]
-    if counts is None:
-        counts_np = np.full(nb, n, dtype=np.int64)
-    else:
-        counts_np = np.clip(torch.as_tensor(counts).detach().cpu().reshape(-1).numpy().astype(np.int64), 0, n)
-        if counts_np.shape != (nb,):
-            raise ValueError(f"counts must have shape ({nb},), got {tuple(counts_np.shape)}")
+    width, height, counts_t = check_inputs(means, chol, colors, width, height, counts)
+    counts_np = counts_t.cpu().numpy()
     return _RasterizeSum.apply(means, chol, colors, width, height, counts_np)
-
 
 __all__ = ["rasterize_sum"]

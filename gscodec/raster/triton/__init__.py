@@ -31,6 +31,7 @@ import torch
 
 from .. import BackendUnavailableError
 from ..gradients import chain_rule
+from ..params import check_inputs
 from .binning import TILE, bin_tiles, gaussian_boxes
 from .availability import cuda_problem, resolve_device
 
@@ -123,14 +124,8 @@ def rasterize_sum(
     with offsets would only save memory when counts vary wildly. Padding costs
     nothing in the kernels: it is never binned.
 
-    Args:
-        means: ``(N, 2)`` or ``(B, N, 2)`` centres ``(x, y)`` in pixels, origin at
-            the top-left image corner.
-        chol: ``(N, 3)`` or ``(B, N, 3)`` Cholesky factors ``(l11, l21, l22)`` in pixels.
-        colors: ``(N, 3)`` or ``(B, N, 3)`` RGB amplitudes.
-        width, height: output size in pixels.
-        counts: optional ``(B,)`` int; image ``b`` uses only its first
-            ``counts[b]`` Gaussians (the rest is padding and gets zero gradient).
+    Arguments as :func:`gscodec.raster.rasterize_sum` (``counts[b]``: the Gaussians image ``b`` uses; the rest
+    is padding and gets zero gradient).
 
     Returns:
         ``(H, W, 3)`` or ``(B, H, W, 3)`` float32 image, unclamped, on the
@@ -141,30 +136,13 @@ def rasterize_sum(
     Raises:
         BackendUnavailableError: CUDA tensors without triton, or CPU tensors
             without ``TRITON_INTERPRET=1`` (the kernels then run in the interpreter).
+        ValueError: see :func:`gscodec.raster.params.check_inputs`.
     """
-    if means.ndim not in (2, 3):
-        raise ValueError(f"means must have shape (N, 2) or (B, N, 2), got {tuple(means.shape)}")
+    width, height, counts_t = check_inputs(means, chol, colors, width, height, counts)
     batched = means.ndim == 3
-    lead = tuple(means.shape[:-1])
-    for name, value, size in (("means", means, 2), ("chol", chol, 3), ("colors", colors, 3)):
-        if tuple(value.shape) != (*lead, size):
-            raise ValueError(f"{name} must have shape {(*lead, size)}, got {tuple(value.shape)}")
-        if value.device != means.device:
-            raise ValueError(f"{name} is on {value.device}, means on {means.device}")
-    width, height = int(width), int(height)
-    if width < 0 or height < 0:
-        raise ValueError(f"width and height must be non-negative, got {width}x{height}")
     if not batched:
         means, chol, colors = means[None], chol[None], colors[None]
-    nb, n = means.shape[:2]
-    if counts is None:
-        counts_t = torch.full((nb,), n, dtype=torch.int64, device=means.device)
-    else:
-        counts_t = torch.as_tensor(counts).to(device=means.device, dtype=torch.int64).reshape(-1).clamp(0, n)
-        if counts_t.shape != (nb,):
-            raise ValueError(f"counts must have shape ({nb},), got {tuple(counts_t.shape)}")
     out = _RasterizeSum.apply(means, chol, colors, width, height, counts_t)
     return out if batched else out[0]
-
 
 __all__ = ["BackendUnavailableError", "rasterize_sum", "resolve_device"]
