@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = r"""
@@ -42,8 +44,6 @@ import gscodec.raster.cpu as cpu_backend
 from gscodec.raster.triton import kernels
 from gscodec.fit import FitConfig, fit_batch
 from gscodec.fit.targets import resize_center_crop
-
-pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
 
 assert kernels.INTERPRETED
 calls = {"cpu": 0, "cuda": 0}
