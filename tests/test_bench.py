@@ -130,7 +130,7 @@ def test_psnr_known_value() -> None:
 # ----------------------------------------------------------------------------- codecs
 
 
-@pytest.mark.parametrize("name", ["jpeg", "webp", "avif", "gsi"])
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif", pytest.param("gsi", marks=pytest.mark.slow)])
 def test_codec_round_trip(name: str) -> None:
     codec = _codecs((name,))[0]
     img = _photo(3)
@@ -219,6 +219,7 @@ def test_other_settings_in_the_same_folder_are_refused(first_run: tuple[Path, ob
         run(photos, [make_codec("gsi", QUALITIES["gsi"], iterations=ITERATIONS + 1)], outdir)
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_points(first_run: tuple[Path, object], photos: Path, tmp_path: Path) -> None:
     summary = run(photos, _codecs(("jpeg",)), tmp_path / "pool", jobs=2)
     assert summary.measured == 4 and not summary.failures

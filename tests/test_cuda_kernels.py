@@ -282,6 +282,7 @@ def fresh_process() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_import_is_lazy_and_cpu_tensors_need_the_interpreter(fresh_process: dict) -> None:
     """Importing touches neither triton, gsplat nor CUDA; CPU tensors without the interpreter get the clear error."""
     assert fresh_process["eager"] == [] and not fresh_process["cuda_initialized"]
@@ -291,6 +292,7 @@ def test_import_is_lazy_and_cpu_tensors_need_the_interpreter(fresh_process: dict
         assert "no CUDA device" in message
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_gpu(fresh_process: dict) -> None:
     """Both kernels go through Triton's whole NVIDIA pipeline (to sm_80 machine code) without a GPU."""
     assert fresh_process["compile_error"] is None, fresh_process["compile_error"]

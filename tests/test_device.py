@@ -185,6 +185,7 @@ def test_streaming_encoder_on_cpu(tmp_path: Path) -> None:
         run_streaming(jobs, settings, console, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_imports_load_no_gpu_code() -> None:
     """Importing the fitter, the streaming encoder and the CLI loads neither triton, gsplat nor CUDA."""
     code = ("import json, sys, torch, gscodec, gscodec.fit, gscodec.fit.placement, gscodec.fit.stream, gscodec.render, "

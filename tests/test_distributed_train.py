@@ -150,6 +150,7 @@ def _exact_resume_worker(rank: int, shards: list[str], folder: str, port: int) -
         distributed.shutdown()
 
 
+@pytest.mark.slow
 def test_distributed_resume_is_exact(tmp_path: Path) -> None:
     """Two processes, unequal shard counts and a shuffle buffer: interrupted + resumed == uninterrupted."""
     shards = [str(p) for p in _shards(tmp_path / "s", shards=3, per_shard=3)]
