@@ -46,7 +46,7 @@ from bench_clip_common import encode, list_photos, load_rgb, random_crop  # noqa
 
 import gscodec  # noqa: E402
 from gscodec.clip import create_head, embed_files, embed_rendered, open_dataset  # noqa: E402
-from gscodec.clip.data import load_image  # noqa: E402
+from gscodec.clip.data import load_teacher_image  # noqa: E402
 from gscodec.clip.train import TrainConfig, Trainer, trainable_summary  # noqa: E402
 from gscodec.clip.zeroshot import get_templates, imagenet_classnames, text_classifier  # noqa: E402
 
@@ -151,7 +151,7 @@ def main() -> None:
     classifier = text_classifier(clip, classes, get_templates("simple"))
     results = {}
     for split, pngs in (("held-out", test_gsi), ("train", train_gsi)):
-        teacher = torch.cat([clip.encode_images(torch.stack([load_image(p, clip.preprocess) for p in pngs[i:i + 64]]))
+        teacher = torch.cat([clip.encode_images(torch.stack([load_teacher_image(p, clip.preprocess) for p in pngs[i:i + 64]]))
                              for i in range(0, len(pngs), 64)])
         gsis = [p.with_suffix(".gsi") for p in pngs]
         rows = {"trained head (.gsi)": embed_files(head, gsis), "untrained head (.gsi)": embed_files(untrained, gsis)}

@@ -36,6 +36,7 @@ from PIL import Image  # noqa: E402
 
 import gscodec  # noqa: E402
 from bench_entropy import read_codes  # noqa: E402
+from gscodec.metrics import psnr_u8  # noqa: E402
 from gscodec.raster import rasterize_sum  # noqa: E402
 from gscodec.render import to_uint8  # noqa: E402
 
@@ -86,7 +87,7 @@ def main() -> None:
     Image.fromarray(pixels).save(buf, "JPEG", quality=args.jpeg_quality)
     jpeg_bytes = buf.getvalue()
     g = gscodec.decode(gsi_bytes).gaussians
-    psnr = 10 * np.log10(255.0**2 / np.mean((gscodec.render(g).astype(np.float64) - pixels) ** 2))
+    psnr = psnr_u8(gscodec.render(g), pixels)
 
     def decode_gsi() -> np.ndarray:
         return gscodec.render(gscodec.decode(gsi_bytes).gaussians)

@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from gscodec.fit import FitConfig, fit  # noqa: E402
-from gscodec.fit.imageio import as_target, resize_center_crop  # noqa: E402
+from gscodec.fit.targets import as_target, resize_center_crop  # noqa: E402
 from gscodec.fit.optimize import learning_rates  # noqa: E402
 from gscodec.fit.init import (  # noqa: E402
     MIN_SCALE,

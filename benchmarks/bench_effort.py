@@ -55,7 +55,7 @@ def _csv(text: str, kind=float) -> list:
 
 def _measure(codec, images: list[np.ndarray], quality: float) -> tuple[list[float], list[float], list[float]]:
     """Per image: bpp of the file, PSNR (dB) of its decode and encode wall seconds, at ``quality``."""
-    from gscodec.bench.metrics import psnr
+    from gscodec.metrics import psnr_u8 as psnr
 
     bpp, db, secs = [], [], []
     for im in images:
@@ -106,7 +106,7 @@ def _gsi_curve(images: list[np.ndarray], effort: int, densities: list[float]) ->
 def _crop_rows(crops: list[np.ndarray], effort: int, budgets: list[int]) -> list[dict]:
     """224x224 batched fits at each budget: mean PSNR of the written files and seconds per image."""
     import gscodec
-    from gscodec.bench.metrics import psnr
+    from gscodec.metrics import psnr_u8 as psnr
     from gscodec.fit import FitConfig, fit_batch
 
     rows = []

@@ -47,7 +47,7 @@ def load_photos(folder: Path, size: int, limit: int | None):
     import numpy as np
     from PIL import Image
 
-    from gscodec.fit.imageio import resize_center_crop
+    from gscodec.fit.targets import resize_center_crop
 
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if limit:

@@ -17,7 +17,7 @@ build its CUDA extension for the tile binning (minutes, once).
 
 ``--fit`` times the whole batched fitter instead (``fit_batch`` with the
 ``cuda`` backend, batch size from free GPU memory via
-``gscodec.fit.device.choose_batch_size``) on copies of the photos in DIR, and the
+``gscodec.fit.placement.choose_batch_size``) on copies of the photos in DIR, and the
 CPU fitter on a few of them in the same run: images per second of each, their
 ratio, and the mean PSNR of both on the images both fitted.
 
@@ -264,8 +264,8 @@ def main() -> int:
         args.batches, args.gaussians, args.size = [1, 2], [16, 40], 24
         args.iters, args.warmup, args.min_seconds = 2, 1, 0.0
 
-    from gscodec.cuda import binning, rasterize_sum
-    from gscodec.cuda.device import cuda_problem
+    from gscodec.raster.triton import binning, rasterize_sum
+    from gscodec.raster.triton.availability import cuda_problem
     from gscodec.raster.reference import rasterize_sum as reference
 
     if args.interpret:
@@ -301,7 +301,7 @@ def main() -> int:
 def time_fit(images: list, config: FitConfig, batch: int, progress: Callable | None = None) -> tuple[list, float]:
     """``fit_batch`` over ``images`` in batches of ``batch``: the results and the wall seconds (device synced)."""
     from gscodec.fit import fit_batch
-    from gscodec.fit.device import fit_device
+    from gscodec.fit.placement import fit_device
 
     t0 = time.perf_counter()
     results = []
@@ -321,9 +321,9 @@ def fit_benchmark(args: argparse.Namespace) -> int:
         if "triton" in sys.modules:
             raise SystemExit("--interpret must be chosen before triton is imported")
         os.environ["TRITON_INTERPRET"] = "1"
-    from gscodec.cuda.device import cuda_problem
+    from gscodec.raster.triton.availability import cuda_problem
     from gscodec.fit import FitConfig
-    from gscodec.fit.device import choose_batch_size, fit_device
+    from gscodec.fit.placement import choose_batch_size, fit_device
     from gscodec.imageio import load_image, resize_for_clip
 
     size, n = (24, 30) if args.interpret else (args.size, args.gaussians[0])

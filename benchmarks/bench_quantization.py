@@ -10,7 +10,7 @@ would write (its quantization-aware end: positions snapped, shapes and colours
 fine-tuned and snapped, colours refitted and their codes refined), decodes it,
 and reports the file's bytes per Gaussian, its PSNR against the photo and the
 8-bit PSNR lost against the unquantized fit. Level ``rate`` is
-:func:`gscodec.quantize.preset_for_density` of each image's density and float
+:func:`gscodec.presets.preset_for_density` of each image's density and float
 PSNR (the encoder's ``auto``).
 """
 
@@ -28,10 +28,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import gscodec  # noqa: E402
-from common import list_photos, load_rgb, psnr_u8, write_results  # noqa: E402
+from common import list_photos, load_rgb, write_results  # noqa: E402
 from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.refit import quantize_refit  # noqa: E402
-from gscodec.quantize import COLOR_RGB, PRESETS, Quantization, preset_for_density  # noqa: E402
+from gscodec.metrics import psnr_u8  # noqa: E402
+from gscodec.presets import PRESETS, preset_for_density  # noqa: E402
+from gscodec.quantize import COLOR_RGB, Quantization  # noqa: E402
 
 LEVELS = {
     **PRESETS,

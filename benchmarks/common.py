@@ -31,12 +31,6 @@ def load_rgb(path: Path, size: int | None = None) -> np.ndarray:
         return np.asarray(im).copy()
 
 
-def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (peak 255)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
 def write_results(path: str | Path, name: str, description: str, results: dict) -> None:
     """Write one CompressAI-style results file: ``{name, description, results: {metric: [values]}}``."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -187,7 +187,7 @@ def section_env(ctx: Context) -> None:
     import torch
 
     from bench_gpu import UtilSampler
-    from gscodec.cuda.device import cuda_problem
+    from gscodec.raster.triton.availability import cuda_problem
 
     info: dict[str, Any] = {
         "python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
@@ -249,7 +249,7 @@ def section_steps(ctx: Context) -> None:
     """Fit steps (forward, MSE, backward, Adam) of random problems against batch size and Gaussian count."""
     from bench_gpu import measure
 
-    from gscodec.cuda import binning, rasterize_sum
+    from gscodec.raster.triton import binning, rasterize_sum
 
     s = ctx.sizes
     opts = argparse.Namespace(iters=s.step_iters, warmup=1 if ctx.dry else 2, min_seconds=s.step_min_seconds)
@@ -283,7 +283,7 @@ def section_fit(ctx: Context) -> None:
     import gscodec
     from bench_gpu import UtilSampler, time_fit
     from gscodec.fit import FitConfig
-    from gscodec.fit.device import choose_batch_size
+    from gscodec.fit.placement import choose_batch_size
 
     s = ctx.sizes
     known = {f.name for f in fields(FitConfig)}
@@ -347,7 +347,7 @@ def section_decode(ctx: Context) -> None:
     import gscodec
     from bench_clip_common import random_gaussians_like
     from bench_gpu import UtilSampler
-    from gscodec.cuda import rasterize_sum
+    from gscodec.raster.triton import rasterize_sum
 
     s = ctx.sizes
     files = sorted((ctx.work / "fitted").glob("*.gsi"))
@@ -489,7 +489,7 @@ def child(args: argparse.Namespace) -> int:
     section = next(s for s in SECTIONS if s.name == args.section)
     ctx = Context(dry=args.dry_run, sizes=DRY if args.dry_run else GPU, photos=args.photos, work=args.work,
                   deadline=time.monotonic() + args.seconds, results=args.results)
-    from gscodec.cuda.device import cuda_problem, resolve_device
+    from gscodec.raster.triton.availability import cuda_problem, resolve_device
 
     if args.dry_run or (not section.needs_gpu and cuda_problem() is not None):
         ctx.device = torch.device("cpu")

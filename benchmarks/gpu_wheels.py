@@ -38,7 +38,7 @@ BUILD = ("setuptools",)
 """The build backend of ``pip install -e .`` (pyproject's build-system), found offline in the same folder."""
 
 NOT_CARRIED = {
-    "gsplat": "tile binning falls back to PyTorch (gscodec.cuda.binning); its CUDA extension would compile for minutes",
+    "gsplat": "tile binning falls back to PyTorch (gscodec.raster.triton.binning); its CUDA extension would compile for minutes",
     "pytorch_msssim": "only MS-SSIM in gsi bench",
 }
 """Import names of dependencies the check's paths do not need, with the reason; its dry run blocks them."""

@@ -68,7 +68,7 @@ def _list_heads(ctx: click.Context, _param: click.Parameter, value: bool) -> Non
 
 
 def _device(device: str) -> str:
-    """``--device`` resolved by :func:`gscodec.cuda.device.resolve_device` (CLIP needs no triton)."""
+    """``--device`` resolved by :func:`gscodec.raster.triton.availability.resolve_device` (CLIP needs no triton)."""
     from .device import cli_device
 
     return str(cli_device(device, need_triton=False))

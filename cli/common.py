@@ -8,6 +8,8 @@ import re
 from rich.console import Console
 from rich.markup import escape
 
+from gscodec.files import error_text  # noqa: F401  (re-exported: the CLI's error lines)
+
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 """C0 and C1 controls (escape sequences, newlines) and bidirectional overrides, which can disguise text."""
 
@@ -32,14 +34,6 @@ def printable(text: object) -> str:
 def safe(text: object) -> str:
     """Untrusted ``text`` for rich output: :func:`printable`, then rich markup (``[bold]``) escaped."""
     return escape(printable(text))
-
-
-def error_text(exc: BaseException) -> str:
-    """A one-line reason for ``exc`` (``OSError`` without its errno noise)."""
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc)
-    return text if text else type(exc).__name__
 
 
 def unwritable(folder: str | os.PathLike) -> str | None:

@@ -21,7 +21,7 @@ def cli_device(name: str, need_triton: bool = True) -> Any:
     An unknown name is a usage error (exit 2); CUDA asked for where it cannot
     run is a :class:`click.ClickException` (exit 1) naming what is missing.
     """
-    from gscodec.cuda.device import resolve_device
+    from gscodec.raster.triton.availability import resolve_device
     from gscodec.raster import BackendUnavailableError
 
     try:

@@ -1,10 +1,10 @@
 """`gsi encode`: fitting and writing images, one process or a pool, with a progress bar.
 
 The work unit is a *chunk* of jobs; same-size images inside a chunk are fitted
-together with :func:`gscodec.fit.fit_batch`. Every output is written atomically,
-so an interrupted run leaves only complete files and re-running it resumes.
-:func:`fit_images` is the one path from pixels to `.gsi` bytes and metadata,
-shared with the tar shard encoder (:mod:`.shard_encoding`).
+together by :func:`gscodec.encoder.fit_images`, the library's one path from
+pixels to `.gsi` bytes (rate control, metadata, presets). Every output is
+written atomically, so an interrupted run leaves only complete files and
+re-running it resumes.
 """
 
 from __future__ import annotations
@@ -16,94 +16,28 @@ import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn,
                            TimeElapsedColumn, TimeRemainingColumn)
 
-import gscodec
-from gscodec.fit import FitConfig, FitResult, fit, fit_batch
+from gscodec.encoder import EncoderSettings, ProgressFn, fit_images
 from gscodec.format import GsiError, peek, write_atomic
-from gscodec.format.file import remove_stale_temps
-from gscodec.format import encode as encode_gsi
-from gscodec.imageio import ImageReadError, load_image, resize_for_clip
-from gscodec.limits import MAX_FIT_PIXELS, MAX_GAUSSIANS
-from gscodec.quantize import PRESETS, Quantization, resolve_preset
+from gscodec.atomic import remove_stale_temps
+from gscodec.imageio import ImageReadError, load_image
 
 from .common import display_path, error_text, human_bytes, safe, unwritable
 from .inputs import Job
 from .signals import Terminated, die_with_parent, raise_terminated, sigint_ignored
 
-QUALITIES: dict[str, Quantization | None] = {"auto": None, **PRESETS, "float16": None, "float32": None}
-"""``--quality`` presets: bits per quantized field, an unquantized float mode, or ``auto`` (the preset
-chosen per image from the Gaussian density and the float fit's PSNR, :func:`gscodec.quantize.preset_for_density`)."""
-
-ENCODER = f"gscodec {gscodec.__version__}"
-
-BYTES_PER_GAUSSIAN = {"auto": 5.0, "low": 4.4, "medium": 5.8, "high": 6.8, "max": 9.0, "float16": 16.1, "float32": 32.1}
-"""Typical file bytes per Gaussian of each --quality, measured by benchmarks/bench_quantization.py;
-``--bpp`` starts from it and corrects once from the real size."""
-
-PSNR_MARGIN = 0.35
-"""dB a ``--psnr`` fit aims above its target to leave room for the typical quantization loss."""
-
-RATE_TOLERANCE = 0.08
-"""Relative miss of the ``--bpp`` size that triggers one refit with a corrected Gaussian count."""
-
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything ``gsi encode`` passes to a worker besides the jobs."""
+class Settings(EncoderSettings):
+    """Everything ``gsi encode`` passes to a worker besides the jobs: the encoder's settings, and ``force``."""
 
-    points: int = 900
-    density: float | None = None
-    bpp: float | None = None
-    effort: int | None = None
-    iterations: int | None = None
-    resize: int | None = None
-    quality: str = "auto"
     force: bool = False
-    seed: int = 0
-    target_psnr: float | None = None
-    backend: str = "cpu"  # the fitter's rasterizer: "cuda" fits on the GPU (see gscodec.fit.device)
-
-    @property
-    def mode(self) -> str:
-        return self.quality if self.quality in ("float16", "float32") else "quantized"
-
-    @property
-    def quantization(self) -> Quantization | str | None:
-        """The fitter's quantization: ``None`` in a float mode; ``"auto"`` is chosen per image by the fitter
-        from the density and the float fit's PSNR."""
-        return resolve_preset(self.quality) if self.mode == "quantized" else None
-
-    def target_bytes(self, width: int, height: int) -> int | None:
-        """The ``--bpp`` file size of a ``width`` x ``height`` image, if one was asked for."""
-        return None if self.bpp is None else int(self.bpp * width * height / 8)
-
-    def points_for(self, width: int, height: int) -> int:
-        """The Gaussian budget of a ``width`` x ``height`` image."""
-        if self.bpp is not None:
-            per_gaussian = BYTES_PER_GAUSSIAN[self.quality]
-            return int(min(MAX_GAUSSIANS, max(1, round((self.target_bytes(width, height) - 100) / per_gaussian))))
-        if self.density is None:
-            return self.points
-        return int(min(MAX_GAUSSIANS, max(1, round(self.density * width * height))))
-
-    def config(self, width: int, height: int, points: int | None = None) -> FitConfig:
-        points = points or self.points_for(width, height)
-        quantization = self.quantization
-        target = None if self.target_psnr is None else self.target_psnr + (PSNR_MARGIN if quantization else 0.0)
-        kwargs: dict[str, Any] = dict(points=points,
-                                      quantization=quantization, seed=self.seed, target_psnr=target,
-                                      backend=self.backend)
-        if self.effort is not None:
-            kwargs["effort"] = self.effort
-        if self.iterations is not None:
-            kwargs["iterations"] = self.iterations
-        return FitConfig(**kwargs)
 
 
 @dataclass
@@ -130,9 +64,6 @@ class Record:
         return d
 
 
-ProgressFn = Callable[[str, dict], None]
-
-
 def check_existing(job: Job) -> Record | None:
     """A ``skipped`` record if ``job.output`` is already a valid `.gsi` header, ``failed`` if it is not."""
     if not job.output.exists():
@@ -152,89 +83,11 @@ def check_existing(job: Job) -> Record | None:
                   bpp=round(8 * size / (h.width * h.height), 4), width=h.width, height=h.height, gaussians=h.count)
 
 
-@dataclass
-class Fitted:
-    """One image fitted and serialized: the `.gsi` bytes and what the records and manifests report."""
-
-    data: bytes
-    psnr: float
-    seconds: float
-    width: int
-    height: int
-    gaussians: int
-
-
-def prepare_image(image: np.ndarray, settings: Settings) -> np.ndarray:
-    """The array the fitter sees: ``image`` resized and cropped as ``--resize`` asks."""
-    return resize_for_clip(image, settings.resize) if settings.resize is not None else image
-
-
 def _load(job: Job, settings: Settings) -> np.ndarray:
-    return prepare_image(load_image(job.input), settings)
+    return settings.prepare(load_image(job.input))
 
 
-def fit_images(images: list[np.ndarray], sources: list[str], settings: Settings,
-               progress: ProgressFn | None = None) -> list[Fitted | str]:
-    """Fit ``images`` and serialize them; per image a :class:`Fitted` or the reason it failed.
-
-    The one code path of ``gsi encode`` for fitting and metadata (files and tar
-    shards alike): same-size images are fitted together with
-    :func:`gscodec.fit.fit_batch`, at most :data:`~gscodec.limits.MAX_FIT_PIXELS`
-    pixels per fit; an image over that limit fails (use ``--resize``). Each
-    file's metadata names its ``source`` (a file or tar member name), the
-    fitted PSNR and the encoder. ``progress(name, info)`` receives the
-    fitter's progress dicts.
-    """
-    out: list[Fitted | str] = ["not fitted"] * len(images)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for i, image in enumerate(images):
-        pixels = image.shape[0] * image.shape[1]
-        if pixels > MAX_FIT_PIXELS:
-            out[i] = (f"{image.shape[1]}x{image.shape[0]} is {pixels:,} pixels, over the fitter's limit of "
-                      f"{MAX_FIT_PIXELS:,}; use --resize")
-            continue
-        groups.setdefault(image.shape, []).append(i)
-    fits = [(shape, same[k:k + step]) for shape, same in groups.items()
-            for step in [max(1, MAX_FIT_PIXELS // (shape[0] * shape[1]))] for k in range(0, len(same), step)]
-    for shape, idx in fits:
-        height, width = shape[0], shape[1]
-        name = ", ".join(sources[i] for i in idx)
-        callback = (lambda info, name=name: progress(name, info)) if progress is not None else None
-        try:
-            config = settings.config(width, height)
-            batch = [images[i] for i in idx]
-            results = fit_batch(batch, config, callback) if len(batch) > 1 else [fit(batch[0], config, callback)]
-        except Exception as exc:  # a fitter failure fails these images, not the run
-            for i in idx:
-                out[i] = f"fitting failed: {error_text(exc)}"
-            continue
-        for i, res in zip(idx, results):
-            try:
-                out[i] = _serialize(res, sources[i], settings, width, height)
-                target = settings.target_bytes(width, height)
-                if target is not None and abs(len(out[i].data) - target) > RATE_TOLERANCE * target:
-                    points = max(1, round(res.gaussians.count * (target - 100) / max(1, len(out[i].data) - 100)))
-                    refit_config = settings.config(width, height, min(points, MAX_GAUSSIANS))
-                    refit = fit(images[i], refit_config, callback)
-                    refit.seconds += res.seconds
-                    out[i] = _serialize(refit, sources[i], settings, width, height)
-            except GsiError as exc:
-                out[i] = error_text(exc)
-            except Exception as exc:  # a fitter failure fails this image, not the run
-                out[i] = f"fitting failed: {error_text(exc)}"
-    return out
-
-
-def _serialize(res: FitResult, source: str, settings: Settings, width: int, height: int) -> Fitted:
-    """The `.gsi` bytes of one fit (on the grid the fitter snapped it to), with its metadata."""
-    start = time.perf_counter()
-    metadata = {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
-    data = encode_gsi(res.gaussians, mode=settings.mode, quantization=res.quantization or Quantization(),
-                      metadata=metadata)
-    return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
-
-
-def _prepare_output(job: Job) -> None:
+def prepare_output(job: Job) -> None:
     """Create the output folder, fail early (before fitting) if it cannot be written, and remove the temporary
     files a killed earlier run left for this output."""
     folder = job.output.parent
@@ -263,7 +116,7 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
         start = time.perf_counter()
         try:
             image = _load(job, settings)
-            _prepare_output(job)
+            prepare_output(job)
         except ImageReadError as exc:
             records[i] = Record(str(job.input), str(job.output), "failed", error=exc.reason)
             continue

@@ -3,9 +3,9 @@
 Loader processes decode and resize the inputs ahead of the fitter
 (:func:`gscodec.fit.stream.stream_images`), same-size images are batched as
 many at a time as free GPU memory allows
-(:func:`gscodec.fit.device.choose_batch_size`, at most ``--batch``), and a
+(:func:`gscodec.fit.placement.choose_batch_size`, at most ``--batch``), and a
 background thread writes the files atomically. Fitting and serialization are
-:func:`.encoding.fit_images`, the CPU path's, with the ``cuda`` backend.
+:func:`gscodec.encoder.fit_images`, the CPU path's, with the ``cuda`` backend.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from gscodec.fit.device import choose_batch_size
+from gscodec.encoder import Fitted, fit_images
+from gscodec.fit.placement import choose_batch_size
 from gscodec.fit.stream import BackgroundWriter, Loaded, SizeBatcher, stream_images
 
 from .common import error_text, safe
-from .encoding import Fitted, Record, Settings, _prepare_output, check_existing, fit_images, record_line
+from .encoding import Record, Settings, check_existing, prepare_output, record_line
 from .inputs import Job
 
 
@@ -47,7 +48,7 @@ def run_streaming(jobs: list[Job], settings: Settings, console: Console, device:
             records[i] = existing
             continue
         try:
-            _prepare_output(job)
+            prepare_output(job)
         except OSError as exc:
             records[i] = Record(str(job.input), str(job.output), "failed", error=error_text(exc))
             continue

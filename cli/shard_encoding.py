@@ -5,7 +5,7 @@ output tar goes to a hidden temporary name and is renamed when complete, then
 its manifest is written; a task whose manifest matches its inputs is skipped,
 so an interrupted run (Ctrl-C, a killed ``torchrun`` worker) resumes without
 redoing finished shards and without duplicates. Images are fitted with
-:func:`.encoding.fit_images`, the same path as single files.
+:func:`gscodec.encoder.fit_images`, the same path as single files.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 from rich.console import Console
 
 from gscodec import distributed
+from gscodec.encoder import ENCODER, Fitted, fit_images
 from gscodec.files import open_regular
 from gscodec.imageio import ImageReadError, load_image_bytes
 from gscodec.limits import MAX_SAMPLE_BYTES
@@ -34,7 +35,7 @@ from gscodec.shards.manifest import digest
 from gscodec.shards.plan import sidecars
 
 from .common import display_path, error_text, human_bytes, printable, safe
-from .encoding import ENCODER, Fitted, Settings, fit_images, prepare_image
+from .encoding import Settings
 from .inputs import discover_shards, read_input_list
 from .signals import Terminated, sigterm_unwinds
 
@@ -187,7 +188,7 @@ def encode_shard(task: ShardTask, settings: Settings, batch: int = 1, rank: int 
                 continue
             info, data = sample.members[idx]
             try:
-                image = prepare_image(load_image_bytes(data, info.name), settings)
+                image = settings.prepare(load_image_bytes(data, info.name))
             except ImageReadError as exc:
                 fail(key, source, exc.reason)
                 continue

@@ -6,6 +6,7 @@ Library use::
     f = gscodec.read("photo.gsi")          # GsiFile: header, metadata, gaussians
     pixels = gscodec.render(f.gaussians)   # (H, W, 3) uint8
     gscodec.write(f.gaussians, "copy.gsi")
+    data = gscodec.encode_image("photo.jpg", bpp=0.5)   # `.gsi` bytes, as `gsi encode` writes them
 """
 
 from .format import (GsiError, GsiFile, GsiInfo, Mode, decode, encode, peek, read, write)
@@ -24,9 +25,18 @@ def register_pillow() -> None:
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    if name == "encode_image":  # the encoder imports the fitter: only when it is asked for
+        from .encoder import encode_image
+
+        return encode_image
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "GaussianImage", "GsiError", "GsiFile", "GsiInfo", "InvalidGaussiansError", "Mode", "Quantization",
     "RenderBudgetError",
-    "decode", "dequantize", "encode", "peek", "quantize", "read", "register_pillow", "render", "render_float",
-    "snap", "write",
+    "decode", "dequantize", "encode", "encode_image", "peek", "quantize", "read", "register_pillow", "render",
+    "render_float", "snap", "write",
 ]

@@ -70,4 +70,12 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
-__all__ = ["NotRegularFileError", "file_kind", "open_regular", "regular_file_problem"]
+def error_text(exc: BaseException) -> str:
+    """A one-line reason for ``exc`` (``OSError`` without its errno noise)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+__all__ = ["NotRegularFileError", "error_text", "file_kind", "open_regular", "regular_file_problem"]

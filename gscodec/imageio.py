@@ -74,6 +74,28 @@ def load_image_bytes(data: bytes, name: str) -> np.ndarray:
     return _load(Path(name), lambda: io.BytesIO(data))
 
 
+def image_to_rgb8(image: Image.Image | np.ndarray) -> np.ndarray:
+    """An image already in memory as ``(H, W, 3)`` uint8 RGB, converted as :func:`load_image` converts files.
+
+    ``image``: a PIL image (EXIF orientation applied, alpha composited on white,
+    16-bit and greyscale to 8-bit RGB) or an integer array ``(H, W)``, ``(H, W, C)``
+    with C in 1..4 (2 and 4: the last channel is alpha), uint8 or uint16 (read
+    as 16-bit). A uint8 ``(H, W, 3)`` array is returned as it is. Raises
+    ``ValueError`` for any other array.
+    """
+    if isinstance(image, Image.Image):
+        image.load()  # a loaded image has no tile left, so a 16-bit PNG is taken as Pillow decoded it
+        data, maxval = _decode(image, lambda: image)
+        return _to_rgb8(data, maxval)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or not 1 <= arr.shape[2] <= 4 or arr.dtype not in (np.uint8, np.uint16) or 0 in arr.shape:
+        raise ValueError(f"expected a non-empty (H, W) or (H, W, 1..4) uint8 or uint16 array, got "
+                         f"{arr.shape} {arr.dtype}")
+    return _to_rgb8(arr, 255 if arr.dtype == np.uint8 else 65535)
+
+
 def _load(path: Path, source: Callable[[], BinaryIO]) -> np.ndarray:
     try:
         with warnings.catch_warnings(), ExitStack() as files:
@@ -238,4 +260,5 @@ def save_png(array: np.ndarray, path: str | os.PathLike) -> None:
     write_atomic(Path(path), buf.getvalue())
 
 
-__all__ = ["ImageReadError", "image_extensions", "load_image", "load_image_bytes", "resize_for_clip", "save_png"]
+__all__ = ["ImageReadError", "image_extensions", "image_to_rgb8", "load_image", "load_image_bytes", "resize_for_clip",
+           "save_png"]

@@ -189,36 +189,19 @@ class GsiDecoder(ImageFile.PyDecoder):
 def encode_pixels(image: Image.Image, points: int = 900, quality: str = "auto", effort: int | None = None,
                   source: str = "") -> bytes:
     """The `.gsi` bytes ``gsi encode --points --quality --effort`` writes for ``image``, with its metadata
-    (``source``, the fitted ``psnr``, ``encoder``).
-
-    Pixels are converted as :func:`gscodec.imageio.load_image` converts a file, from what Pillow loaded (a
-    16-bit colour PNG as Pillow's 8-bit cut, where ``load_image`` rounds the 16-bit samples).
+    (:func:`gscodec.encode_image` of the loaded image; ``source`` names it in the metadata).
 
     Raises ``ValueError`` for a bad option or an image over the fitter's pixel limit.
     """
-    from . import __version__
-    from .fit import FitConfig, fit
-    from .format import encode
-    from .imageio import _decode, _to_rgb8
-    from .limits import MAX_FIT_PIXELS, MAX_GAUSSIANS
-    from .quantize import Quantization, resolve_preset
+    from .encoder import encode_image
+    from .limits import MAX_GAUSSIANS
 
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or not 1 <= points <= MAX_GAUSSIANS:
         raise ValueError(f"points must be an integer in 1..{MAX_GAUSSIANS}, got {points!r}")
     if not isinstance(quality, str):
         raise ValueError(f"quality is a preset name (auto, low, medium, high, max, float16, float32), got {quality!r}")
-    float_mode = quality in ("float16", "float32")
-    quantization = None if float_mode else resolve_preset(quality)
-    config = FitConfig(points=int(points), quantization=quantization,
-                       **({} if effort is None else {"effort": effort}))
     image.load()
-    pixels = _to_rgb8(*_decode(image, lambda: image))  # loaded: no 16-bit PNG re-read
-    if pixels.shape[0] * pixels.shape[1] > MAX_FIT_PIXELS:
-        raise ValueError(f"{image.width}x{image.height} is over the fitter's limit of {MAX_FIT_PIXELS:,} pixels")
-    result = fit(pixels, config)
-    metadata = {"source": source, "psnr": f"{result.psnr:.2f}", "encoder": f"gscodec {__version__}"}
-    return encode(result.gaussians, mode=quality if float_mode else "quantized",
-                  quantization=result.quantization or Quantization(), metadata=metadata)
+    return encode_image(image, points=int(points), quality=quality, effort=effort, source=source)
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

@@ -8,7 +8,7 @@ import torch
 from .gaussians import GaussianImage
 from .limits import MAX_DIMENSION, MAX_RENDER_OVERLAP, MIN_RENDER_BUDGET
 from .raster import rasterize_sum
-from .raster.forward import footprint_pixels as _footprint_pixels, render_numpy
+from .raster.forward import box_pixels, render_numpy
 
 
 def output_size(g: GaussianImage, width: int | None = None, height: int | None = None,
@@ -45,7 +45,7 @@ def footprint_pixels(g: GaussianImage) -> float:
     An upper bound on the pixels a render at ``g``'s size evaluates (float64);
     Gaussians whose box misses the image count 0.
     """
-    return float(_footprint_pixels(g.means.numpy(), g.chol.numpy(), g.width, g.height))
+    return float(box_pixels(g.means.numpy(), g.chol.numpy(), g.width, g.height))
 
 
 def check_render_budget(g: GaussianImage, max_overlap: float | None = MAX_RENDER_OVERLAP) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: two OpenMP pools share the cores
@@ -12,8 +13,11 @@ import torch
 from gscodec import GaussianImage
 
 
-def random_gaussians(width: int = 48, height: int = 32, n: int = 64, seed: int = 0) -> GaussianImage:
-    """``n`` random Gaussians roughly tiling a ``width`` x ``height`` image."""
+Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def random_gaussians(n: int = 64, width: int = 48, height: int = 32, seed: int = 0) -> GaussianImage:
+    """``n`` random Gaussians roughly tiling a ``width`` x ``height`` image, colours mostly in [0, 1]."""
     gen = torch.Generator().manual_seed(seed)
     means = torch.rand(n, 2, generator=gen) * torch.tensor([width, height])
     base = (width * height / max(n, 1)) ** 0.5
@@ -22,6 +26,24 @@ def random_gaussians(width: int = 48, height: int = 32, n: int = 64, seed: int =
     l21 = base * 0.5 * torch.randn(n, generator=gen)
     colors = torch.rand(n, 3, generator=gen) * 0.6 - 0.05
     return GaussianImage(width, height, means, torch.stack([l11, l21, l22], 1), colors)
+
+
+def random_params(n: int, width: int, height: int, seed: int, *, batch: int | None = None,
+                  sigma: float | None = None, margin: float = 2.0, sigma_offset: float = 0.3) -> Params:
+    """Rasterizer inputs for kernel tests: means ``(.., N, 2)`` spread ``margin`` px beyond the image, chol
+    ``(.., N, 3)`` with mixed anisotropy around ``sigma`` (default ``0.5 * sqrt(W * H / N) + sigma_offset``),
+    signed colours ``(.., N, 3)``; ``batch`` adds a leading dimension."""
+    g = torch.Generator().manual_seed(seed)
+    lead = (n,) if batch is None else (batch, n)
+    if sigma is None:
+        sigma = 0.5 * math.sqrt(width * height / max(n, 1)) + sigma_offset
+    size = torch.tensor([width, height], dtype=torch.float32)
+    means = torch.rand(*lead, 2, generator=g) * (size + 2 * margin) - margin
+    l11 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
+    l22 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
+    l21 = sigma * torch.randn(*lead, generator=g)
+    colors = torch.randn(*lead, 3, generator=g)
+    return means, torch.stack([l11, l21, l22], -1), colors
 
 
 def decompression_bomb(n: int = 70000, size: int = 64, color: float = 1e-3) -> GaussianImage:

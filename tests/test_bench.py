@@ -13,9 +13,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from gscodec.bench import BenchError, bd_rate, make_codec, ms_ssim, psnr
-from gscodec.bench.metrics import MS_SSIM_MIN_SIDE
+from gscodec.bench import BenchError, bd_rate, make_codec, ms_ssim
 from gscodec.bench.reference import GAUSSIANIMAGE_KODAK, KODAK_NAMES, is_image_set
+from gscodec.metrics import MS_SSIM_MIN_SIDE
+from gscodec.metrics import psnr_u8 as psnr
 from gscodec.bench.runner import run
 from gscodec.bench.store import FIELDS, PointStore
 from gscodec_cli.main import cli
@@ -130,7 +131,7 @@ def test_psnr_known_value() -> None:
 # ----------------------------------------------------------------------------- codecs
 
 
-@pytest.mark.parametrize("name", ["jpeg", "webp", "avif", "gsi"])
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif", pytest.param("gsi", marks=pytest.mark.slow)])
 def test_codec_round_trip(name: str) -> None:
     codec = _codecs((name,))[0]
     img = _photo(3)
@@ -223,6 +224,7 @@ def test_other_settings_in_the_same_folder_are_refused(first_run: tuple[Path, ob
         run(photos, [make_codec("gsi", QUALITIES["gsi"], iterations=ITERATIONS + 1)], outdir)
 
 
+@pytest.mark.slow
 def test_process_pool_gives_the_same_points(first_run: tuple[Path, object], photos: Path, tmp_path: Path) -> None:
     summary = run(photos, _codecs(("jpeg",)), tmp_path / "pool", jobs=2)
     assert summary.measured == 4 and not summary.failures

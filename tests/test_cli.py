@@ -14,6 +14,7 @@ from PIL import Image
 
 import gscodec
 from gscodec import GaussianImage
+from gscodec import encoder
 from gscodec_cli import encoding as cli_encoding
 from gscodec_cli import viewer as cli_viewer
 from gscodec_cli.inputs import discover
@@ -313,7 +314,7 @@ def test_encode_unwritable_folder_simulated(runner: CliRunner, tmp_path: Path, m
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: real_access(p, mode, **kw)
                         and not (Path(p) == denied and mode & os.W_OK))
-    monkeypatch.setattr(cli_encoding, "fit", lambda *a, **k: pytest.fail("fitted an image it cannot write"))
+    monkeypatch.setattr(encoder, "fit", lambda *a, **k: pytest.fail("fitted an image it cannot write"))
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out), *FAST])
     assert result.exit_code == 1
     assert f"cannot write to output folder {denied}: permission denied" in result.stderr
@@ -336,7 +337,7 @@ def test_encode_unwritable_subfolder_fails_before_fitting(runner: CliRunner, tmp
     def no_fit(*args, **kwargs):
         raise AssertionError("fitted although the output cannot be written")
 
-    monkeypatch.setattr(cli_encoding, "fit", no_fit)
+    monkeypatch.setattr(encoder, "fit", no_fit)
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out), *FAST])
     assert result.exit_code == 1 and "cannot create output folder" in result.stderr
 
@@ -396,7 +397,7 @@ def test_encode_interrupt_leaves_no_partial_file(runner: CliRunner, tmp_path: Pa
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli_encoding, "fit", interrupted)
+    monkeypatch.setattr(encoder, "fit", interrupted)
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"), *FAST])
     assert result.exit_code == 130 and "resume" in result.stderr
     assert _files(tmp_path / "out") == []
@@ -412,7 +413,7 @@ def test_discover_outputs_that_would_collide_keep_their_suffix(tmp_path: Path) -
 
 
 def test_quality_choices_match_the_library_presets() -> None:
-    from gscodec_cli.encoding import QUALITIES
+    from gscodec.encoder import QUALITIES
     from gscodec_cli.main import cli as gsi
 
     option = next(p for p in gsi.commands["encode"].params if p.name == "quality")
@@ -438,7 +439,7 @@ def test_encode_psnr_target_stops_early(runner: CliRunner, tmp_path: Path) -> No
     record = json.loads(result.stdout)[0]
     assert record["psnr"] >= 22 - 0.35
     cfg = cli_encoding.Settings(target_psnr=22.0).config(150, 100)
-    assert cfg.target_psnr == pytest.approx(22.0 + cli_encoding.PSNR_MARGIN)
+    assert cfg.target_psnr == pytest.approx(22.0 + encoder.PSNR_MARGIN)
 
 
 def test_encode_rate_options_are_exclusive(runner: CliRunner, tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def images():
-    return [random_gaussians(48, 32, 40, 0), random_gaussians(64, 64, 90, 1), random_gaussians(30, 50, 7, 2)]
+    return [random_gaussians(40, 48, 32, 0), random_gaussians(90, 64, 64, 1), random_gaussians(7, 30, 50, 2)]
 
 
 def _write_set(folder, n=6, captions=True, originals=True, seed=0):
@@ -64,7 +64,7 @@ def _write_set(folder, n=6, captions=True, originals=True, seed=0):
     words = ["cat", "dog", "car", "tree", "boat", "house"]
     paths = []
     for i in range(n):
-        g = random_gaussians(40 + 4 * i, 36, 30 + 5 * i, seed + i)
+        g = random_gaussians(30 + 5 * i, 40 + 4 * i, 36, seed + i)
         p = folder / f"img{i}.gsi"
         gscodec.write(g, p)
         if captions:

@@ -18,7 +18,7 @@ def _sse(g, target) -> float:
 
 def test_refinement_stays_on_grid_and_lowers_the_error() -> None:
     for q in (Quantization(color_bits=4, chroma_bits=4), Quantization(color_bits=4, color_transform=COLOR_RGB)):
-        truth = random_gaussians(40, 32, 60, seed=3)
+        truth = random_gaussians(60, 40, 32, seed=3)
         target = rasterize_sum(truth.means, truth.chol, truth.colors, 40, 32).clamp(0, 1)
         g = snap(truth, q)
         out = refine_color_codes(g, target, q, sweeps=30, backend="cpu")
@@ -28,5 +28,5 @@ def test_refinement_stays_on_grid_and_lowers_the_error() -> None:
 
 
 def test_refinement_of_an_empty_image_is_a_no_op() -> None:
-    g = snap(random_gaussians(8, 8, 0), Quantization())
+    g = snap(random_gaussians(0, 8, 8), Quantization())
     assert refine_color_codes(g, torch.zeros(8, 8, 3), Quantization()) is g

@@ -22,14 +22,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import gscodec.cuda.device as device_mod
-from gscodec.cuda import rasterize_sum
-from gscodec.cuda.binning import TILE, bin_tiles, bin_tiles_gsplat, bin_tiles_torch, gaussian_boxes
-from gscodec.cuda.device import resolve_device
+import gscodec.raster.triton.availability as device_mod
+from gscodec.raster.triton import rasterize_sum
+from gscodec.raster.triton.binning import TILE, bin_tiles, bin_tiles_gsplat, bin_tiles_torch, gaussian_boxes
+from gscodec.raster.triton.availability import resolve_device
 from gscodec.limits import CUTOFF_SQ
 from gscodec.raster import BackendUnavailableError
 from gscodec.raster import rasterize_sum as public_rasterize_sum
 from gscodec.raster.reference import rasterize_sum as reference
+
+from .conftest import Params, random_params
 
 ROOT = Path(__file__).resolve().parents[1]
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
@@ -37,24 +39,6 @@ GPU = torch.cuda.is_available() and not INTERPRET
 DEVICE = torch.device("cuda" if GPU else "cpu")
 """Where the kernel tests run: compiled on the GPU, else in the interpreter on the CPU."""
 interp_only = pytest.mark.skipif(not (INTERPRET or GPU), reason="runs in the TRITON_INTERPRET=1 subprocess")
-
-Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def random_gaussians(
-    n: int, width: int, height: int, seed: int, batch: int | None = None, margin: float = 6.0
-) -> Params:
-    """Means ``(.., N, 2)`` spread ``margin`` px beyond the image, chol with mixed anisotropy, signed colours."""
-    g = torch.Generator().manual_seed(seed)
-    lead = (n,) if batch is None else (batch, n)
-    sigma = 0.5 * math.sqrt(width * height / max(n, 1)) + 0.5
-    size = torch.tensor([width, height], dtype=torch.float32)
-    means = torch.rand(*lead, 2, generator=g) * (size + 2 * margin) - margin
-    l11 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l22 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l21 = sigma * torch.randn(*lead, generator=g)
-    return means, torch.stack([l11, l21, l22], -1), torch.randn(*lead, 3, generator=g)
-
 
 def assert_matches_reference(
     params: Params, width: int, height: int, counts: torch.Tensor | None = None, backend: str | None = None
@@ -91,15 +75,16 @@ def tile_lists(starts: torch.Tensor, ids: torch.Tensor) -> list[list[int]]:
 @interp_only
 def test_interp_batch_with_mixed_counts_odd_size(monkeypatch: pytest.MonkeyPatch) -> None:
     """19x13 (two partial tiles), three images using 24, 5 and 0 of 24 slots, Gaussians reaching off the image."""
-    from gscodec.cuda import kernels
+    from gscodec.raster.triton import kernels
 
     monkeypatch.setattr(kernels, "INTERPRETER_BLOCK_G", kernels.BLOCK_G)  # the GPU's step size, so the loop runs
-    params = tuple(t.to(DEVICE) for t in random_gaussians(24, 19, 13, seed=1, batch=3))
+    params = tuple(t.to(DEVICE)
+                   for t in random_params(24, 19, 13, seed=1, batch=3, margin=6.0, sigma_offset=0.5))
     counts = torch.tensor([24, 5, 0], device=DEVICE)
     assert_matches_reference(params, 19, 13, counts)
     # The tile lists are longer than one kernel step, so the step loop and its tail mask run.
     centers, radii = gaussian_boxes(params[0], params[1], counts, 19, 13)
-    from gscodec.cuda.kernels import BLOCK_G
+    from gscodec.raster.triton.kernels import BLOCK_G
 
     assert max(map(len, tile_lists(*bin_tiles(centers, radii, 2, 1)))) > BLOCK_G
 
@@ -127,7 +112,7 @@ def test_interp_multi_tile_and_off_image_gaussians() -> None:
 @interp_only
 def test_interp_empty_inputs_and_public_wrapper() -> None:
     """All-padding and zero-Gaussian batches render black with zero gradients; ``backend="cuda"`` dispatches here."""
-    means, chol, colors = random_gaussians(5, 17, 16, seed=2, batch=2)
+    means, chol, colors = random_params(5, 17, 16, seed=2, batch=2, margin=6.0, sigma_offset=0.5)
     leaves = [t.to(DEVICE).requires_grad_(True) for t in (means, chol, colors)]
     out = rasterize_sum(*leaves, 17, 16, torch.tensor([0, 0], device=DEVICE))
     assert out.shape == (2, 16, 17, 3) and not out.any()
@@ -137,14 +122,15 @@ def test_interp_empty_inputs_and_public_wrapper() -> None:
     out = rasterize_sum(*empty, 17, 16)
     assert out.shape == (2, 16, 17, 3) and not out.any()
     assert [g.shape for g in torch.autograd.grad(out.sum(), empty)] == [e.shape for e in empty]
-    params = tuple(t.to(DEVICE) for t in random_gaussians(7, 21, 18, seed=3))
+    params = tuple(t.to(DEVICE) for t in random_params(7, 21, 18, seed=3, margin=6.0, sigma_offset=0.5))
     assert_matches_reference(params, 21, 18, backend="cuda")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_kernels_match_reference() -> None:
     """On a real GPU: compiled kernels (gsplat or PyTorch binning) against the reference on the same device."""
-    params = tuple(t.cuda() for t in random_gaussians(300, 101, 67, seed=5, batch=3))
+    params = tuple(t.cuda()
+                   for t in random_params(300, 101, 67, seed=5, batch=3, margin=6.0, sigma_offset=0.5))
     assert_matches_reference(params, 101, 67, torch.tensor([300, 120, 0], device="cuda"))
 
 
@@ -172,7 +158,7 @@ def gsplat_tile_lists(centers: torch.Tensor, radii: torch.Tensor, tiles_x: int, 
 
 def binning_case() -> tuple[Params, torch.Tensor, int, int]:
     """Random Gaussians plus a huge one, a far-off one, a NaN one and degenerate ones; a padded batch."""
-    means, chol, colors = random_gaussians(40, 45, 35, seed=4, batch=3, margin=12.0)
+    means, chol, colors = random_params(40, 45, 35, seed=4, batch=3, margin=12.0, sigma_offset=0.5)
     means[0, 0] = torch.tensor([20.0, 15.0])
     chol[0, 0] = torch.tensor([30.0, -20.0, 25.0])
     means[0, 1] = torch.tensor([1e7, -3e6])
@@ -250,8 +236,8 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch) -> None:
 _FRESH_PROCESS_CHECKS = """
 import json, sys, traceback
 import torch
-import gscodec, gscodec.cuda
-report = {"eager": sorted({"triton", "gsplat", "gscodec.cuda.kernels"} & set(sys.modules)),
+import gscodec, gscodec.raster.triton
+report = {"eager": sorted({"triton", "gsplat", "gscodec.raster.triton.kernels"} & set(sys.modules)),
           "cuda_initialized": torch.cuda.is_initialized()}
 from gscodec.raster import BackendUnavailableError, rasterize_sum
 try:
@@ -263,8 +249,8 @@ try:
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
-    from gscodec.cuda import kernels
-    from gscodec.cuda.binning import TILE
+    from gscodec.raster.triton import kernels
+    from gscodec.raster.triton.binning import TILE
     from gscodec.limits import CUTOFF_SQ
 
     consts = {"CUTOFF": CUTOFF_SQ, "TILE": TILE, "BLOCK_G": kernels.BLOCK_G}
@@ -296,6 +282,7 @@ def fresh_process() -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_import_is_lazy_and_cpu_tensors_need_the_interpreter(fresh_process: dict) -> None:
     """Importing touches neither triton, gsplat nor CUDA; CPU tensors without the interpreter get the clear error."""
     assert fresh_process["eager"] == [] and not fresh_process["cuda_initialized"]
@@ -305,11 +292,13 @@ def test_import_is_lazy_and_cpu_tensors_need_the_interpreter(fresh_process: dict
         assert "no CUDA device" in message
 
 
+@pytest.mark.slow
 def test_kernels_compile_for_gpu(fresh_process: dict) -> None:
     """Both kernels go through Triton's whole NVIDIA pipeline (to sm_80 machine code) without a GPU."""
     assert fresh_process["compile_error"] is None, fresh_process["compile_error"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(INTERPRET, reason="already in the interpreter run")
 def test_kernels_in_interpreter() -> None:
     """Run this file's ``test_interp_*`` tests with ``TRITON_INTERPRET=1`` in a fresh pytest process."""

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from bench_dense_fit import DenseFitter, initial_params, load_image, timing_config  # noqa: E402
 
 from gscodec.fit import fit  # noqa: E402
-from gscodec.fit.imageio import as_target  # noqa: E402
+from gscodec.fit.targets import as_target  # noqa: E402
 from gscodec.fit.init import chol_from_shape  # noqa: E402
 from gscodec.raster import rasterize_sum  # noqa: E402
 

@@ -17,8 +17,8 @@ from PIL import Image
 from rich.console import Console
 
 import gscodec
-from gscodec.fit import device as fit_device_mod
-from gscodec.fit.device import RESERVE, SAFETY, choose_batch_size, fit_bytes_per_image, fit_device
+from gscodec.fit import placement as fit_device_mod
+from gscodec.fit.placement import RESERVE, SAFETY, choose_batch_size, fit_bytes_per_image, fit_device
 from gscodec.fit.stream import BackgroundWriter, ImageFiles, Loaded, SizeBatcher, stream_images
 from gscodec_cli.encoding import Settings
 from gscodec_cli.gpu_encoding import run_streaming
@@ -185,11 +185,12 @@ def test_streaming_encoder_on_cpu(tmp_path: Path) -> None:
         run_streaming(jobs, settings, console, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_imports_load_no_gpu_code() -> None:
     """Importing the fitter, the streaming encoder and the CLI loads neither triton, gsplat nor CUDA."""
-    code = ("import json, sys, torch, gscodec, gscodec.fit, gscodec.fit.device, gscodec.fit.stream, gscodec.render, "
+    code = ("import json, sys, torch, gscodec, gscodec.fit, gscodec.fit.placement, gscodec.fit.stream, gscodec.render, "
             "gscodec_cli.main, gscodec_cli.gpu_encoding\n"
-            "print(json.dumps([sorted({'triton', 'gsplat', 'gscodec.cuda.kernels'} & set(sys.modules)), "
+            "print(json.dumps([sorted({'triton', 'gsplat', 'gscodec.raster.triton.kernels'} & set(sys.modules)), "
             "torch.cuda.is_initialized()]))")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
+
 ROOT = Path(__file__).resolve().parents[1]
 
 _SCRIPT = r"""
@@ -37,11 +39,11 @@ import time
 import numpy as np
 from PIL import Image
 
-import gscodec.cuda as cuda_backend
+import gscodec.raster.triton as cuda_backend
 import gscodec.raster.cpu as cpu_backend
-from gscodec.cuda import kernels
+from gscodec.raster.triton import kernels
 from gscodec.fit import FitConfig, fit_batch
-from gscodec.fit.imageio import resize_center_crop
+from gscodec.fit.targets import resize_center_crop
 
 assert kernels.INTERPRETED
 calls = {"cpu": 0, "cuda": 0}

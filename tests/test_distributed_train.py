@@ -38,7 +38,7 @@ def _shards(folder: Path, shards: int = 2, per_shard: int = 4) -> list[Path]:
         with tarfile.open(path, "w") as tf:
             for i in range(per_shard):
                 key = f"{s:03d}{i:03d}"
-                g = random_gaussians(32, 32, 20 + 3 * i, seed=10 * s + i)
+                g = random_gaussians(20 + 3 * i, 32, 32, seed=10 * s + i)
                 for name, data in ((f"{key}.gsi", gscodec.encode(g)),
                                    (f"{key}.txt", f"a photo of a {words[(s + i) % len(words)]}".encode())):
                     info = tarfile.TarInfo(name)
@@ -82,7 +82,7 @@ def _train(tmp_path: Path, steps: int, *extra: str) -> subprocess.CompletedProce
            "-o", str(tmp_path / f"head-{steps}.safetensors"), "--json", *extra]
     return subprocess.run(cmd, capture_output=True, env=env, timeout=300, cwd=tmp_path)
 
-
+@pytest.mark.slow
 def test_torchrun_train_head_resumes_and_ranks_stay_in_sync(tmp_path: Path) -> None:
     _shards(tmp_path / "shards")
     first = _train(tmp_path, 2)
@@ -150,6 +150,7 @@ def _exact_resume_worker(rank: int, shards: list[str], folder: str, port: int) -
         distributed.shutdown()
 
 
+@pytest.mark.slow
 def test_distributed_resume_is_exact(tmp_path: Path) -> None:
     """Two processes, unequal shard counts and a shuffle buffer: interrupted + resumed == uninterrupted."""
     shards = [str(p) for p in _shards(tmp_path / "s", shards=3, per_shard=3)]
@@ -187,7 +188,7 @@ def _contrastive_worker(rank: int, folder: str, port: int, rows: list[int]) -> N
     finally:
         distributed.shutdown()
 
-
+@pytest.mark.slow
 def test_contrastive_negatives_come_from_every_process(tmp_path: Path) -> None:
     """Two processes holding 3 and 2 pairs give, weighted by their counts, the loss of all 5 in one process."""
     from gscodec.clip.train import contrastive_loss

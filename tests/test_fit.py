@@ -13,7 +13,8 @@ from gscodec.fit import FitConfig, FitResult, fit, fit_batch, psnr
 from gscodec.fit.init import MIN_SCALE, adaptive_init, grid_init, mean_spacing, solve_colors
 from gscodec.fit.optimize import _chol, _event, _shape, _State
 from gscodec.fit.refit import render_batch
-from gscodec.quantize import COLOR_BITS_BY_PSNR, Quantization, preset_for_density, snap
+from gscodec.presets import COLOR_BITS_BY_PSNR, preset_for_density
+from gscodec.quantize import Quantization, snap
 from gscodec.raster import rasterize_sum
 
 BACKEND = "cpu"

@@ -16,6 +16,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import gpu_check  # noqa: E402
 import gpu_wheels  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
+
 
 @pytest.fixture(scope="module")
 def dry_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:

@@ -246,7 +246,7 @@ def test_gpu_encode_progress_shows_hostile_file_names_literally(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     from rich.console import Console
 
-    from gscodec.fit.device import RESERVE, SAFETY, fit_bytes_per_image
+    from gscodec.fit.placement import RESERVE, SAFETY, fit_bytes_per_image
     from gscodec_cli.encoding import Settings
     from gscodec_cli.gpu_encoding import run_streaming
 
@@ -306,13 +306,13 @@ def test_resize_of_an_extreme_shape_stays_small() -> None:
 
 
 def test_fit_pixel_limit_on_each_side_and_batches_within_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gscodec_cli import encoding
+    from gscodec import encoder as encoding
     calls: list[int] = []
     real_fit, real_batch = encoding.fit, encoding.fit_batch
     monkeypatch.setattr(encoding, "fit", lambda img, *a: calls.append(1) or real_fit(img, *a))
     monkeypatch.setattr(encoding, "fit_batch", lambda imgs, *a: calls.append(len(imgs)) or real_batch(imgs, *a))
     monkeypatch.setattr(encoding, "MAX_FIT_PIXELS", 2 * 16 * 12)
-    settings = encoding.Settings(points=4, iterations=2)
+    settings = encoding.EncoderSettings(points=4, iterations=2)
     rng = np.random.default_rng(0)
     same = [rng.integers(0, 256, (12, 16, 3)).astype(np.uint8) for _ in range(3)]
     over = rng.integers(0, 256, (12, 33, 3)).astype(np.uint8)  # 396 > 384 pixels
@@ -361,6 +361,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_workers_end_with_their_parent(tmp_path: Path, sig: signal.Signals) -> None:
@@ -434,11 +435,13 @@ def _parent_of(pid: int) -> int | None:
         return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_gpu_loader_workers_end_with_their_parent() -> None:
     _killed_parent_leaves_no_workers([sys.executable, "-c", _HANGING_LOADERS], spawned=False)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_bench_workers_end_with_their_parent(tmp_path: Path) -> None:
     for i in range(2):
@@ -453,7 +456,7 @@ def test_bench_workers_end_with_their_parent(tmp_path: Path) -> None:
 
 
 def test_a_rerun_removes_the_temporary_files_a_killed_write_left(runner: CliRunner, tmp_path: Path) -> None:
-    from gscodec.format.file import remove_stale_temps
+    from gscodec.atomic import remove_stale_temps
     src = _image(tmp_path / "x.png")
     stale = tmp_path / ".x.gsi.ab12_z9q.tmp"  # what write_atomic leaves after SIGKILL
     other = tmp_path / ".x.gsi.gsi.ab12_z9q.tmp"  # another output's temporary file: kept

@@ -226,3 +226,50 @@ def test_image_extensions() -> None:
     exts = image_extensions()
     assert {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".tif", ".webp"} <= exts
     assert ".gsi" not in exts and ".txt" not in exts and ".pdf" not in exts
+
+
+def _rotated_exif_photo(path: Path) -> None:
+    """A JPEG stored landscape with EXIF orientation 6 (shown rotated 90 degrees clockwise)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_random((H, W, 3), 3)).save(path, "JPEG", exif=exif.tobytes(), quality=95)
+
+
+def _alpha_photo(path: Path) -> None:
+    rgba = _random((H, W, 4), 4)
+    rgba[..., 3] = np.linspace(0, 255, W).astype(np.uint8)[None, :]
+    Image.fromarray(rgba, "RGBA").save(path)
+
+
+@pytest.mark.parametrize("make", [_rotated_exif_photo, _alpha_photo], ids=["exif-rotated", "alpha"])
+def test_encoder_and_clip_data_see_the_same_pixels(tmp_path: Path, make, monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    import gscodec
+    from gscodec import encoder
+    from gscodec.clip.data import GsiDataset, load_teacher_image
+
+    photo = tmp_path / ("photo.jpg" if make is _rotated_exif_photo else "photo.png")
+    make(photo)
+    fitted: list[np.ndarray] = []
+
+    def capture(image: np.ndarray, *args, **kwargs):
+        fitted.append(np.array(image))
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(encoder, "fit", capture)
+    with pytest.raises(encoder.EncodeError):
+        gscodec.encode_image(photo, points=4)
+    [encoded] = fitted
+
+    def as_array(im: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(np.array(im))
+
+    gsi = tmp_path / "photo.gsi"
+    gscodec.write(gscodec.GaussianImage(4, 4, torch.zeros(1, 2), torch.ones(1, 3), torch.zeros(1, 3)), gsi)
+    sample = GsiDataset([gsi], images=[photo], image_transform=as_array, on_error="raise")[0]
+    assert np.array_equal(sample["image"].numpy(), encoded)
+    assert np.array_equal(load_teacher_image(photo.read_bytes(), as_array).numpy(), encoded)  # tar members
+    with Image.open(photo) as im:
+        plain = np.asarray(im.convert("RGB"))  # what the CLIP data read before: no rotation, alpha dropped
+    assert plain.shape != encoded.shape or not np.array_equal(plain, encoded)

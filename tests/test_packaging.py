@@ -142,14 +142,15 @@ def test_a_cached_checkpoint_is_used_without_any_network_call(monkeypatch: pytes
 
 
 def test_heads_are_written_with_the_usual_permissions(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from gscodec.clip import create_head, factory, save_head
+    from gscodec import atomic
+    from gscodec.clip import create_head, save_head
 
     head, clip = create_head("gsi-tiny", pretrained="none")
     plain = tmp_path / "plain"
     plain.write_bytes(b"")  # what an ordinary open() makes under this process's umask
     save_head(head, tmp_path / "a.safetensors", clip)
     assert stat.S_IMODE((tmp_path / "a.safetensors").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
-    monkeypatch.setattr(factory, "_umask", lambda: 0o027)
+    monkeypatch.setattr(atomic, "_umask", lambda: 0o027)
     save_head(head, tmp_path / "b.safetensors", clip)
     assert stat.S_IMODE((tmp_path / "b.safetensors").stat().st_mode) == 0o640
     (tmp_path / "b.safetensors").chmod(0o600)
@@ -158,12 +159,12 @@ def test_heads_are_written_with_the_usual_permissions(monkeypatch: pytest.Monkey
 
 
 def test_umask_is_read_without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
-    from gscodec.clip import factory
+    from gscodec import atomic
 
-    from_proc = factory._umask()
+    from_proc = atomic._umask()
 
     def no_proc(*args: object, **kwargs: object) -> None:
         raise FileNotFoundError("/proc/self/status")
 
-    monkeypatch.setattr(factory, "open", no_proc, raising=False)
-    assert factory._umask() == from_proc & 0o666
+    monkeypatch.setattr(atomic, "open", no_proc, raising=False)
+    assert atomic._umask() == from_proc & 0o666

@@ -1,4 +1,4 @@
-"""Rate presets: the quantization chosen per density of Gaussians (``gscodec.quantize.preset_for_density``)."""
+"""Rate presets: the quantization chosen per density of Gaussians (``gscodec.presets.preset_for_density``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import math
 
 import pytest
 
-from gscodec.quantize import COLOR_BITS_BY_PSNR, MAX_AUTO_COLOR_BITS, RATE_PRESETS, Quantization, preset_for_density
+from gscodec.presets import COLOR_BITS_BY_PSNR, MAX_AUTO_COLOR_BITS, RATE_PRESETS, preset_for_density
+from gscodec.quantize import Quantization
 
 
 def test_every_density_gets_a_preset_of_its_band() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch
@@ -11,25 +10,7 @@ from gscodec.raster import rasterize_sum as public_rasterize_sum
 from gscodec.raster.cpu import rasterize_sum
 from gscodec.raster.reference import rasterize_sum as reference
 
-Params = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
-
-
-def random_gaussians(
-    n: int, width: int, height: int, seed: int, sigma: float | None = None, batch: int | None = None
-) -> Params:
-    """Means ``(.., N, 2)`` spread a bit beyond the image, chol with mixed anisotropy, signed colours."""
-    g = torch.Generator().manual_seed(seed)
-    lead = (n,) if batch is None else (batch, n)
-    if sigma is None:
-        sigma = 0.5 * math.sqrt(width * height / max(n, 1)) + 0.3
-    size = torch.tensor([width, height], dtype=torch.float32)
-    means = torch.rand(*lead, 2, generator=g) * (size + 4.0) - 2.0
-    l11 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l22 = sigma * torch.exp(0.5 * torch.randn(*lead, generator=g))
-    l21 = sigma * torch.randn(*lead, generator=g)
-    colors = torch.randn(*lead, 3, generator=g)
-    return means, torch.stack([l11, l21, l22], -1), colors
-
+from .conftest import Params, random_params
 
 def assert_matches_reference(
     params: Params, width: int, height: int, counts: torch.Tensor | None = None, seed: int = 0
@@ -60,7 +41,7 @@ def assert_matches_reference(
     [(300, 64, 48, 0), (40, 17, 9, 1), (7, 1, 1, 2), (12, 1, 13, 3), (25, 31, 2, 4), (1, 20, 20, 5)],
 )
 def test_random_cases(n: int, width: int, height: int, seed: int) -> None:
-    assert_matches_reference(random_gaussians(n, width, height, seed), width, height, seed=seed)
+    assert_matches_reference(random_params(n, width, height, seed), width, height, seed=seed)
 
 
 def test_real_image_like() -> None:
@@ -108,7 +89,7 @@ def test_tiny_gaussians() -> None:
 def test_huge_gaussians() -> None:
     """l ~ 3x the image: every pixel is inside every ellipse."""
     width, height = 19, 14
-    means, chol, colors = random_gaussians(6, width, height, seed=5, sigma=3.0 * width)
+    means, chol, colors = random_params(6, width, height, seed=5, sigma=3.0 * width)
     assert_matches_reference((means, chol, colors), width, height, seed=5)
 
 
@@ -141,7 +122,7 @@ def _unit_gaussian_per_image(means: torch.Tensor, chol: torch.Tensor, width: int
 
 def test_mask_is_bit_exact_random() -> None:
     batch, width, height = 64, 29, 21
-    means, chol, _ = random_gaussians(1, width, height, seed=7, sigma=4.0, batch=batch)
+    means, chol, _ = random_params(1, width, height, seed=7, sigma=4.0, batch=batch)
     chol[::3, :, 1] *= 6.0
     chol[1::3, :, 2] *= 0.1
     _unit_gaussian_per_image(means, chol, width, height)
@@ -161,7 +142,7 @@ def test_mask_is_bit_exact_near_ties() -> None:
 
 def test_single_and_empty() -> None:
     width, height = 9, 7
-    assert_matches_reference(random_gaussians(1, width, height, seed=8, sigma=2.0), width, height, seed=8)
+    assert_matches_reference(random_params(1, width, height, seed=8, sigma=2.0), width, height, seed=8)
 
     empty = [torch.zeros(0, 2, requires_grad=True), torch.zeros(0, 3, requires_grad=True),
              torch.zeros(0, 3, requires_grad=True)]
@@ -174,7 +155,7 @@ def test_single_and_empty() -> None:
 
 def test_batched_with_counts() -> None:
     batch, n, width, height = 4, 50, 21, 16
-    means, chol, colors = random_gaussians(n, width, height, seed=9, batch=batch)
+    means, chol, colors = random_params(n, width, height, seed=9, batch=batch)
     means[2, 30:] = float("nan")  # padding is never read
     counts = torch.tensor([50, 0, 30, 1])
     assert_matches_reference((means.nan_to_num(), chol, colors), width, height, counts=counts, seed=9)
@@ -192,7 +173,7 @@ def test_batched_with_counts() -> None:
 
 def test_non_contiguous_inputs_and_partial_grads() -> None:
     width, height = 27, 18
-    means, chol, colors = random_gaussians(33, width, height, seed=11)
+    means, chol, colors = random_params(33, width, height, seed=11)
     means_t = means.t().contiguous().t()
     chol_s = torch.cat([chol, torch.zeros_like(chol)], -1)[:, :3]
     colors_s = torch.stack([colors, colors], 0)[1]
@@ -208,14 +189,14 @@ def test_non_contiguous_inputs_and_partial_grads() -> None:
 
 
 def test_public_wrapper_dispatches_here() -> None:
-    params = random_gaussians(20, 16, 12, seed=12)
+    params = random_params(20, 16, 12, seed=12)
     torch.testing.assert_close(
         public_rasterize_sum(*params, 16, 12, backend="cpu"), rasterize_sum(*params, 16, 12), rtol=0, atol=0
     )
 
 
 def test_rejects_bad_shapes() -> None:
-    means, chol, colors = random_gaussians(5, 8, 8, seed=13)
+    means, chol, colors = random_params(5, 8, 8, seed=13)
     with pytest.raises(ValueError):
         rasterize_sum(means, chol[:4], colors, 8, 8)
     with pytest.raises(ValueError):

@@ -20,7 +20,7 @@ def _arrays(g: gscodec.GaussianImage) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 @pytest.mark.parametrize("width,height,n,seed", [(48, 32, 64, 0), (77, 45, 300, 1), (5, 70, 40, 2), (130, 3, 30, 3)])
 def test_matches_reference(width: int, height: int, n: int, seed: int) -> None:
-    g = random_gaussians(width, height, n, seed)
+    g = random_gaussians(n, width, height, seed)
     ref = reference(g.means, g.chol, g.colors, width, height).numpy()
     out = render_numpy(*_arrays(g), width, height)
     assert out.shape == (height, width, 3) and out.dtype == np.float32
@@ -51,7 +51,7 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     # exactly the reference's mask and values
     import numba
 
-    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.footprint import prepare_footprints
     from gscodec.raster.forward import _band_bounds, _band_count
 
     height = 300
@@ -64,7 +64,7 @@ def test_thin_sheared_and_band_straddling_gaussians(shear: float) -> None:
     colors = torch.rand(n, 3, generator=gen)
     m, l = means.numpy(), chol.numpy()
     pads, rows = np.empty((1, n)), np.zeros((1, n, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([n]), height, pads, rows)
+    prepare_footprints(m[None], l[None], np.array([n]), height, pads, rows)
     bounds = _band_bounds(m, l, pads[0], rows[0], 90, height, _band_count(height, numba.get_num_threads()))
     inner = bounds[1:-1]
     assert len(inner) and any(((rows[0, :, 0] < e) & (rows[0, :, 1] > e)).any() for e in inner)  # some straddle
@@ -98,7 +98,7 @@ def test_bad_shapes_raise() -> None:
 
 @pytest.mark.parametrize("size", [None, (31, 50)])
 def test_render_uses_it_and_matches_reference(size: tuple[int, int] | None) -> None:
-    g = random_gaussians(48, 32, 80, 7)
+    g = random_gaussians(80, 48, 32, 7)
     kwargs = {} if size is None else {"width": size[0], "height": size[1]}
     fast = gscodec.render(g, **kwargs).astype(int)
     slow = gscodec.render(g, backend="torch", **kwargs).astype(int)
@@ -145,7 +145,7 @@ def test_row_recurrence_matches_reference(seed: int) -> None:
 
 def test_uint8_write_out_is_the_float_images() -> None:
     # the 8-pixel packing and the scalar tail (odd width): NaN, negative and above-1 values
-    g = random_gaussians(61, 19, 50, 11)
+    g = random_gaussians(50, 61, 19, 11)
     m, l, c = _arrays(g)
     c = c * 4 - 1
     c[3] = np.nan
@@ -202,13 +202,13 @@ def test_band_count_is_a_multiple_of_the_threads(height: int, threads: int, coun
 def test_band_bounds_balance_the_work() -> None:
     # all the Gaussians in the top 64 rows of 600: the bands there are short, the empty ones
     # below tall but at most 2 * _MAX_BAND_ROWS; the bounds cover every row once
-    from gscodec.raster.cpu import _prepare
+    from gscodec.raster.footprint import prepare_footprints
     from gscodec.raster.forward import _MAX_BAND_ROWS, _band_bounds
 
-    g = random_gaussians(200, 64, 300, 3)
+    g = random_gaussians(300, 200, 64, 3)
     m, l = g.means.numpy(), g.chol.numpy()
     pads, rows = np.empty((1, 300)), np.zeros((1, 300, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([300]), 600, pads, rows)
+    prepare_footprints(m[None], l[None], np.array([300]), 600, pads, rows)
     bounds = _band_bounds(m, l, pads[0], rows[0], 200, 600, 4)
     heights = np.diff(bounds)
     assert bounds[0] == 0 and bounds[-1] == 600 and (heights > 0).all() and (heights <= 2 * _MAX_BAND_ROWS).all()
@@ -225,7 +225,7 @@ def test_footprint_pixels_bounds_the_visited_pixels() -> None:
     outside = gscodec.GaussianImage(40, 30, torch.tensor([[-10.0, 10.0]]), torch.tensor([[1.0, 0.0, 1.0]]), torch.ones(1, 3))
     assert footprint_pixels(outside) == 0
     assert footprint_pixels(decompression_bomb(10)) == 10 * 65 * 65
-    g = random_gaussians(48, 32, 80, 7)
+    g = random_gaussians(80, 48, 32, 7)
     visited = sum(int((render_numpy(*(t[k:k + 1].numpy() for t in (g.means, g.chol, torch.ones(80, 3))), 48, 32)[..., 0] > 0).sum())
                   for k in range(80))
     assert 0 < visited <= footprint_pixels(g)

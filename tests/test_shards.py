@@ -108,6 +108,7 @@ def _worker_of_rank(launcher: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the torchrun workers through /proc")
 def test_torchrun_encode_killed_worker_then_resume(tmp_path: Path, runner: CliRunner) -> None:
     """Two torchrun workers; rank 1 is SIGKILLed after the first shard is finished; a rerun completes the set."""

@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # subprocesses and real fits: `-m "not slow"` skips them
+
 DATA_BOUND = 1 << 30
 """Data memory (bytes) the whole stress run may use above the imported modules."""
 

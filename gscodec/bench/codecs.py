@@ -7,11 +7,12 @@ is the real bits per pixel. Every codec runs single-threaded (libavif's
 and decode times compare across codecs and runs.
 
 * ``gsi``: quality = Gaussian density (Gaussians per pixel, the rate knob).
-  Encoding runs the fitter (:func:`gscodec.fit.fit`, its defaults unless
-  ``iterations`` is given) with the ``auto`` quantization (the preset of its
-  density and float-fit PSNR, :func:`gscodec.quantize.preset_for_density`) and writes a
-  quantized `.gsi` without metadata (``gsi encode`` adds ~50 bytes of
-  provenance); decoding parses the file and renders it (:func:`gscodec.render`).
+  Encoding is :func:`gscodec.encode_image` (``gsi encode``'s encoder, its
+  defaults unless ``effort`` or ``iterations`` is given) with the ``auto``
+  quantization (the preset of its density and float-fit PSNR,
+  :func:`gscodec.presets.preset_for_density`), writing a quantized `.gsi`
+  without metadata (``gsi encode`` adds ~50 bytes of provenance); decoding
+  parses the file and renders it (:func:`gscodec.render`).
 * ``jpeg``: Pillow/libjpeg, quality 5..95 (5 reaches down to the low PSNRs
   where the splat codec lives), 4:2:0 chroma subsampling, Pillow's other
   defaults (baseline, standard Huffman tables), as CompressAI's JPEG runs.
@@ -30,6 +31,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
+
+from ..presets import PRESETS
 
 DEFAULT_DENSITIES: tuple[float, ...] = (0.002, 0.004, 0.008, 0.016, 0.03)
 """Default ``gsi`` rate points, in Gaussians per pixel: about 0.1 to 1.2 bpp on the development photos
@@ -171,28 +174,21 @@ class GsiCodec(Codec):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        from ..quantize import PRESETS
-
         if not self.qualities:
             raise ValueError("gsi: give at least one density")
         object.__setattr__(self, "qualities", _normalized(self.qualities))
         for q in self.qualities:
             if not (math.isfinite(q) and 0 < q <= 1):
                 raise ValueError(f"gsi density must be in (0, 1] Gaussians per pixel, got {q}")
-        if self.preset != "auto" and self.preset not in PRESETS:
+        if self.preset not in ("auto", *PRESETS):
             raise ValueError(f"unknown quantization preset {self.preset!r}; valid: auto, {', '.join(PRESETS)}")
-        if self.iterations is not None and self.iterations < 0:
-            raise ValueError(f"iterations must be non-negative, got {self.iterations}")
-        if self.effort is not None:
-            from ..fit.effort import effort_row
-
-            effort_row(self.effort)
+        self._settings(self.qualities[0])  # the encoder checks effort and iterations
 
     def description(self) -> str:
         from .. import __version__
-        from ..quantize import COLOR_BITS_BY_PSNR, RATE_PRESETS
+        from ..presets import COLOR_BITS_BY_PSNR, RATE_PRESETS
 
-        defaults = self._config(1)
+        defaults = self._settings(self.qualities[0]).config(1, 1, points=1)
         # a digest of every fitter setting and of the auto preset's tables, so a results folder
         # made with other settings is not resumed
         digest = hashlib.sha1(repr((defaults, RATE_PRESETS, COLOR_BITS_BY_PSNR)).encode()).hexdigest()[:8]
@@ -202,33 +198,20 @@ class GsiCodec(Codec):
                 f"quality = Gaussians per pixel")
 
     def label(self) -> str:
-        config = self._config(1)
+        config = self._settings(self.qualities[0]).config(1, 1, points=1)
         return f"gsi effort {config.effort} ({config.iterations} steps, {self.preset} quantization)"
 
-    def points(self, width: int, height: int, density: float) -> int:
-        """The Gaussian budget for a ``width`` x ``height`` image at ``density``."""
-        from ..limits import MAX_GAUSSIANS
-
-        return int(min(MAX_GAUSSIANS, max(1, round(density * width * height))))
-
     def encode(self, image: np.ndarray, quality: float) -> bytes:
-        from .. import encode
-        from ..fit import fit
+        from ..encoder import encode_image
 
-        height, width = image.shape[:2]
-        result = fit(image, self._config(self.points(width, height, quality)))
-        return encode(result.gaussians, quantization=result.quantization)
+        return encode_image(image, density=quality, quality=self.preset, effort=self.effort,
+                            iterations=self.iterations, seed=self.seed, metadata=False)
 
-    def _config(self, points: int):  # -> FitConfig (imported lazily: the bench imports no torch until it fits)
-        from ..fit import FitConfig
-        from ..quantize import resolve_preset
+    def _settings(self, density: float):  # -> EncoderSettings (imported lazily: no torch until it fits)
+        from ..encoder import EncoderSettings
 
-        kwargs: dict[str, Any] = {"points": points, "quantization": resolve_preset(self.preset), "seed": self.seed}
-        if self.effort is not None:
-            kwargs["effort"] = self.effort
-        if self.iterations is not None:
-            kwargs["iterations"] = self.iterations
-        return FitConfig(**kwargs)
+        return EncoderSettings(density=density, quality=self.preset, effort=self.effort, iterations=self.iterations,
+                               seed=self.seed)
 
     def decode(self, data: bytes) -> np.ndarray:
         from .. import decode, render

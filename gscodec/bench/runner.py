@@ -34,7 +34,7 @@ import numpy as np
 from ..processes import die_with_parent
 from .bdrate import DEFAULT_METHOD, MIN_POINTS, bd_rate, common_range
 from .codecs import Codec, quality_label
-from .metrics import MissingDependencyError, ms_ssim, psnr
+from ..metrics import MissingDependencyError, ms_ssim, psnr_u8
 from .plot import plot_rd
 from .reference import GAUSSIANIMAGE_KODAK, PublishedCurve, is_image_set
 from .store import BenchError, Point, PointStore, check_settings, write_results
@@ -179,7 +179,7 @@ def measure(task: Task) -> Point:
     if decoded.shape != image.shape or decoded.dtype != np.uint8:
         raise ValueError(f"{task.codec.name} decoded {decoded.shape} {decoded.dtype}, expected {image.shape} uint8")
     name, codec, quality = task.key
-    return Point(name, codec, quality, len(data), 8 * len(data) / (width * height), psnr(decoded, image),
+    return Point(name, codec, quality, len(data), 8 * len(data) / (width * height), psnr_u8(decoded, image),
                  ms_ssim(decoded, image), encode_s, decode_s)
 
 

@@ -9,11 +9,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..atomic import write_atomic
+from ..format import WriteError
 
 FIELDS = ("image", "codec", "quality", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s")
 """Columns of ``points.csv``."""
@@ -60,23 +61,13 @@ class Point:
                    float(row["psnr"]), float(row["ms_ssim"]), float(row["encode_s"]), float(row["decode_s"]))
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step, with ordinary file permissions (not mkstemp's 0600)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+def _write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically, with ordinary file permissions; :class:`BenchError`
+    when it cannot be written."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        write_atomic(path, text.encode("utf-8"))
+    except WriteError as exc:
+        raise BenchError(str(exc)) from None
 
 
 class PointStore:
@@ -128,7 +119,7 @@ class PointStore:
         writer.writeheader()
         for p in self.points.values():
             writer.writerow(p.row())
-        _atomic_write(self.path, buf.getvalue())
+        _write_text(self.path, buf.getvalue())
 
     def __contains__(self, key: Key) -> bool:
         return key in self.points
@@ -166,7 +157,7 @@ def check_settings(path: Path, descriptions: dict[str, str]) -> None:
                              f"  before: {stored[name]}\n  now:    {desc}\n"
                              f"use another output folder, or delete it to start over")
     stored.update(descriptions)
-    _atomic_write(path, json.dumps({"codecs": stored}, indent=2) + "\n")
+    _write_text(path, json.dumps({"codecs": stored}, indent=2) + "\n")
 
 
 def _json_number(x: float) -> float | None:
@@ -181,7 +172,7 @@ def write_results(path: Path, name: str, description: str, results: dict[str, li
     """
     data = {"name": name, "description": description,
             "results": {k: [_json_number(float(v)) for v in vs] for k, vs in results.items()}}
-    _atomic_write(path, json.dumps(data, indent=2) + "\n")
+    _write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 __all__ = ["BenchError", "FIELDS", "Key", "Point", "PointStore", "check_settings", "write_results"]

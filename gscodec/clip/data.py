@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
 import os
 import random
 import warnings
@@ -39,6 +38,7 @@ from torch.utils.data import Dataset, IterableDataset, get_worker_info
 from ..files import open_regular
 from ..format import GsiError, decode, read
 from ..gaussians import GaussianImage
+from ..imageio import load_image, load_image_bytes
 from ..limits import MAX_SAMPLE_BYTES
 from ..shards.tar import ShardError, iter_samples
 from .config import ClipHeadError
@@ -132,12 +132,18 @@ def batch_from_gaussians(images: Sequence[GaussianImage]) -> SplatBatch:
     return batch
 
 
-def load_image(path: str | os.PathLike, transform: Callable) -> torch.Tensor:
-    """Open an image with Pillow (RGB) and apply ``transform`` (e.g. the teacher's preprocessing)."""
+def load_teacher_image(source: str | os.PathLike | bytes, transform: Callable, name: str = "image") -> torch.Tensor:
+    """An original image (a path, or encoded bytes labelled ``name``) through ``transform`` (a PIL image to a
+    tensor, e.g. the teacher's preprocessing).
+
+    The pixels are the encoder's (:func:`gscodec.imageio.load_image`: EXIF orientation applied, alpha on white,
+    16-bit and grey to 8-bit RGB), so the teacher sees what the `.gsi` was fitted to. Raises
+    :class:`~gscodec.imageio.ImageReadError` (a ``ValueError``) for an unreadable image.
+    """
     from PIL import Image
 
-    with Image.open(path) as im:
-        return transform(im.convert("RGB"))
+    pixels = load_image_bytes(source, name) if isinstance(source, bytes) else load_image(source)
+    return transform(Image.fromarray(pixels))
 
 
 class GsiDataset(Dataset):
@@ -176,7 +182,7 @@ class GsiDataset(Dataset):
         try:
             sample = sample_from_gaussians(read(path).gaussians, path, index)
             if self.images is not None:
-                sample["image"] = load_image(self.images[index], self.image_transform)
+                sample["image"] = load_teacher_image(self.images[index], self.image_transform)
         except (GsiError, OSError, ValueError) as exc:
             if self.on_error == "raise":
                 raise
@@ -267,7 +273,7 @@ class GsiTarDataset(IterableDataset):
                                 if e in parts), None)
                 if img_ext is None:
                     return None
-                sample["image"] = load_image(io.BytesIO(parts[img_ext]), self.image_transform)
+                sample["image"] = load_teacher_image(parts[img_ext], self.image_transform, f"{key}.{img_ext}")
         except (GsiError, OSError, ValueError) as exc:
             warnings.warn(f"skipping {shard}:{key}: {exc}", stacklevel=2)
             return None

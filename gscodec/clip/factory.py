@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from ..atomic import atomic_path
 from ..limits import MAX_HEAD_DEPTH, MAX_HEAD_PARAMETERS, MAX_HEAD_WIDTH
 from .config import ClipHeadError, ConfigError, HeadConfig
 from .model import GaussianCLIPHead
@@ -175,35 +176,6 @@ def _fingerprint(t: torch.Tensor) -> torch.Tensor:
     return t.detach().to("cpu", torch.float32)
 
 
-def _umask() -> int:
-    """The process umask, read without changing it: from ``/proc/self/status`` (Linux), else from the mode a
-    probe file gets in the temporary folder (``0o022`` if even that fails)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    import tempfile
-
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            probe = os.path.join(folder, "probe")
-            os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o666))
-            return 0o666 & ~os.stat(probe).st_mode & 0o777
-    except OSError:
-        return 0o022
-
-
-def _new_file_mode(path: Path) -> int:
-    """The permissions a plain ``open(path, "w")`` gives: an existing file's own, else ``0o666`` less the umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
 def save_head(head: GaussianCLIPHead, path: str | os.PathLike, clip: ClipBundle,
               metadata: dict[str, Any] | None = None) -> int:
     """Write ``head`` as safetensors (atomically); returns the file size in bytes.
@@ -242,16 +214,10 @@ def save_head(head: GaussianCLIPHead, path: str | os.PathLike, clip: ClipBundle,
     for k, v in (metadata or {}).items():
         meta[str(k)] = v if isinstance(v, str) else json.dumps(v)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        save_file(tensors, str(tmp), metadata=meta)
-        os.chmod(tmp, _new_file_mode(path))  # safetensors creates its file 0600
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise HeadFileError(f"cannot write head file {path}: {exc.strerror or exc}") from None
     return path.stat().st_size
 

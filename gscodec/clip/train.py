@@ -42,6 +42,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .. import distributed
+from ..atomic import atomic_path
 from ..processes import loader_worker_init
 from .config import ClipHeadError
 from .data import DataError, SplatBatch, collate_splats
@@ -478,12 +479,10 @@ class Trainer:
         if self.rank == 0:
             path = Path(path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
             try:
-                torch.save(self.state_dict(positions), tmp)
-                os.replace(tmp, path)
+                with atomic_path(path) as tmp:
+                    torch.save(self.state_dict(positions), tmp)
             except OSError as exc:
-                tmp.unlink(missing_ok=True)
                 raise CheckpointError(f"cannot write checkpoint {path}: {exc.strerror or exc}") from None
         distributed.barrier()
 

@@ -24,7 +24,7 @@ import math
 import torch
 
 from ..raster import rasterize_sum
-from .imageio import gaussian_blur, luminance
+from .targets import gaussian_blur, luminance
 
 MIN_SCALE = 0.3
 """Smallest Cholesky diagonal (px) the fitter creates or optimizes to; smaller

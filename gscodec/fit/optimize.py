@@ -51,11 +51,14 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import Quantization, preset_for_density
+from ..metrics import psnr, psnr_batch
+from ..presets import preset_for_density
+from ..quantize import Quantization
 from ..raster import rasterize_sum
-from .device import fit_device, on_device
+from .adam import adam_step
+from .placement import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
-from .imageio import as_target
+from .targets import as_target
 from .init import (
     MIN_SCALE,
     SHEAR_LIMIT,
@@ -128,7 +131,7 @@ class FitConfig:
         quantization: the file's quantizer; when set the result is snapped to
             its grid (with the colour refit of :mod:`gscodec.fit.refit`).
             ``"auto"`` chooses it per image once the float fit is done:
-            :func:`gscodec.quantize.preset_for_density` of the image's density
+            :func:`gscodec.presets.preset_for_density` of the image's density
             and of the float fit's PSNR (:attr:`FitResult.quantization` says
             which it took).
         refit_iters: conjugate-gradient steps of the quantization-aware colour
@@ -139,7 +142,7 @@ class FitConfig:
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
         backend: rasterizer backend (see :mod:`gscodec.raster`); ``"cuda"`` also
-            keeps the fit's tensors on the GPU (:mod:`gscodec.fit.device`).
+            keeps the fit's tensors on the GPU (:mod:`gscodec.fit.placement`).
     """
 
     points: int = 900
@@ -228,22 +231,6 @@ class FitResult:
     quantization: Quantization | None = None
 
 
-def psnr(a, b) -> float:
-    """PSNR in dB (peak 1.0) of ``a`` against ``b``; both ``(H, W, 3)`` floats in [0, 1] or uint8.
-
-    ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
-    """
-    ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
-    tb = as_target(b)
-    mse = float(((ta.clamp(0, 1) - tb) ** 2).double().mean())
-    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
-
-
-def _psnr_batch(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    mse = ((render.clamp(0, 1) - target) ** 2).mean((1, 2, 3)).double()
-    return 10.0 * torch.log10(1.0 / mse)
-
-
 _chol = chol_from_shape
 _shape = shape_from_chol
 
@@ -282,19 +269,11 @@ def _adam(
     state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]
 ) -> None:
     """One Adam step of every group; ``lrs`` broadcast per image ``(B, 1, 1)``; padding slots stay put."""
-    b1, b2 = betas
     valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
     state.steps += valid.float()
     t = state.steps.clamp_min(1)
-    bc1 = 1 - b1**t
-    bc2 = 1 - b2**t
     for k in state.GROUPS:
-        g = grads[k]
-        m, v = state.m[k], state.v[k]
-        m.mul_(b1).add_(g, alpha=1 - b1)
-        v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        upd = (m / bc1) / ((v / bc2).sqrt_().add_(1e-12))
-        state.p[k].sub_(upd * (lrs[k] * valid))
+        adam_step(state.p[k], grads[k], state.m[k], state.v[k], lrs[k] * valid, t, betas)
 
 
 def learning_rates(cfg: FitConfig, points: int, width: int, height: int) -> tuple[float, float, float]:
@@ -471,7 +450,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         if t == n_iter:
             stop[:] = True
         if t % cfg.check_every == 0 or stop.any():
-            cur = _psnr_batch(render.detach(), level.targets).tolist()
+            cur = psnr_batch(render.detach(), level.targets).tolist()
             for r, i in enumerate(ids):
                 p = cur[r]
                 if not level.full:  # a PSNR against the downsampled target decides no stop
@@ -547,7 +526,7 @@ def _finish(results: list[dict], targets: torch.Tensor,
     gs = [
         GaussianImage(w, h, means[i, : counts[i]], chol[i, : counts[i]], colors[i, : counts[i]]) for i in range(b)
     ]
-    p_float = [float(p) for p in _psnr_batch(render_batch(gs, cfg.backend), targets)]
+    p_float = [float(p) for p in psnr_batch(render_batch(gs, cfg.backend), targets)]
     if cfg.quantization is None:
         return [(g, p, p, None) for g, p in zip(gs, p_float)]
     if cfg.quantization == "auto":

@@ -25,9 +25,11 @@ from __future__ import annotations
 import torch
 
 from ..gaussians import GaussianImage
+from ..metrics import psnr_batch
 from ..quantize import Quantization, snap
-from ..quantize import morton_order as quantize_order
+from ..quantize import morton_order
 from ..raster import rasterize_sum
+from .adam import adam_step
 from .codes import refine_color_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
 
@@ -50,17 +52,6 @@ def render_batch(gs: list[GaussianImage], backend: str = "cpu") -> torch.Tensor:
     means, chol, colors, counts = _padded(gs)
     with torch.no_grad():
         return rasterize_sum(means, chol, colors, gs[0].width, gs[0].height, counts, backend)
-
-
-def psnr_batch(render: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` float64 PSNR (peak 1) of the clamped renders against the targets."""
-    mse = ((render.clamp(0, 1) - targets) ** 2).double().mean((1, 2, 3))
-    return 10.0 * torch.log10(1.0 / mse)
-
-
-def morton_order(g: GaussianImage, q: Quantization) -> torch.Tensor:
-    """The permutation :func:`gscodec.quantize.quantize` applies to ``g`` (stable Morton sort)."""
-    return torch.from_numpy(quantize_order(g, q.position_bits))
 
 
 def finetune_shapes(
@@ -96,9 +87,7 @@ def finetune_shapes(
             g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
         grads = [shape_grad(g_chol, c.detach(), shape), g_col]
         for p, g, m, v, lr in zip(params, grads, m1, m2, lrs):
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            p.sub_(lr * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt_().add_(1e-12)))
+            adam_step(p, g, m, v, lr, t, (b1, b2), rate_first=True)
         shape[..., 0].clamp_(lo, hi)
         shape[..., 2].clamp_(lo, hi)
         shape[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
@@ -138,7 +127,7 @@ def quantize_refit(
     colors = torch.zeros_like(means[..., :1]).expand(-1, -1, 3).clone()
     float_chol = torch.ones_like(chol)
     for i, g in enumerate(gs):
-        order = morton_order(g, q)
+        order = torch.from_numpy(morton_order(g, q.position_bits))
         colors[i, : g.count] = g.colors[order]
         float_chol[i, : g.count] = g.chol[order]
     base = plain
@@ -166,4 +155,4 @@ def quantize_refit(
     return out, torch.where(better, p_refit, p_plain)
 
 
-__all__ = ["finetune_shapes", "morton_order", "psnr_batch", "quantize_refit", "render_batch"]
+__all__ = ["finetune_shapes", "quantize_refit", "render_batch"]

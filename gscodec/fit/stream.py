@@ -4,7 +4,7 @@
   processes decode (and resize) the files ahead of the fitter, in order, so
   the GPU never waits on JPEG decoding;
 * :class:`SizeBatcher`: collects decoded images into same-size batches of a
-  size chosen per image size (e.g. :func:`gscodec.fit.device.choose_batch_size`);
+  size chosen per image size (e.g. :func:`gscodec.fit.placement.choose_batch_size`);
 * :class:`BackgroundWriter`: writes finished files atomically on a thread, so
   the fitter never waits on the disk either.
 """

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import os
-import re
-import tempfile
-import threading
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Union
 
+from ..atomic import write_atomic
 from ..files import open_regular
 from ..gaussians import GaussianImage
 from ..quantize import Quantization, QuantizedGaussians, dequantize, quantize
@@ -197,80 +194,3 @@ def write(
         return len(data)
     write_atomic(Path(dest), data)
     return len(data)
-
-
-_UMASK_LOCK = threading.Lock()
-
-
-def _new_file_mode(path: Path) -> int:
-    """The mode a plain ``open(path, "w")`` would give: the existing file's, else 0o666 less the umask."""
-    try:
-        return path.stat().st_mode & 0o7777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
-def _umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux), so threads never race."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    with _UMASK_LOCK:
-        umask = os.umask(0o077)  # briefly the strictest common mask: a racing file is private, never open
-        os.umask(umask)
-    return umask
-
-
-def temp_prefix(path: Path) -> str:
-    """Prefix of the hidden temporary files written next to ``path`` before it is renamed into place
-    (``.NAME.`` + 8 random characters + ``.tmp``, by :func:`write_atomic` and the tar shard writer)."""
-    return f".{path.name}."
-
-
-def remove_stale_temps(path: Path) -> int:
-    """Delete the temporary files that an interrupted (killed) writer of ``path`` left next to it; returns how many.
-
-    Only names of exactly that form are removed (``.x.gsi.ab12cd34.tmp`` for ``x.gsi``, not the temporary
-    file of ``x.gsi.gsi``); a missing folder removes nothing.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    pattern = re.compile(re.escape(temp_prefix(path)) + r"[a-z0-9_]{8}\.tmp")
-    removed = 0
-    try:
-        entries = [e for e in os.scandir(folder) if pattern.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
-    except OSError:
-        return 0
-    for entry in entries:
-        try:
-            os.unlink(entry.path)
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically; raises :class:`WriteError` and leaves no temporary file
-    (unless the process is killed outright: :func:`remove_stale_temps` then cleans up)."""
-    tmp_name = None
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent or Path("."))
-        os.fchmod(fd, _new_file_mode(path))
-        with io.open(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp_name, path)
-        tmp_name = None
-    except OSError as exc:
-        raise WriteError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if tmp_name is not None:
-            try:
-                os.unlink(tmp_name)
-            except OSError:
-                pass

@@ -3,7 +3,7 @@
 Backends:
     ``"torch"``: the dense reference in :mod:`gscodec.raster.reference` (any device).
     ``"cpu"``: numba kernels over each Gaussian's footprint (:mod:`gscodec.raster.cpu`).
-    ``"cuda"``: Triton kernels (:mod:`gscodec.cuda`).
+    ``"cuda"``: Triton kernels (:mod:`gscodec.raster.triton`).
     ``"auto"``: ``"cuda"`` for CUDA tensors, ``"cpu"`` otherwise.
 """
 
@@ -49,7 +49,7 @@ def rasterize_sum(
     elif backend == "cpu":
         from .cpu import rasterize_sum as impl
     else:
-        from ..cuda import rasterize_sum as impl
+        from .triton import rasterize_sum as impl
     return impl(means, chol, colors, width, height, counts)
 
 

@@ -5,7 +5,7 @@ renderer's scratch layout (column blocks of 8, per block: rows, then the three
 channels, then 8 lanes; zero beyond the image width). Then every Gaussian
 (tasks dealt cyclically to the numba threads, so no reductions cross threads)
 walks down each of its column blocks over the rows where its ellipse meets
-the block (:func:`gscodec.raster.forward._fill_block_rows`), with
+the block (:func:`gscodec.raster.forward.fill_block_rows`), with
 :func:`gscodec.raster.strips.strip_grad` keeping six per-lane sums in
 registers: ``sum(w G_c)`` and, with ``a = -w dot(G, color) / 2``, ``sum(a)``,
 ``sum(a z2)``, ``sum(a z2^2)``. ``z1`` is constant per lane, so
@@ -24,7 +24,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .forward import _column_terms, _columns, _fill_block_rows
+from .cache import key_caches_on_sources
+from .forward import column_terms, columns, fill_block_rows
+from .gradients import chain_rule
 from .strips import GRAD_SUMS, LANES, ROW_STRIDE, strip_grad
 
 _F32_MINUS_HALF = np.float32(-0.5)
@@ -51,6 +53,8 @@ def to_blocks(grad: np.ndarray, out: np.ndarray) -> None:
                 for ch in range(3):
                     out[b, base + ch * LANES + lane] = grad[b, i, j, ch] if j < width else np.float32(0.0)
 
+_chain_rule = njit(inline="always")(chain_rule)
+
 
 @njit(cache=True, parallel=True)
 def backward_strips(
@@ -61,10 +65,8 @@ def backward_strips(
     """Gradients ``(B, N, 2|3|3)`` (overwritten) of ``sum(grad_out * image)`` w.r.t. the parameters.
 
     ``blocks`` is the upstream gradient from :func:`to_blocks`; ``pads`` and
-    ``rows`` the footprints of :func:`gscodec.raster.cpu._prepare`. The chain
-    rule: ``dL/dx = -2/l11 (S[z1] - r S[z2])``, ``dL/dl11 = -2/l11 (S[z1 z1] - r S[z1 z2])``,
-    ``dL/dy = -2/l22 S[z2]``, ``dL/dl21 = -2/l22 S[z1 z2]``, ``dL/dl22 = -2/l22 S[z2 z2]``
-    with ``r = l21 / l22``, and ``dL/dcolor = sum(w G)``.
+    ``rows`` the footprints of :func:`gscodec.raster.footprint.prepare_footprints`; the sums go
+    through :func:`gscodec.raster.gradients.chain_rule`, and ``dL/dcolor = sum(w G)``.
     """
     nb, n = means.shape[0], means.shape[1]
     nblocks = (width + LANES - 1) // LANES
@@ -89,13 +91,13 @@ def backward_strips(
             l21 = chol[b, k, 1]
             l22 = chol[b, k, 2]
             xd = np.float64(x)
-            b0, b1 = _columns(xd, np.float64(l11), pads[b, k], width)
+            b0, b1 = columns(xd, np.float64(l11), pads[b, k], width)
             if r1 > r0 and b1 > b0:
                 q0 = b0 // LANES
                 nq = (b1 + LANES - 1) // LANES - q0
-                _fill_block_rows(xd, np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22),
+                fill_block_rows(xd, np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22),
                                  pads[b, k], b0, b1, height, nq, edges, spans)
-                _column_terms(z1s, px[q0 * LANES:], nq * LANES, x, l11)
+                column_terms(z1s, px[q0 * LANES:], nq * LANES, x, l11)
                 c0 = colors[b, k, 0] * _F32_MINUS_HALF
                 c1 = colors[b, k, 1] * _F32_MINUS_HALF
                 c2 = colors[b, k, 2] * _F32_MINUS_HALF
@@ -122,11 +124,12 @@ def backward_strips(
                 l11d = np.float64(l11)
                 l22d = np.float64(l22)
                 r = np.float64(l21) / l22d
-                grad_means[b, k, 0] = -2.0 / l11d * (s1 - r * s2)
-                grad_means[b, k, 1] = -2.0 / l22d * s2
-                grad_chol[b, k, 0] = -2.0 / l11d * (s11 - r * s12)
-                grad_chol[b, k, 1] = -2.0 / l22d * s12
-                grad_chol[b, k, 2] = -2.0 / l22d * s22
+                dx, dy, dl11, dl21, dl22 = _chain_rule(l11d, l22d, r, s1, s2, s11, s12, s22)
+                grad_means[b, k, 0] = dx
+                grad_means[b, k, 1] = dy
+                grad_chol[b, k, 0] = dl11
+                grad_chol[b, k, 1] = dl21
+                grad_chol[b, k, 2] = dl22
             else:
                 grad_means[b, k, 0] = 0.0
                 grad_means[b, k, 1] = 0.0
@@ -137,5 +140,7 @@ def backward_strips(
             grad_colors[b, k, 1] = g1
             grad_colors[b, k, 2] = g2
 
+
+key_caches_on_sources(globals())
 
 __all__ = ["backward_strips", "to_blocks"]

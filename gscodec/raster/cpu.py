@@ -7,9 +7,9 @@ computed in float32 with the reference's exact operation order, so the
 ``d2 <= CUTOFF_SQ`` mask agrees bit for bit with the float32 reference; the
 weight is a vectorized float32 polynomial (:func:`gscodec.raster.strips.exp_neg_half`).
 
-This module prepares every Gaussian's footprint (:func:`_prepare`: the rows it
-meets and its row-span parameters, float64 with small margins) and wraps the
-two passes as one autograd function:
+This module wraps the two passes, over the footprints of
+:func:`gscodec.raster.footprint.prepare_footprints` (the rows each Gaussian
+meets, float64 with small margins), as one autograd function:
 
 * forward: the decoder's band renderer (vertical SIMD strips), with the bands
   of every image of the batch in one thread pool
@@ -26,78 +26,15 @@ padding beyond ``counts[b]`` contribute nothing and get zero gradients.
 
 from __future__ import annotations
 
-import math
-
 import numba
 import numpy as np
 import torch
-from llvmlite import ir
-from numba import njit
-from numba.core import types
-from numba.extending import intrinsic
 
-from ..limits import CUTOFF_SQ
-
-_F32_HALF = np.float32(0.5)
-# Spans are solved in float64 with the cutoff inflated by this relative amount
-# and widened by _PAD_PX (+ _PAD_REL * coordinate magnitude) pixels, which covers
-# the float32 rounding of the per-pixel test; extra pixels just fail that test.
-_SPAN_CUT = CUTOFF_SQ * (1.0 + 1e-5)
-_PAD_PX = 0.01
-_PAD_REL = 1e-6
-
-
-@intrinsic
-def _f32_from_bits(typingctx, bits):  # type: ignore[no-untyped-def]
-    """Reinterpret an int32 as a float32."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return sig, codegen
-
-
-@njit(cache=True)
-def _prepare(
-    means: np.ndarray, chol: np.ndarray, counts: np.ndarray, height: int, pads: np.ndarray, rows: np.ndarray
-) -> None:
-    """Footprint parameters of every Gaussian (all arrays batched, ``B`` first).
-
-    Writes ``pads[b, k]`` (``(B, N)`` float64), the margin (pixels) that widens
-    the footprint's float64 box so it covers the float32 test, and
-    ``rows[b, k] = (r0, r1)``, the half-open range of image rows to visit, empty
-    for padding and degenerate Gaussians (whose pad is left unset).
-    """
-    nb, n = means.shape[0], means.shape[1]
-    for b in range(nb):
-        for k in range(n):
-            rows[b, k, 0] = 0
-            rows[b, k, 1] = 0
-            if k >= counts[b]:
-                continue
-            x = np.float64(means[b, k, 0])
-            y = np.float64(means[b, k, 1])
-            l11 = np.float64(chol[b, k, 0])
-            l21 = np.float64(chol[b, k, 1])
-            l22 = np.float64(chol[b, k, 2])
-            syy = l21 * l21 + l22 * l22
-            sc = abs(l11 * l22)
-            if not (sc > 0.0 and math.isfinite(x) and math.isfinite(y) and math.isfinite(syy) and math.isfinite(sc)):
-                continue
-            sy = math.sqrt(syy)
-            pad = _PAD_PX + _PAD_REL * (abs(x) + abs(y) + abs(l11) + sy)
-            pads[b, k] = pad
-            ext = sy * math.sqrt(_SPAN_CUT) + pad
-            # Row i is visited iff its centre i + 0.5 lies within [y - ext, y + ext].
-            lo = min(max(y - ext - 0.5, -1.0), height + 1.0)
-            hi = min(max(y + ext - 0.5, -1.0), height + 1.0)
-            r0 = max(np.int64(math.ceil(lo)), 0)
-            r1 = min(np.int64(math.floor(hi)) + 1, height)
-            if r1 > r0:
-                rows[b, k, 0] = r0
-                rows[b, k, 1] = r1
-
+from .backward import backward_strips, to_blocks
+from .footprint import prepare_footprints
+from .forward import render_batch_prepared
+from .params import check_inputs
+from .strips import LANES, ROW_STRIDE
 
 def _as_f32(t: torch.Tensor) -> np.ndarray:
     """A C-contiguous float32 CPU numpy view (or copy) of the parameters ``t``, batched: ``(B, N, C)``."""
@@ -125,10 +62,8 @@ class _RasterizeSum(torch.autograd.Function):
         batched = means.ndim == 3
         out = torch.empty((nb, height, width, 3) if batched else (height, width, 3), dtype=torch.float32)
         if nb and height and width:
-            from .forward import render_batch_prepared  # it builds on this module's footprints
-
             out_np = out.numpy() if batched else out.numpy()[None]
-            _prepare(m, l, counts, height, pads, rows)
+            prepare_footprints(m, l, counts, height, pads, rows)
             render_batch_prepared(m, l, c, counts, pads, rows, out_np)
         ctx.saved = (m, l, c, pads, rows)
         ctx.batched = batched
@@ -150,9 +85,6 @@ class _RasterizeSum(torch.autograd.Function):
                 for t in (grad_out.detach().to(device="cpu", dtype=torch.float32).contiguous(),
                           grad_means, grad_chol, grad_colors)
             )
-            from .backward import backward_strips, to_blocks  # they build on this module's footprints
-            from .strips import LANES, ROW_STRIDE
-
             height, width = g.shape[1], g.shape[2]
             blocks = np.empty((nb, -(-width // LANES) * height * ROW_STRIDE), dtype=np.float32)
             to_blocks(g, blocks)
@@ -179,37 +111,16 @@ def rasterize_sum(
 ) -> torch.Tensor:
     """Render the plain sum of 2D Gaussians at pixel centres on the CPU, differentiably.
 
-    Args:
-        means: ``(N, 2)`` or ``(B, N, 2)`` centres ``(x, y)`` in pixels, origin at
-            the top-left image corner.
-        chol: ``(N, 3)`` or ``(B, N, 3)`` Cholesky factors ``(l11, l21, l22)`` in pixels.
-        colors: ``(N, 3)`` or ``(B, N, 3)`` RGB amplitudes.
-        width, height: output size in pixels.
-        counts: optional ``(B,)`` int; image ``b`` uses only its first
-            ``counts[b]`` Gaussians (the rest is padding and gets zero gradient).
+    Arguments as :func:`gscodec.raster.rasterize_sum` (``counts[b]``: the Gaussians image ``b`` uses; the rest
+    is padding and gets zero gradient).
 
     Returns:
         ``(H, W, 3)`` or ``(B, H, W, 3)`` float32 image, unclamped, on the
         device of ``means``; gradients flow to ``means``, ``chol`` and ``colors``.
+        Raises ``ValueError`` as :func:`gscodec.raster.params.check_inputs` says.
     """
-    if means.ndim not in (2, 3):
-        raise ValueError(f"means must have shape (N, 2) or (B, N, 2), got {tuple(means.shape)}")
-    lead = tuple(means.shape[:-1])
-    for name, value, size in (("means", means, 2), ("chol", chol, 3), ("colors", colors, 3)):
-        if tuple(value.shape) != (*lead, size):
-            raise ValueError(f"{name} must have shape {(*lead, size)}, got {tuple(value.shape)}")
-    width, height = int(width), int(height)
-    if width < 0 or height < 0:
-        raise ValueError(f"width and height must be non-negative, got {width}x{height}")
-    nb = lead[0] if means.ndim == 3 else 1
-    n = lead[-1]
-    if counts is None:
-        counts_np = np.full(nb, n, dtype=np.int64)
-    else:
-        counts_np = np.clip(torch.as_tensor(counts).detach().cpu().reshape(-1).numpy().astype(np.int64), 0, n)
-        if counts_np.shape != (nb,):
-            raise ValueError(f"counts must have shape ({nb},), got {tuple(counts_np.shape)}")
+    width, height, counts_t = check_inputs(means, chol, colors, width, height, counts)
+    counts_np = counts_t.cpu().numpy()
     return _RasterizeSum.apply(means, chol, colors, width, height, counts_np)
-
 
 __all__ = ["rasterize_sum"]

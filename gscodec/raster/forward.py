@@ -51,7 +51,8 @@ import numpy as np
 from numba import njit, prange
 
 from ..limits import MAX_DIMENSION
-from .cpu import _F32_HALF, _SPAN_CUT, _prepare
+from .cache import key_caches_on_sources
+from .footprint import F32_HALF, SPAN_CUT, prepare_footprints
 from .strips import (CHANNEL_STRIDE, LANES as _LANES, MIN_RECURRENCE_L22, ROW_STRIDE, pack_rgb8, strip2_exact,
                      strip2_recurrence, strip_exact, strip_recurrence)
 
@@ -75,7 +76,7 @@ def _band_bounds(means: np.ndarray, chol: np.ndarray, pads: np.ndarray, rows: np
     for k in range(rows.shape[0]):
         r0, r1 = rows[k, 0], rows[k, 1]
         if r1 > r0:
-            b0, b1 = _columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), pads[k], width)
+            b0, b1 = columns(np.float64(means[k, 0]), np.float64(chol[k, 0]), pads[k], width)
             if b1 > b0:
                 w = np.float64(((b1 + _LANES - 1) // _LANES - b0 // _LANES) * _LANES)
                 diff[r0] += w
@@ -130,7 +131,7 @@ def _bin_bands(rows: np.ndarray, bounds: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 @njit(cache=True, inline="always")
-def _column_terms(z1s: np.ndarray, px: np.ndarray, count: int, x: np.float32, l11: np.float32) -> None:
+def column_terms(z1s: np.ndarray, px: np.ndarray, count: int, x: np.float32, l11: np.float32) -> None:
     """``z1 = (px - x) / l11`` for ``count`` pixel-centre x ``px``: the same in every row."""
     for t in range(count):
         z1s[t] = (px[t] - x) / l11
@@ -141,7 +142,7 @@ def _centres(width: int) -> np.ndarray:
     """``(width,)`` float32 pixel-centre coordinates ``j + 0.5``."""
     px = np.empty(width, dtype=np.float32)
     for j in range(px.shape[0]):
-        px[j] = np.float32(j) + _F32_HALF
+        px[j] = np.float32(j) + F32_HALF
     return px
 
 
@@ -150,27 +151,27 @@ def _u8(v: np.float32) -> np.uint8:
     """``floor(clamp(v, 0, 1) * 255 + 0.5)`` as uint8 (NaN becomes 0)."""
     v = v if v > np.float32(0.0) else np.float32(0.0)
     v = v if v < np.float32(1.0) else np.float32(1.0)
-    return np.uint8(np.int32(np.floor(v * _F32_255 + _F32_HALF)))
+    return np.uint8(np.int32(np.floor(v * _F32_255 + F32_HALF)))
 
 
 @njit(cache=True, inline="always")
-def _columns(xd: float, l11: float, pad: float, width: int) -> tuple[int, int]:
+def columns(xd: float, l11: float, pad: float, width: int) -> tuple[int, int]:
     """Columns ``[b0, b1)`` of the footprint's bounding box, clipped to the image."""
-    hx = np.sqrt(_SPAN_CUT) * abs(l11) + pad
+    hx = np.sqrt(SPAN_CUT) * abs(l11) + pad
     b0 = max(np.int64(np.ceil(min(max(xd - hx - 0.5, -1.0), width + 1.0))), 0)
     b1 = min(np.int64(np.floor(min(max(xd + hx - 0.5, -1.0), width + 1.0))) + 1, width)
     return b0, b1
 
 
 @njit(cache=True, inline="always")
-def _fill_block_rows(
+def fill_block_rows(
     xd: float, yd: float, l11: float, l21: float, l22: float, pad: float, b0: int, b1: int, height: int,
     count: int, edges: np.ndarray, spans: np.ndarray,
 ) -> None:
     """``spans[:count]``: image rows ``[rs, re)`` where a Gaussian's ellipse meets each of its column blocks.
 
     Mean ``(xd, yd)``, factors and margin ``pad`` in pixels (float64); ``[b0,
-    b1)`` its clipped box columns (:func:`_columns`). Block ``q`` (counted from
+    b1)`` its clipped box columns (:func:`columns`). Block ``q`` (counted from
     the first, ``b0 // 8``) covers the column centres ``[x_q, x_{q+1}]`` (block
     starts, clamped to the box). Over them the ellipse's top edge
     ``y + l21 z1 - |l22| sqrt(cut - z1^2)`` is convex in x, so its minimum is at
@@ -178,13 +179,13 @@ def _fill_block_rows(
     clipped to the image only. ``edges`` ``(3, count + 1)`` is scratch for the
     block ends' x, top and bottom; both loops vectorize.
     """
-    root = np.sqrt(_SPAN_CUT)
+    root = np.sqrt(SPAN_CUT)
     ex = root * abs(l11)
     q0 = b0 // _LANES
     for e in range(count + 1):
         xe = min(max(np.float64((q0 + e) * _LANES) + 0.5, b0 + 0.5), b1 - 0.5)
         z1 = (min(max(xe, xd - ex), xd + ex) - xd) / l11
-        h = abs(l22) * np.sqrt(max(_SPAN_CUT - z1 * z1, 0.0))
+        h = abs(l22) * np.sqrt(max(SPAN_CUT - z1 * z1, 0.0))
         edges[0, e] = xe
         edges[1, e] = l21 * z1 - h
         edges[2, e] = l21 * z1 + h
@@ -246,14 +247,14 @@ def _render_band(
         l21 = chol[k, 1]
         l22 = chol[k, 2]
         pad = pads[k]
-        b0, b1 = _columns(np.float64(x), np.float64(l11), pad, width)
+        b0, b1 = columns(np.float64(x), np.float64(l11), pad, width)
         if b1 <= b0 or r1 <= r0:
             continue
         q0 = b0 // _LANES
         nq = (b1 + _LANES - 1) // _LANES - q0
-        _fill_block_rows(np.float64(x), np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22), pad,
+        fill_block_rows(np.float64(x), np.float64(y), np.float64(l11), np.float64(l21), np.float64(l22), pad,
                          b0, b1, height, nq, edges, spans)
-        _column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
+        column_terms(z1s, px[q0 * _LANES:], nq * _LANES, x, l11)
         recurrence = abs(l22) >= MIN_RECURRENCE_L22
         q = 0
         while q < nq:  # a block whose next one is also met is drawn with it, as two vectors over both rows
@@ -324,7 +325,7 @@ def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarra
 
     ``means (B, N, 2)``, ``chol``, ``colors`` float32; image ``b`` uses its
     first ``counts[b]`` Gaussians; ``pads``, ``rows`` as
-    :func:`gscodec.raster.cpu._prepare` fills them. The training rasterizer's forward pass.
+    :func:`gscodec.raster.footprint.prepare_footprints` fills them. The training rasterizer's forward pass.
     """
     nb, height, width = out.shape[0], out.shape[1], out.shape[2]
     nthreads = numba.get_num_threads()
@@ -348,7 +349,7 @@ def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarra
 
 
 @njit(cache=True)
-def footprint_pixels(means: np.ndarray, chol: np.ndarray, width: int, height: int) -> float:
+def box_pixels(means: np.ndarray, chol: np.ndarray, width: int, height: int) -> float:
     """Pixels inside the Gaussians' 3-sigma bounding boxes, clipped to the image, summed (float64).
 
     ``means`` ``(N, 2)`` and ``chol`` ``(N, 3)`` in pixels. An upper bound on the
@@ -418,7 +419,7 @@ def render_numpy(
         return out
     pads = np.empty((1, n), dtype=np.float64)
     rows = np.zeros((1, n, 2), dtype=np.int64)
-    _prepare(m[None], l[None], np.array([n], dtype=np.int64), height, pads, rows)
+    prepare_footprints(m[None], l[None], np.array([n], dtype=np.int64), height, pads, rows)
     render_prepared(m, l, c, pads[0], rows[0], out_u8 if uint8 else out_f32)
     return out
 
@@ -428,7 +429,7 @@ def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pad
     """Render into ``out`` (``(H, W, 3)`` uint8 or float32, C-contiguous, overwritten) from footprints already prepared.
 
     ``means (N, 2)``, ``chol (N, 3)``, ``colors (N, 3)`` float32 and ``pads (N,)``,
-    ``rows (N, 2)`` as :func:`gscodec.raster.cpu._prepare` fills them for an image
+    ``rows (N, 2)`` as :func:`gscodec.raster.footprint.prepare_footprints` fills them for an image
     ``H`` rows tall. (Training renders whole batches: :func:`render_batch_prepared`.)
     """
     height, width = out.shape[0], out.shape[1]
@@ -448,4 +449,7 @@ def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pad
         numba.set_parallel_chunksize(chunksize)
 
 
-__all__ = ["footprint_pixels", "render_batch_prepared", "render_numpy", "render_prepared"]
+key_caches_on_sources(globals())
+
+__all__ = ["box_pixels", "column_terms", "columns", "fill_block_rows", "render_batch_prepared", "render_numpy",
+           "render_prepared"]

@@ -48,7 +48,9 @@ from numba import njit
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from .cpu import _f32_from_bits
+from ..limits import CUTOFF_SQ
+from .cache import key_caches_on_sources
+from .footprint import f32_from_bits
 
 LANES = 8
 ROW_STRIDE = 3 * LANES
@@ -57,6 +59,12 @@ RESTART = 16
 MIN_RECURRENCE_L22 = 2.0
 
 _F32_ROUND = np.float32(12582912.0)  # 1.5 * 2^23: adding and subtracting it rounds to an integer
+_EXP_SCALE = np.float32(-0.72134752044448170)  # -log2(e) / 2
+_EXP_FLOOR = np.float32(-100.0)  # weights clamp at 2^-100
+EXP_POLY = (1.0, 0.69314686, 0.24022238, 0.05550893, 0.0096717, 0.00132187)
+"""Coefficients ``c0..c5`` of the degree-5 fit of ``2^r`` on ``|r| <= 1/2`` (the scalar and the vector
+``exp(-d2 / 2)`` both read them)."""
+_P0, _P1, _P2, _P3, _P4, _P5 = (np.float32(c) for c in EXP_POLY)
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
@@ -88,15 +96,15 @@ def exp_neg_half(d2: np.float32) -> np.float32:
     evaluated with FMAs in Estrin's scheme (short dependency chain), and ``2^n``
     built in the exponent bits.
     """
-    x = max(d2 * np.float32(-0.72134752044448170), np.float32(-100.0))
+    x = max(d2 * _EXP_SCALE, _EXP_FLOOR)
     n = (x + _F32_ROUND) - _F32_ROUND
     r = x - n
     r2 = r * r
-    q01 = _fma(np.float32(0.69314686), r, np.float32(1.0))
-    q23 = _fma(np.float32(0.05550893), r, np.float32(0.24022238))
-    q45 = _fma(np.float32(0.00132187), r, np.float32(0.0096717))
+    q01 = _fma(_P1, r, _P0)
+    q23 = _fma(_P3, r, _P2)
+    q45 = _fma(_P5, r, _P4)
     p = _fma(r2, _fma(r2, q45, q23), q01)
-    return p * _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
 def _const(x: float) -> ir.Constant:
@@ -118,13 +126,13 @@ def _vector_exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
     """``exp(-d2 / 2)`` per lane: the same operations as :func:`exp_neg_half`."""
     fma = _vector_intrinsic(builder, "fma", 3)
     vmax = _vector_intrinsic(builder, "maxnum", 2)
-    x = builder.call(vmax, [builder.fmul(d2, _const(-0.72134752044448170)), _const(-100.0)])
-    n = builder.fsub(builder.fadd(x, _const(12582912.0)), _const(12582912.0))
+    x = builder.call(vmax, [builder.fmul(d2, _const(_EXP_SCALE)), _const(_EXP_FLOOR)])
+    n = builder.fsub(builder.fadd(x, _const(_F32_ROUND)), _const(_F32_ROUND))
     r = builder.fsub(x, n)
     r2 = builder.fmul(r, r)
-    q01 = builder.call(fma, [_const(0.69314686), r, _const(1.0)])
-    q23 = builder.call(fma, [_const(0.05550893), r, _const(0.24022238)])
-    q45 = builder.call(fma, [_const(0.00132187), r, _const(0.0096717)])
+    q01 = builder.call(fma, [_const(_P1), r, _const(_P0)])
+    q23 = builder.call(fma, [_const(_P3), r, _const(_P2)])
+    q45 = builder.call(fma, [_const(_P5), r, _const(_P4)])
     p = builder.call(fma, [r2, builder.call(fma, [r2, q45, q23]), q01])
     bits = builder.shl(builder.add(builder.fptosi(n, _IVEC), ir.Constant(_IVEC, [127] * LANES)),
                        ir.Constant(_IVEC, [23] * LANES))
@@ -171,7 +179,7 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
                 row = builder.gep(bases[v], [offset])
                 for r, w in enumerate(weights[v]):
                     _, d2 = z2_d2(centres[r], v)
-                    w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), w, zero)
+                    w = builder.select(builder.fcmp_ordered("<=", d2, _const(CUTOFF_SQ)), w, zero)
                     for ch in range(3):
                         at = ir.Constant(_I64, r * ROW_STRIDE + ch * CHANNEL_STRIDE)
                         ptr = builder.bitcast(builder.gep(row, [at]), vptr)
@@ -309,7 +317,7 @@ def _grad_codegen(context, builder, signature, args):  # type: ignore[no-untyped
     dy = builder.fsub(centre, vy)  # (row + 0.5) - y, the reference's order
     z2 = builder.fdiv(builder.fsub(dy, l21z1), vl22)
     d2 = builder.fadd(z1sq, builder.fmul(z2, z2))
-    w = builder.select(builder.fcmp_ordered("<=", d2, _const(9.0)), _vector_exp_neg_half(builder, d2), zero)
+    w = builder.select(builder.fcmp_ordered("<=", d2, _const(CUTOFF_SQ)), _vector_exp_neg_half(builder, d2), zero)
     row = builder.gep(base, [builder.mul(i, ir.Constant(_I64, ROW_STRIDE))])
     grads = [builder.load(builder.bitcast(builder.gep(row, [ir.Constant(_I64, ch * CHANNEL_STRIDE)]), vptr), align=4)
              for ch in range(3)]
@@ -419,6 +427,8 @@ for _fn, _what, _second in ((strip_exact, "one strip of 8 columns", ", ``bstride
             else "weights from the polynomial in every row")
     _fn.__doc__ = _DOC.format(what=_what, how=_how, second=_second)
 
-__all__ = ["CHANNEL_STRIDE", "GRAD_SUMS", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
+key_caches_on_sources(globals())
+
+__all__ = ["CHANNEL_STRIDE", "EXP_POLY", "GRAD_SUMS", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
            "strip2_exact",
            "strip2_recurrence", "strip_exact", "strip_grad", "strip_recurrence"]

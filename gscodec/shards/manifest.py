@@ -32,7 +32,7 @@ from typing import Any, Sequence
 from ..files import open_regular
 from ..format import WriteError, write_atomic
 from ..limits import MAX_MANIFEST_BYTES
-from .tar import ShardError, file_mode, shard_stem
+from .tar import ShardError, shard_stem
 
 MANIFEST_FORMAT = "gscodec-shard-manifest"
 MANIFEST_VERSION = 2
@@ -151,7 +151,6 @@ def write_manifest(shard: str | os.PathLike, manifest: Manifest) -> Path:
     text = json.dumps(manifest.to_json(), indent=1, ensure_ascii=False) + "\n"
     try:
         write_atomic(path, text.encode("utf-8"))
-        os.chmod(path, file_mode())  # readable like the shard, not only by its writer
     except (WriteError, OSError) as exc:
         raise ManifestError(f"cannot write manifest {path}: {exc}") from None
     return path

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..files import open_regular
-from ..format.file import remove_stale_temps, temp_prefix
+from ..atomic import new_file_mode, remove_stale_temps, temp_prefix
 from ..imageio import image_extensions
 from ..limits import MAX_SAMPLE_BYTES, MAX_SAMPLE_MEMBERS
 
@@ -175,13 +175,6 @@ def iter_samples(path: str | os.PathLike) -> Iterator[TarSample]:
             yield current
 
 
-def file_mode() -> int:
-    """The permissions a newly created file gets under the current umask (``0o644`` under ``022``)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 class ShardWriter:
     """Write an uncompressed tar shard to a hidden temporary file next to ``path``, renamed into place on commit.
 
@@ -230,7 +223,7 @@ class ShardWriter:
         try:
             self._tar.close()
             self._fh.flush()
-            os.fchmod(self._fh.fileno(), file_mode())
+            os.fchmod(self._fh.fileno(), new_file_mode(self.path))
             os.fsync(self._fh.fileno())
             self._fh.close()
             size = self.tmp.stat().st_size

@@ -1,7 +1,11 @@
-"""Distortion metrics of a decoded 8-bit RGB image against its original: PSNR (dB) and MS-SSIM.
+"""Distortion metrics, the one home of each: PSNR (dB) and MS-SSIM.
 
-Both take ``(H, W, 3)`` uint8 arrays and score one image; averaging over
-images is the caller's job (per-image PSNR averaged, as CompressAI does).
+* :func:`psnr_u8` and :func:`ms_ssim` score one decoded ``(H, W, 3)`` uint8
+  image against its original (``gsi bench`` and the benchmarks); averaging over
+  images is the caller's job (per-image PSNR averaged, as CompressAI does).
+* :func:`psnr` (peak 1) takes float renders or 8-bit images as the fitter sees
+  them; :func:`psnr_batch` is its ``(B, H, W, 3)`` torch form, the fitter's
+  stopping and preset metric.
 
 MS-SSIM is :func:`pytorch_msssim.ms_ssim` with its defaults (5 scales, 11-tap
 Gaussian window, sigma 1.5, ``data_range=255``) on the RGB channels in float32,
@@ -16,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 MS_SSIM_MIN_SIDE = 161
 """Smallest shorter side (px) for which MS-SSIM is computed; smaller images give ``nan``."""
@@ -30,11 +35,30 @@ def _check(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"need two (H, W, 3) images of one size, got {a.shape} and {b.shape}")
 
 
-def psnr(decoded: np.ndarray, original: np.ndarray) -> float:
+def psnr_u8(decoded: np.ndarray, original: np.ndarray) -> float:
     """PSNR in dB of ``decoded`` against ``original`` (uint8 RGB, peak 255, MSE over all channels); ``inf`` if equal."""
     _check(decoded, original)
     mse = float(np.mean((decoded.astype(np.float64) - original.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+
+
+def psnr(a, b) -> float:
+    """PSNR in dB (peak 1.0) of ``a`` against ``b``; both ``(H, W, 3)`` floats in [0, 1] or uint8.
+
+    ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
+    """
+    from .fit.targets import as_target  # lazily: the fitter imports this module
+
+    ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
+    tb = as_target(b)
+    mse = float(((ta.clamp(0, 1) - tb) ** 2).double().mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
+
+
+def psnr_batch(render: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` float64 PSNR (peak 1) of the clamped ``(B, H, W, 3)`` renders against the targets."""
+    mse = ((render.clamp(0, 1) - targets) ** 2).double().mean((1, 2, 3))
+    return 10.0 * torch.log10(1.0 / mse)
 
 
 def ms_ssim(decoded: np.ndarray, original: np.ndarray) -> float:
@@ -43,7 +67,6 @@ def ms_ssim(decoded: np.ndarray, original: np.ndarray) -> float:
     if min(original.shape[:2]) < MS_SSIM_MIN_SIDE:
         return math.nan
     try:
-        import torch
         from pytorch_msssim import ms_ssim as _ms_ssim
     except ImportError as exc:
         raise MissingDependencyError(f"MS-SSIM needs pytorch-msssim (pip install pytorch-msssim): {exc}") from None
@@ -55,4 +78,4 @@ def ms_ssim(decoded: np.ndarray, original: np.ndarray) -> float:
         return float(_ms_ssim(tensor(decoded), tensor(original), data_range=255, size_average=True))
 
 
-__all__ = ["MS_SSIM_MIN_SIDE", "MissingDependencyError", "ms_ssim", "psnr"]
+__all__ = ["MS_SSIM_MIN_SIDE", "MissingDependencyError", "ms_ssim", "psnr", "psnr_batch", "psnr_u8"]

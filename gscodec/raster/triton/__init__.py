@@ -2,19 +2,20 @@
 
 Same semantics and signature as :func:`gscodec.raster.reference.rasterize_sum`
 (normative). Importing this package neither imports triton nor touches the
-GPU: the kernels (:mod:`gscodec.cuda.kernels`) load on the first call.
+GPU: the kernels (:mod:`gscodec.raster.triton.kernels`) load on the first call.
 
-Pipeline per call: :func:`~gscodec.cuda.binning.gaussian_boxes` (3-sigma boxes),
-:func:`~gscodec.cuda.binning.bin_tiles` (per-16x16-tile Gaussian lists; gsplat's
+Pipeline per call: :func:`~gscodec.raster.triton.binning.gaussian_boxes` (3-sigma boxes),
+:func:`~gscodec.raster.triton.binning.bin_tiles` (per-16x16-tile Gaussian lists; gsplat's
 ``isect_tiles`` on CUDA, PyTorch otherwise), then one Triton program per
 (image, tile) summing the tile's Gaussians.
 
 Backward: the same per-(image, tile) programs recompute the weights, reduce
 each Gaussian's contributions over the tile's 256 pixels in registers and
 ``atomic_add`` eight per-Gaussian sums (colour gradients and the ``S[z...]``
-moments of :func:`gscodec.cuda.kernels.backward_moments`); the
-chain rule to ``(x, y, l11, l21, l22)`` is linear in those sums and is applied
-once per Gaussian in PyTorch. So there is one atomic per (Gaussian, tile,
+moments of :func:`gscodec.raster.triton.kernels.backward_moments`); the
+chain rule to ``(x, y, l11, l21, l22)`` (:func:`gscodec.raster.gradients.chain_rule`,
+shared with the CPU backward) is linear in those sums and is applied once per
+Gaussian in PyTorch. So there is one atomic per (Gaussian, tile,
 sum), not per pixel, with little contention: a Gaussian overlaps few tiles.
 A per-Gaussian formulation (one program walking a Gaussian's footprint) would
 avoid atomics but needs a second, Gaussian-major intersection list and
@@ -28,9 +29,11 @@ from types import ModuleType
 
 import torch
 
-from ..raster import BackendUnavailableError
+from .. import BackendUnavailableError
+from ..gradients import chain_rule
+from ..params import check_inputs
 from .binning import TILE, bin_tiles, gaussian_boxes
-from .device import cuda_problem, resolve_device
+from .availability import cuda_problem, resolve_device
 
 
 def _load_kernels(device: torch.device) -> ModuleType:
@@ -43,7 +46,7 @@ def _load_kernels(device: torch.device) -> ModuleType:
         raise BackendUnavailableError(f"the Triton backend needs triton, which failed to import: {exc}") from exc
     if device.type == "cpu" and not kernels.INTERPRETED:
         raise BackendUnavailableError(
-            "gscodec.cuda.rasterize_sum got CPU tensors; move them to a CUDA device, use the 'cpu' "
+            "gscodec.raster.triton.rasterize_sum got CPU tensors; move them to a CUDA device, use the 'cpu' "
             "backend, or set TRITON_INTERPRET=1 before triton is first imported to run the Triton kernels "
             f"in the (slow) interpreter. CUDA here: {cuda_problem() or 'available'}"
         )
@@ -89,8 +92,9 @@ class _RasterizeSum(torch.autograd.Function):
         l11 = torch.where(binned, l[..., 0], one)
         l22 = torch.where(binned, l[..., 2], one)
         r = torch.where(binned, l[..., 1], 0.0) / l22
-        grad_means = torch.stack([-2.0 / l11 * (s1 - r * s2), -2.0 / l22 * s2], -1)
-        grad_chol = torch.stack([-2.0 / l11 * (s11 - r * s12), -2.0 / l22 * s12, -2.0 / l22 * s22], -1)
+        dx, dy, dl11, dl21, dl22 = chain_rule(l11, l22, r, s1, s2, s11, s12, s22)
+        grad_means = torch.stack([dx, dy], -1)
+        grad_chol = torch.stack([dl11, dl21, dl22], -1)
         need = ctx.needs_input_grad
         dt_means, dt_chol, dt_colors = ctx.dtypes
         return (
@@ -120,14 +124,8 @@ def rasterize_sum(
     with offsets would only save memory when counts vary wildly. Padding costs
     nothing in the kernels: it is never binned.
 
-    Args:
-        means: ``(N, 2)`` or ``(B, N, 2)`` centres ``(x, y)`` in pixels, origin at
-            the top-left image corner.
-        chol: ``(N, 3)`` or ``(B, N, 3)`` Cholesky factors ``(l11, l21, l22)`` in pixels.
-        colors: ``(N, 3)`` or ``(B, N, 3)`` RGB amplitudes.
-        width, height: output size in pixels.
-        counts: optional ``(B,)`` int; image ``b`` uses only its first
-            ``counts[b]`` Gaussians (the rest is padding and gets zero gradient).
+    Arguments as :func:`gscodec.raster.rasterize_sum` (``counts[b]``: the Gaussians image ``b`` uses; the rest
+    is padding and gets zero gradient).
 
     Returns:
         ``(H, W, 3)`` or ``(B, H, W, 3)`` float32 image, unclamped, on the
@@ -138,30 +136,13 @@ def rasterize_sum(
     Raises:
         BackendUnavailableError: CUDA tensors without triton, or CPU tensors
             without ``TRITON_INTERPRET=1`` (the kernels then run in the interpreter).
+        ValueError: see :func:`gscodec.raster.params.check_inputs`.
     """
-    if means.ndim not in (2, 3):
-        raise ValueError(f"means must have shape (N, 2) or (B, N, 2), got {tuple(means.shape)}")
+    width, height, counts_t = check_inputs(means, chol, colors, width, height, counts)
     batched = means.ndim == 3
-    lead = tuple(means.shape[:-1])
-    for name, value, size in (("means", means, 2), ("chol", chol, 3), ("colors", colors, 3)):
-        if tuple(value.shape) != (*lead, size):
-            raise ValueError(f"{name} must have shape {(*lead, size)}, got {tuple(value.shape)}")
-        if value.device != means.device:
-            raise ValueError(f"{name} is on {value.device}, means on {means.device}")
-    width, height = int(width), int(height)
-    if width < 0 or height < 0:
-        raise ValueError(f"width and height must be non-negative, got {width}x{height}")
     if not batched:
         means, chol, colors = means[None], chol[None], colors[None]
-    nb, n = means.shape[:2]
-    if counts is None:
-        counts_t = torch.full((nb,), n, dtype=torch.int64, device=means.device)
-    else:
-        counts_t = torch.as_tensor(counts).to(device=means.device, dtype=torch.int64).reshape(-1).clamp(0, n)
-        if counts_t.shape != (nb,):
-            raise ValueError(f"counts must have shape ({nb},), got {tuple(counts_t.shape)}")
     out = _RasterizeSum.apply(means, chol, colors, width, height, counts_t)
     return out if batched else out[0]
-
 
 __all__ = ["BackendUnavailableError", "rasterize_sum", "resolve_device"]

@@ -18,7 +18,7 @@ from typing import ContextManager
 
 import torch
 
-from ..cuda.binning import TILE
+from ..raster.triton.binning import TILE
 
 PIXEL_COPIES = 12
 """float32 ``(H, W, 3)`` images alive per fitted image at the peak: target, render,

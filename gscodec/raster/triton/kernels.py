@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ..limits import CUTOFF_SQ
+from ...limits import CUTOFF_SQ
 from .binning import TILE
 
 # An (8, 256) block with 4 warps keeps both kernels free of register spills

@@ -9,7 +9,7 @@ import importlib.util
 
 import torch
 
-from ..raster import BackendUnavailableError
+from .. import BackendUnavailableError
 
 DEVICES = ("auto", "cpu", "cuda")
 

@@ -1,0 +1,81 @@
+"""The library encoder (:mod:`gscodec.encoder`, ``gscodec.encode_image``): the same bytes as ``gsi encode``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import gscodec
+from gscodec.encoder import EncodeError, EncoderSettings, encode_image
+from gscodec_cli.main import cli
+
+PHOTO = Path(__file__).resolve().parent / "data" / "chelsea.png"
+
+
+def test_encode_image_writes_the_bytes_gsi_encode_writes(tmp_path: Path) -> None:
+    options = {"density": 0.05, "iterations": 20, "resize": 32, "quality": "high"}
+    result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--density", "0.05",
+                                      "--iterations", "20", "--resize", "32", "--quality", "high"])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "chelsea.gsi").read_bytes()
+    assert gscodec.encode_image(PHOTO, **options) == written
+    assert gscodec.decode(written).metadata["source"] == "chelsea.png"
+
+
+def test_path_pil_and_array_inputs_give_the_same_file() -> None:
+    options = {"points": 20, "iterations": 10, "resize": 24}
+    from_path = encode_image(PHOTO, source="x", **options)
+    with Image.open(PHOTO) as im:
+        from_pil = encode_image(im, source="x", **options)
+        array = np.asarray(im.convert("RGB"))
+    assert from_pil == from_path == encode_image(array, source="x", **options)
+    bare = gscodec.decode(encode_image(array, metadata=False, **options))
+    assert bare.metadata == {} and bare.header.count == 20
+
+
+def test_bpp_refits_towards_the_target_size() -> None:
+    image = np.asarray(Image.open(PHOTO).convert("RGB"))[:48, :64]
+    data = encode_image(image, bpp=2.0, iterations=30, metadata=False)
+    assert abs(8 * len(data) / (64 * 48) - 2.0) <= 0.12 * 2.0
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"points": 10, "bpp": 1.0}, "only one of points, density and bpp"),
+    ({"points": 0}, "points must be in"),
+    ({"density": 2.0}, "density must be in"),
+    ({"quality": "best"}, "unknown quality"),
+    ({"psnr": float("nan")}, "target_psnr"),
+    ({"effort": 11}, "effort"),
+    ({"backend": "tpu"}, "unknown backend"),
+])
+def test_bad_options_are_value_errors(options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_image(np.zeros((8, 8, 3), np.uint8), **options)
+
+
+def test_bad_images_are_value_errors() -> None:
+    for bad in (np.zeros((8, 8, 3), np.float32), np.zeros((0, 8, 3), np.uint8), np.zeros((8, 8, 5), np.uint8)):
+        with pytest.raises(ValueError, match="expected a non-empty"):
+            encode_image(bad, points=4, iterations=1)
+
+
+def test_a_failed_fit_is_an_encode_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gscodec import encoder
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of luck")
+
+    monkeypatch.setattr(encoder, "fit", broken)
+    with pytest.raises(EncodeError, match="fitting failed: out of luck"):
+        encode_image(np.zeros((8, 8, 3), np.uint8), points=4)
+
+
+def test_settings_budget_per_rate_option() -> None:
+    assert EncoderSettings().points_for(100, 100) == 900
+    assert EncoderSettings(density=0.01).points_for(100, 100) == 100
+    per = EncoderSettings(bpp=1.0)
+    assert per.target_bytes(100, 100) == 1250 and per.points_for(100, 100) == round((1250 - 100) / 5.0)
