@@ -378,7 +378,7 @@ def test_workers_end_with_their_parent(tmp_path: Path, sig: signal.Signals) -> N
         time.sleep(1.0)  # the workers are past their set-up
         parent.send_signal(sig)  # the parent alone, not its process group
         code = parent.wait(timeout=60)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 90  # see _killed_parent_leaves_no_workers
         while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not any(_alive(w) for w in workers)
@@ -402,7 +402,12 @@ next(stream.stream_images(["a.png", "b.png", "c.png"], workers=2))
 
 
 def _killed_parent_leaves_no_workers(cmd: list[str], spawned: bool) -> None:
-    """Start ``cmd``, wait for its two worker processes, SIGKILL it alone and check the workers end within 5 s."""
+    """Start ``cmd``, wait for its two worker processes, SIGKILL it alone and check the workers end.
+
+    A worker may still be importing when its parent dies (spawned workers import torch before their
+    initializer asks to die with the parent, which takes many seconds on a loaded machine); it then ends
+    as soon as the initializer runs, so the bound below is generous rather than a timing claim.
+    """
     parent = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     children = _children if spawned else lambda pid: [int(e) for e in os.listdir("/proc") if e.isdigit()
                                                       and _parent_of(int(e)) == pid]
@@ -415,7 +420,7 @@ def _killed_parent_leaves_no_workers(cmd: list[str], spawned: bool) -> None:
         time.sleep(1.0)  # the workers are past their set-up, busy
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=10)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 90
         while any(_alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not any(_alive(w) for w in workers)
