@@ -201,6 +201,9 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
               help="Quantization preset (auto: the best for the Gaussian density), or unquantized float storage.")
 @click.option("--bpp", type=click.FloatRange(0, 64, min_open=True),
               help="Target file size in bits per pixel, instead of --points (one corrective refit if off by >8%).")
+@click.option("--format-version", type=click.Choice(["auto", "1", "2"]), default="auto", show_default=True,
+              help="Format version of quantized files: auto writes the smaller (version 2's range coder, about 5% "
+                   "smaller, is nearly always it); 1 decodes faster (zstd tokens).")
 @click.option("--psnr", "--target-psnr", "target_psnr", type=float,
               help="Stop fitting once the written file should reach this PSNR (dB): the fit stops 0.35 dB above it, "
                    "the typical quantization loss.")
@@ -220,8 +223,8 @@ def view(file: Path, output: Path | None, width: int | None, height: int | None,
 def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None, shard: str | None,
            shard_size: int, points: int | None, density: float | None, bpp: float | None, effort: int | None,
            iterations: int | None, resize: int | None,
-           quality: str, target_psnr: float | None, seed: int, force: bool, workers: int, batch: int | None,
-           device: str, as_json: bool) -> None:
+           quality: str, format_version: str, target_psnr: float | None, seed: int, force: bool, workers: int,
+           batch: int | None, device: str, as_json: bool) -> None:
     """Fit images to Gaussians and write .gsi files (or .gsi tar shards).
 
     INPUTS are image files (any format Pillow reads), folders (searched
@@ -303,9 +306,11 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         if device != "auto":
             raise click.UsageError("--device cuda encodes image files and folders; tar shards are fitted on the CPU")
         dev = cli_device("cpu")
+    if format_version == "2" and quality in ("float16", "float32"):
+        raise click.UsageError(f"--format-version 2 holds only quantized files, not --quality {quality}")
     settings = Settings(points=points or 900, density=density, bpp=bpp, effort=effort, iterations=iterations,
-                        resize=resize,
-                        quality=quality, force=force, seed=seed, target_psnr=target_psnr)
+                        resize=resize, quality=quality, force=force, seed=seed, target_psnr=target_psnr,
+                        format_version=None if format_version == "auto" else int(format_version))
     if sharded:
         from .shard_encoding import encode_sharded
 

@@ -81,6 +81,7 @@ class EncoderSettings:
     seed: int = 0
     target_psnr: float | None = None
     backend: str = "cpu"  # the fitter's rasterizer: "cuda" fits on the GPU (see gscodec.fit.placement)
+    format_version: int | None = None  # None: the spec's writer rule (the smaller of 1 and 2); 1 decodes faster
 
     def __post_init__(self) -> None:
         if not 1 <= self.points <= MAX_GAUSSIANS:
@@ -101,6 +102,10 @@ class EncoderSettings:
             raise ValueError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         if self.effort is not None:
             effort_row(self.effort)
+        if self.format_version not in (None, 1, 2):
+            raise ValueError(f"format_version must be 1, 2 or None (the smaller), got {self.format_version!r}")
+        if self.format_version == 2 and self.mode != "quantized":
+            raise ValueError(f"format version 2 holds only quantized files, not quality {self.quality!r}")
 
     @property
     def mode(self) -> str:
@@ -217,7 +222,7 @@ def _serialize(res: FitResult, source: str | None, settings: EncoderSettings, wi
     start = time.perf_counter()
     metadata = None if source is None else {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
     data = encode_gsi(res.gaussians, mode=settings.mode, quantization=res.quantization or Quantization(),
-                      metadata=metadata)
+                      metadata=metadata, version=settings.format_version)
     return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
 
 
@@ -225,7 +230,8 @@ def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points:
                  density: float | None = None, bpp: float | None = None, psnr: float | None = None,
                  quality: str = "auto", effort: int | None = None, iterations: int | None = None,
                  resize: int | None = None, seed: int = 0, backend: str = "cpu", source: str | None = None,
-                 metadata: bool = True, progress: Callable[[dict], None] | None = None) -> bytes:
+                 metadata: bool = True, progress: Callable[[dict], None] | None = None,
+                 format_version: int | None = None) -> bytes:
     """Encode one image as `.gsi` bytes, exactly as ``gsi encode`` with the same options writes it.
 
     ``image``: a path (read with :func:`gscodec.imageio.load_image`), a PIL image
@@ -234,7 +240,8 @@ def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points:
     (default 900), ``density`` (Gaussians per pixel) and ``bpp`` (target bits
     per pixel, one corrective refit); ``psnr`` stops the fit once the file
     should reach that many dB. ``quality``, ``effort``, ``iterations``,
-    ``resize``, ``seed`` and ``backend`` are :class:`EncoderSettings`'. The
+    ``resize``, ``seed``, ``backend`` and ``format_version`` (``None``: the
+    smaller of versions 1 and 2; ``1`` decodes faster) are :class:`EncoderSettings`'. The
     metadata's ``source`` is ``source``, else the path's name, else ``""``;
     ``metadata=False`` writes none. ``progress(info)`` receives the fitter's
     progress dicts. Raises ``ValueError`` for bad options or an image over the
@@ -245,7 +252,7 @@ def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points:
         raise ValueError("give only one of points, density and bpp")
     settings = EncoderSettings(points=900 if points is None else points, density=density, bpp=bpp, effort=effort,
                                iterations=iterations, resize=resize, quality=quality, seed=seed, target_psnr=psnr,
-                               backend=backend)
+                               backend=backend, format_version=format_version)
     if isinstance(image, (str, os.PathLike)):
         source = Path(image).name if source is None else source
         pixels = load_image(image)

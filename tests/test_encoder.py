@@ -79,3 +79,28 @@ def test_settings_budget_per_rate_option() -> None:
     assert EncoderSettings(density=0.01).points_for(100, 100) == 100
     per = EncoderSettings(bpp=1.0)
     assert per.target_bytes(100, 100) == 1250 and per.points_for(100, 100) == round((1250 - 100) / 5.0)
+
+
+def test_format_version_choice_keeps_the_gaussians(tmp_path: Path) -> None:
+    options = {"points": 40, "iterations": 10, "resize": 32}
+    auto = encode_image(PHOTO, **options)
+    v1 = encode_image(PHOTO, format_version=1, **options)
+    v2 = encode_image(PHOTO, format_version=2, **options)
+    assert v1[4] == 1 and v2[4] == 2 and auto == min(v1, v2, key=len)
+    g1, g2 = gscodec.decode(v1).gaussians, gscodec.decode(v2).gaussians
+    assert np.array_equal(np.asarray(g1.means), np.asarray(g2.means))
+    assert np.array_equal(np.asarray(g1.colors), np.asarray(g2.colors))
+    result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--points", "40", "--iterations",
+                                      "10", "--resize", "32", "--format-version", "1"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "chelsea.gsi").read_bytes() == v1
+
+
+def test_format_version_2_of_a_float_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only quantized"):
+        EncoderSettings(quality="float32", format_version=2)
+    with pytest.raises(ValueError, match="format_version"):
+        EncoderSettings(format_version=3)
+    result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--quality", "float32",
+                                      "--format-version", "2"])
+    assert result.exit_code == 2 and "only quantized" in result.output
