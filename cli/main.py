@@ -306,11 +306,12 @@ def encode(inputs: tuple[str, ...], outdir: Path | None, input_list: Path | None
         if device != "auto":
             raise click.UsageError("--device cuda encodes image files and folders; tar shards are fitted on the CPU")
         dev = cli_device("cpu")
-    if format_version == "2" and quality in ("float16", "float32"):
-        raise click.UsageError(f"--format-version 2 holds only quantized files, not --quality {quality}")
-    settings = Settings(points=points or 900, density=density, bpp=bpp, effort=effort, iterations=iterations,
-                        resize=resize, quality=quality, force=force, seed=seed, target_psnr=target_psnr,
-                        format_version=None if format_version == "auto" else int(format_version))
+    try:  # the settings check what the option types cannot (e.g. version 2 of a float quality)
+        settings = Settings(points=points or 900, density=density, bpp=bpp, effort=effort, iterations=iterations,
+                            resize=resize, quality=quality, force=force, seed=seed, target_psnr=target_psnr,
+                            format_version=None if format_version == "auto" else int(format_version))
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     if sharded:
         from .shard_encoding import encode_sharded
 

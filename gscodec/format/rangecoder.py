@@ -253,6 +253,18 @@ def _dec_bit(buf, size, pos, rng, code, model, at):  # pragma: no cover - compil
 
 
 @njit(cache=True, inline="always")
+def _dec_unary(buf, size, pos, rng, code, model, at):  # pragma: no cover - compiled
+    """A bit length: adaptive bits ``model[at + k]`` until a 0 or ``UNARY`` ones; returns ``(k, pos, rng, code)``."""
+    k = 0
+    while k < UNARY:
+        bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, at + k)
+        if not bit:
+            break
+        k += 1
+    return k, pos, rng, code
+
+
+@njit(cache=True, inline="always")
 def _dec_raw(raw, raw_size, rpos, acc, have, nbits):  # pragma: no cover - compiled
     """``nbits`` (0..32) raw bits, least significant first; bytes past ``raw_size`` read as 0.
 
@@ -306,12 +318,7 @@ def _decode(buf: np.ndarray, size: int, raw: np.ndarray, raw_size: int, n: int, 
             wider = np.empty((FIELDS, cap), dtype=np.int64)
             wider[:, :i] = codes
             codes = wider
-        k = 0
-        while k < UNARY:
-            bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, D_UNARY + k)
-            if not bit:
-                break
-            k += 1
+        k, pos, rng, code = _dec_unary(buf, size, pos, rng, code, model, D_UNARY)
         v = np.int64(k > 0)
         if k >= 2:
             bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, D_MANT + k)
@@ -328,12 +335,7 @@ def _decode(buf: np.ndarray, size: int, raw: np.ndarray, raw_size: int, n: int, 
             src = CONTEXT_SOURCE[f]
             c = prev_c0 if src < 0 else cls[src]
             unary_at = F_UNARY + (f * FIELD_CLASSES + c) * UNARY
-            k = 0
-            while k < UNARY:
-                bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, unary_at + k)
-                if not bit:
-                    break
-                k += 1
+            k, pos, rng, code = _dec_unary(buf, size, pos, rng, code, model, unary_at)
             q = np.int64(0)
             if k >= 1:
                 negative, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, F_SIGN + f * FIELD_CLASSES + c)

@@ -217,6 +217,20 @@ def _random_gaussians(width: int, height: int, n: int, seed: int, spread: float 
     return gscodec.GaussianImage(width, height, means, torch.stack([l11, l21, l22], 1), colors)
 
 
+def _widest() -> tuple[QuantizedGaussians, int, int]:
+    """Five Gaussians on the widest image (``MAX_DIMENSION`` x 2) at position_bits 4, one at ix = 2^18 (the
+    right edge): ``(gaussians, width, height)``, shared by the version-1 and version-2 vectors."""
+    w, h = gscodec.limits.MAX_DIMENSION, 2
+    ix = np.array([0, 3000 * 16 + 5, 8192 * 16 + 3, 16000 * 16 + 15, w * 16])
+    iy = np.array([16, 0, 31, 8, 32])
+    order = np.argsort(morton_encode(ix, iy), kind="stable")
+    codes = np.array([[0, 1, 2, -1, 40], [0, -2, 1, 3, 0], [0, 1, -1, 2, -3], [0, 5, -5, 10, 0], [0, 1, -1, 2, 3],
+                      [0, -1, 2, 1, 0]])
+    qg = qg_from(w, h, 4, COLOR_YCOCG, ix[order], iy[order], [3.0, 0.0, 0.0, 0.5, 0.0, 0.0],
+                 [0.0625, 0.125, 0.125, 0.0625, 0.03125, 0.03125], codes[:, order])
+    return qg, w, h
+
+
 def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
     """``(name, bytes, note, extra render sizes)`` of every valid vector."""
     out = []
@@ -265,16 +279,8 @@ def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
                 "(ix = width * 16, iy = height * 16: the largest positions allowed)", [(12, 8)]))
 
     # the widest image: MAX_DIMENSION x 2 at p = 4, a Gaussian at ix = 16384 * 16 = 2^18
-    w, h = gscodec.limits.MAX_DIMENSION, 2
-    n = 5
-    ix = np.array([0, 3000 * 16 + 5, 8192 * 16 + 3, 16000 * 16 + 15, w * 16])
-    iy = np.array([16, 0, 31, 8, 32])
-    order = np.argsort(morton_encode(ix, iy), kind="stable")
-    codes = np.array([[0, 1, 2, -1, 40], [0, -2, 1, 3, 0], [0, 1, -1, 2, -3], [0, 5, -5, 10, 0], [0, 1, -1, 2, 3],
-                      [0, -1, 2, 1, 0]])
-    qg = qg_from(w, h, 4, COLOR_YCOCG, ix[order], iy[order], [3.0, 0.0, 0.0, 0.5, 0.0, 0.0],
-                 [0.0625, 0.125, 0.125, 0.0625, 0.03125, 0.03125], codes[:, order])
-    assert qg.count == n
+    qg, w, h = _widest()
+    assert qg.count == 5
     out.append(("widest-quantized", Quantized(qg).file(w, h),
                 f"the largest width ({w}) at position_bits 4, a Gaussian at ix = 2^18 (the right edge)", []))
 
@@ -420,14 +426,7 @@ def valid_v2_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
     out.append(("extremes-v2", QuantizedV2(qg, shift=7).file(w, h),
                 "version 2, codes +-(2^32 - 1) (32 unary ones, no stop bit) and +-2^31, delta shift 7 "
                 "(deltas mostly raw)", []))
-    w, h = gscodec.limits.MAX_DIMENSION, 2
-    ix = np.array([0, 3000 * 16 + 5, 8192 * 16 + 3, 16000 * 16 + 15, w * 16])
-    iy = np.array([16, 0, 31, 8, 32])
-    order = np.argsort(morton_encode(ix, iy), kind="stable")
-    codes = np.array([[0, 1, 2, -1, 40], [0, -2, 1, 3, 0], [0, 1, -1, 2, -3], [0, 5, -5, 10, 0], [0, 1, -1, 2, 3],
-                      [0, -1, 2, 1, 0]])
-    qg = qg_from(w, h, 4, COLOR_YCOCG, ix[order], iy[order], [3.0, 0.0, 0.0, 0.5, 0.0, 0.0],
-                 [0.0625, 0.125, 0.125, 0.0625, 0.03125, 0.03125], codes[:, order])
+    qg, w, h = _widest()
     out.append(("widest-v2", QuantizedV2(qg, shift=0).file(w, h),
                 f"version 2, the largest width ({w}) at p = 4, pixel deltas up to 2^28 coded whole (delta shift 0)",
                 []))
