@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 
+import numpy as np
 import pytest
 import torch
 
 from gscodec.raster import rasterize_sum as public_rasterize_sum
-from gscodec.raster.cpu import rasterize_sum
+from gscodec.raster.cpu import rasterize_sum, squared_error_grad, target_blocks
 from gscodec.raster.reference import rasterize_sum as reference
 
 from .conftest import Params, random_params
@@ -201,3 +202,36 @@ def test_rejects_bad_shapes() -> None:
         rasterize_sum(means, chol[:4], colors, 8, 8)
     with pytest.raises(ValueError):
         rasterize_sum(means[None], chol[None], colors[None], 8, 8, counts=torch.tensor([1, 2]))
+
+
+@pytest.mark.parametrize(("n", "width", "height", "seed"), [(300, 64, 48, 0), (40, 17, 9, 1), (60, 203, 35, 2)])
+def test_squared_error_grad_is_the_autograd_step_bit_for_bit(n: int, width: int, height: int, seed: int) -> None:
+    """The fitter's fused step equals autograd through the rasterizer with the upstream ``2 (render - target)``,
+    and its squared error is the clamped render's; widths that are not a multiple of 8, padding, batches."""
+    batch = 3
+    means, chol, colors = random_params(n, width, height, seed=seed, batch=batch)
+    counts = torch.tensor([n, n // 2, 0])
+    targets = torch.rand((batch, height, width, 3), generator=torch.Generator().manual_seed(seed))
+    sse, *grads = squared_error_grad(means, chol, colors, width, height, counts, target_blocks(targets))
+
+    leaves = [p.detach().clone().requires_grad_(True) for p in (means, chol, colors)]
+    out = rasterize_sum(*leaves, width, height, counts)
+    want_sse = ((out.detach().clamp(0, 1) - targets) ** 2).double().sum((1, 2, 3))
+    want = [2.0 * g for g in torch.autograd.grad(out, leaves, out.detach() - targets)]
+    assert sse.shape == (batch,) and sse.dtype == np.float64
+    np.testing.assert_allclose(sse, want_sse.numpy(), rtol=1e-12)
+    for name, got, expected in zip(("means", "chol", "colors"), grads, want):
+        assert got.dtype == torch.float32 and torch.equal(got, expected), name
+    assert all(torch.count_nonzero(g[2]) == 0 for g in grads)  # an image with no Gaussians
+
+
+def test_squared_error_grad_matches_the_reference_gradient() -> None:
+    """Against the float64 dense reference: d/dparams of sum((render - target)^2)."""
+    width, height, n = 30, 22, 45
+    means, chol, colors = random_params(n, width, height, seed=11, batch=1)
+    targets = torch.rand((1, height, width, 3), generator=torch.Generator().manual_seed(3))
+    _, *grads = squared_error_grad(means, chol, colors, width, height, torch.tensor([n]), target_blocks(targets))
+    leaves = [p.detach().double().requires_grad_(True) for p in (means, chol, colors)]
+    loss = ((reference(*leaves, width, height) - targets.double()) ** 2).sum()
+    for got, want in zip(grads, torch.autograd.grad(loss, leaves)):
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4 * want.abs().max().item())

@@ -20,10 +20,13 @@ and by the re-spending of pruned Gaussians.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 
 from ..raster import rasterize_sum
+from ..raster.cpu import squared_error_grad, target_blocks
 from .targets import gaussian_blur, luminance
 
 MIN_SCALE = 0.3
@@ -187,6 +190,21 @@ def local_density(means: torch.Tensor, count: int, width: int, height: int, blur
     return gaussian_blur(img.view(1, 1, height, width), blur)[0, 0]
 
 
+def _normal_autograd(means: torch.Tensor, chol: torch.Tensor, w: int, h: int, counts: torch.Tensor | None,
+                     backend: str) -> Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]:
+    """``normal(c, rhs)``: ``A^T (A c)`` if ``rhs`` is None, else ``A^T (rhs - A c)``, through autograd."""
+
+    def normal(c: torch.Tensor, rhs_image: torch.Tensor | None) -> torch.Tensor:
+        c = c.detach().requires_grad_(True)
+        with torch.enable_grad():
+            img = rasterize_sum(means, chol, c, w, h, counts, backend)
+            go = img.detach() if rhs_image is None else rhs_image - img.detach()
+            (g,) = torch.autograd.grad(img, c, go)
+        return g
+
+    return normal
+
+
 def solve_colors(
     means: torch.Tensor,
     chol: torch.Tensor,
@@ -215,14 +233,17 @@ def solve_colors(
     if iters <= 0 or n == 0:
         return x
 
-    def normal(c: torch.Tensor, rhs_image: torch.Tensor | None) -> torch.Tensor:
-        # A^T (A c) if rhs_image is None, else A^T (rhs_image - A c)
-        c = c.detach().requires_grad_(True)
-        with torch.enable_grad():
-            img = rasterize_sum(means, chol, c, w, h, counts, backend)
-            go = img.detach() if rhs_image is None else rhs_image - img.detach()
-            (g,) = torch.autograd.grad(img, c, go)
-        return g
+    if backend == "cpu":  # the fused step: its gradient is 2 A^T (A c - target)
+        blocks = target_blocks(target)
+        zeros = np.zeros_like(blocks)
+        n_used = counts if counts is not None else torch.full((b,), n, dtype=torch.long)
+
+        def normal(c: torch.Tensor, rhs_image: torch.Tensor | None) -> torch.Tensor:
+            if rhs_image is None:
+                return squared_error_grad(means, chol, c, w, h, n_used, zeros)[3].mul_(0.5)
+            return squared_error_grad(means, chol, c, w, h, n_used, blocks)[3].mul_(-0.5)
+    else:
+        normal = _normal_autograd(means, chol, w, h, counts, backend)
 
     r = normal(x, target) - ridge * x
     p = r.clone()

@@ -35,6 +35,11 @@ per step), learning rates 1.5-3x higher (+0.25 dB at 300 steps), 420 steps
 with the first 35% at half size and a 70-step shape fine-tune instead of 150:
 5.4 s, 27.46 dB. ``benchmarks/bench_effort.py`` measures every level.
 
+On the CPU every step (and every colour solve and shape fine-tune step) is
+:func:`gscodec.raster.cpu.squared_error_grad`: the render minus the target
+straight in the backward pass's block layout, with no image-sized render,
+rearrangement or autograd in between (the same values bit for bit).
+
 Many same-size images are fitted together (``fit_batch``): every tensor is
 ``(B, N, .)`` and one rasterizer call renders the whole batch, so both cores
 stay busy; an image that stops early leaves the batch.
@@ -55,6 +60,7 @@ from ..metrics import psnr, psnr_batch
 from ..presets import preset_for_density
 from ..quantize import Quantization
 from ..raster import rasterize_sum
+from ..raster.cpu import squared_error_grad, target_blocks
 from .adam import adam_step
 from .placement import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
@@ -356,7 +362,7 @@ class _Level:
         """``(w, h)`` of the level ``factor`` times smaller than ``width`` x ``height``."""
         return max(1, round(width / factor)), max(1, round(height / factor))
 
-    def __init__(self, targets: torch.Tensor, factor: int):
+    def __init__(self, targets: torch.Tensor, factor: int, backend: str):
         b, h, w, _ = targets.shape
         self.w, self.h = self.size(w, h, factor)
         self.full = (self.w, self.h) == (w, h)
@@ -367,16 +373,36 @@ class _Level:
             self.targets = x.permute(0, 2, 3, 1).contiguous()
         self.scale = torch.tensor([self.w / w, self.h / h], device=targets.device)
         self.chol_scale = torch.tensor([self.w / w, self.h / h, self.h / h], device=targets.device)
+        # the CPU's fused step reads the targets in the rasterizer's block layout, made once per level
+        self.blocks = target_blocks(self.targets) if backend == "cpu" else None
 
-    def render(self, means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, counts: torch.Tensor,
-               backend: str) -> torch.Tensor:
-        if self.full:
-            return rasterize_sum(means, chol, colors, self.w, self.h, counts, backend)
-        return rasterize_sum(means * self.scale, chol * self.chol_scale, colors, self.w, self.h, counts, backend)
+    def step(self, means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, counts: torch.Tensor,
+             backend: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(B,)`` float64 MSE of the clamped render and the gradients of ``sum((render - target)^2)``
+        w.r.t. the full-size ``means``, ``chol`` and ``colors``."""
+        m, c = (means, chol) if self.full else (means * self.scale, chol * self.chol_scale)
+        if self.blocks is not None:
+            sse, g_means, g_chol, g_colors = squared_error_grad(m, c, colors, self.w, self.h, counts, self.blocks)
+            mse = torch.from_numpy(sse / (3.0 * self.w * self.h))
+        else:
+            m = m.detach().requires_grad_(True)
+            c = c.detach().requires_grad_(True)
+            k = colors.detach().requires_grad_(True)
+            render = rasterize_sum(m, c, k, self.w, self.h, counts, backend)
+            mse = ((render.detach().clamp(0, 1) - self.targets) ** 2).double().mean((1, 2, 3))
+            # the residual in the render's own buffer (nothing reads the render after this), and the
+            # factor 2 of the squared error on the (N, .) gradients: one image-sized pass, not three
+            residual = render.detach().sub_(self.targets)
+            g_means, g_chol, g_colors = (2.0 * g for g in torch.autograd.grad(render, (m, c, k), residual))
+        if not self.full:
+            g_means, g_chol = g_means * self.scale, g_chol * self.chol_scale
+        return mse, g_means, g_chol, g_colors
 
     def select(self, keep: torch.Tensor, targets: torch.Tensor) -> None:
         """Keep the rows ``keep``; ``targets`` are the full-size targets already selected."""
         self.targets = targets if self.full else self.targets[keep]
+        if self.blocks is not None:
+            self.blocks = self.blocks[keep.cpu().numpy()]
 
 
 def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | None) -> list[dict]:
@@ -424,10 +450,10 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     coarse_w, coarse_h = _Level.size(w, h, cfg.coarse_factor)
     if n_total > COARSE_MAX_DENSITY * coarse_w * coarse_h:  # too dense to draw at the coarse size
         coarse_until = 0
-    level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1)
+    level = _Level(targets, cfg.coarse_factor if coarse_until > 0 else 1, cfg.backend)
     for t in range(n_iter + 1):
         if t == coarse_until and not level.full:
-            level = _Level(targets, 1)
+            level = _Level(targets, 1, cfg.backend)
         if t in schedule:
             dens, prune = schedule[t]
             goal = state.counts.clone()
@@ -441,16 +467,15 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
         elif cfg.color_solve_every > 0 and t > 0 and t % cfg.color_solve_every == 0 and cfg.color_solve_iters > 0:
             state.p["colors"] = solve_colors(state.p["means"], _chol(state.p["shape"]), state.p["colors"], targets,
                                              cfg.color_solve_iters, cfg.backend, state.counts)
-        means = state.p["means"].detach().requires_grad_(True)
-        chol = _chol(state.p["shape"]).detach().requires_grad_(True)
-        colors = state.p["colors"].detach().requires_grad_(True)
-        render = level.render(means, chol, colors, state.counts, cfg.backend)
+        chol = _chol(state.p["shape"])
+        mse, g_means, g_chol, g_colors = level.step(state.p["means"], chol, state.p["colors"], state.counts,
+                                                    cfg.backend)
         rows = len(ids)
         stop = pos[:rows] >= 1.0 - 1e-9
         if t == n_iter:
             stop[:] = True
         if t % cfg.check_every == 0 or stop.any():
-            cur = psnr_batch(render.detach(), level.targets).tolist()
+            cur = (10.0 * torch.log10(1.0 / mse)).tolist()
             for r, i in enumerate(ids):
                 p = cur[r]
                 if not level.full:  # a PSNR against the downsampled target decides no stop
@@ -477,18 +502,11 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             level.select(keep, targets)
             ids = [i for r, i in enumerate(ids) if keep_np[r]]
             pos, rate = pos[:rows][keep_np], rate[:rows][keep_np]
-            # re-render the images that continue, so the gradient below matches the kept rows
-            means = state.p["means"].detach().requires_grad_(True)
-            chol = _chol(state.p["shape"]).detach().requires_grad_(True)
-            colors = state.p["colors"].detach().requires_grad_(True)
-            render = level.render(means, chol, colors, state.counts, cfg.backend)
-        # the residual in the render's own buffer (nothing reads the render after this), and the
-        # factor 2 of the squared error on the (N, .) gradients: one image-sized pass, not three
-        residual = render.detach().sub_(level.targets)
-        g_means, g_chol, g_colors = (2.0 * g for g in torch.autograd.grad(render, (means, chol, colors), residual))
+            # every image's render and gradients are its own: those of the images that continue are rows of these
+            chol, g_means, g_chol, g_colors = chol[keep], g_means[keep], g_chol[keep], g_colors[keep]
         if reg > 0:
-            g_colors = g_colors + reg * torch.sign(colors.detach())
-        g_shape = shape_grad(g_chol, chol.detach(), state.p["shape"])
+            g_colors = g_colors + reg * torch.sign(state.p["colors"])
+        g_shape = shape_grad(g_chol, chol, state.p["shape"])
         frac = np.minimum(pos, 1.0)
         decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
         decay = decay.float().view(-1, 1, 1).to(targets.device)

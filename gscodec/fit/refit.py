@@ -29,6 +29,7 @@ from ..metrics import psnr_batch
 from ..quantize import Quantization, snap
 from ..quantize import morton_order
 from ..raster import rasterize_sum
+from ..raster.cpu import squared_error_grad, target_blocks
 from .adam import adam_step
 from .codes import refine_color_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
@@ -79,12 +80,17 @@ def finetune_shapes(
     m2 = [torch.zeros_like(p) for p in params]
     b1, b2 = 0.9, 0.999
     lo, hi = torch.tensor(MIN_SCALE).log(), torch.tensor(2.0 * max(w, h)).log()
+    blocks = target_blocks(targets) if backend == "cpu" else None  # the CPU's fused step
     for t in range(1, iters + 1):
-        c = chol_from_shape(shape).requires_grad_(True)
-        k = colors.detach().requires_grad_(True)
-        with torch.enable_grad():
-            img = rasterize_sum(means, c, k, w, h, counts, backend)
-            g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
+        c = chol_from_shape(shape)
+        if blocks is not None:
+            _, _, g_chol, g_col = squared_error_grad(means, c, colors, w, h, counts, blocks)
+        else:
+            c.requires_grad_(True)
+            k = colors.detach().requires_grad_(True)
+            with torch.enable_grad():
+                img = rasterize_sum(means, c, k, w, h, counts, backend)
+                g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
         grads = [shape_grad(g_chol, c.detach(), shape), g_col]
         for p, g, m, v, lr in zip(params, grads, m1, m2, lrs):
             adam_step(p, g, m, v, lr, t, (b1, b2), rate_first=True)

@@ -20,6 +20,15 @@ meets, float64 with small margins), as one autograd function:
   into a buffer and reduced them: 4.8-5.8 to 2.3 ms (1.7 plus 0.6 for
   rearranging the upstream gradient) on the same fit.
 
+The fitter's own step, :func:`squared_error_grad`, skips the image-sized
+intermediates: the bands write ``render - target`` straight into the backward
+pass's column-block layout (the targets put into it once per fit level, by
+:func:`target_blocks`) together with the clamped render's squared error for
+PSNR, and the backward reads it there; no ``(B, H, W, 3)`` render, no
+rearrangement of the upstream gradient into blocks (:func:`to_blocks`), no
+autograd. Its values are the autograd path's, bit for bit (every `.gsi` file of
+``benchmarks/check_identical.py`` is unchanged).
+
 Non-finite or degenerate (``l11 == 0`` or ``l22 == 0``) Gaussians and the
 padding beyond ``counts[b]`` contribute nothing and get zero gradients.
 """
@@ -32,7 +41,7 @@ import torch
 
 from .backward import backward_strips, to_blocks
 from .footprint import prepare_footprints
-from .forward import render_batch_prepared
+from .forward import render_batch_prepared, residual_batch_prepared
 from .params import check_inputs
 from .strips import LANES, ROW_STRIDE
 
@@ -101,6 +110,43 @@ class _RasterizeSum(torch.autograd.Function):
         )
 
 
+def target_blocks(targets: torch.Tensor) -> np.ndarray:
+    """``(B, nblocks * H * ROW_STRIDE)`` float32: ``(B, H, W, 3)`` targets in the column-block layout of
+    :func:`gscodec.raster.backward.to_blocks`, for :func:`squared_error_grad` (prepare once per fit level)."""
+    t = targets.detach().to(device="cpu", dtype=torch.float32).contiguous().numpy()
+    nb, height, width = t.shape[0], t.shape[1], t.shape[2]
+    out = np.empty((nb, -(-width // LANES) * height * ROW_STRIDE), dtype=np.float32)
+    to_blocks(t, out)
+    return out
+
+
+def squared_error_grad(
+    means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, width: int, height: int, counts: torch.Tensor,
+    targets: np.ndarray,
+) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fitter's step on the CPU: gradients of ``sum((render - target)^2)`` in one forward and one backward pass.
+
+    ``means (B, N, 2)``, ``chol (B, N, 3)``, ``colors (B, N, 3)`` float32 CPU tensors, ``counts (B,)``;
+    ``targets`` from :func:`target_blocks`. Returns ``sse (B,)`` float64, the squared error of the render
+    clamped to [0, 1] (summed over pixels and channels: ``sse / (3 H W)`` is the MSE of PSNR), and the
+    gradients ``(B, N, 2|3|3)`` float32. The same values as autograd through :func:`rasterize_sum`
+    with the upstream gradient ``2 (render - target)``, bit for bit, without the ``(B, H, W, 3)`` render
+    and its rearrangement into blocks.
+    """
+    m, l, c = _as_f32(means), _as_f32(chol), _as_f32(colors)
+    nb, n = m.shape[0], m.shape[1]
+    counts_np = np.ascontiguousarray(counts.cpu().numpy(), dtype=np.int64)
+    pads = np.empty((nb, n), dtype=np.float64)
+    rows = np.zeros((nb, n, 2), dtype=np.int64)
+    residual = np.empty_like(targets)
+    prepare_footprints(m, l, counts_np, height, pads, rows)
+    sse = residual_batch_prepared(m, l, c, counts_np, pads, rows, width, height, targets, residual)
+    grads = [np.empty((nb, n, k), dtype=np.float32) for k in (2, 3, 3)]
+    if n:
+        backward_strips(m, l, c, pads, rows, residual, width, height, numba.get_num_threads(), *grads)
+    return (sse, *(torch.from_numpy(g).mul_(2.0) for g in grads))  # type: ignore[return-value]
+
+
 def rasterize_sum(
     means: torch.Tensor,
     chol: torch.Tensor,
@@ -123,4 +169,4 @@ def rasterize_sum(
     counts_np = counts_t.cpu().numpy()
     return _RasterizeSum.apply(means, chol, colors, width, height, counts_np)
 
-__all__ = ["rasterize_sum"]
+__all__ = ["rasterize_sum", "squared_error_grad", "target_blocks"]

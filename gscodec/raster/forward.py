@@ -219,13 +219,15 @@ def _draw(
 
 
 @njit(cache=True, inline="always")
-def _render_band(
+def _draw_band(
     means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
-    order: np.ndarray, first: int, last: int, lo: int, hi: int, px: np.ndarray, to_u8: bool,
-    out_u8: np.ndarray, out_f32: np.ndarray,
-) -> None:
-    """Render rows ``[lo, hi)`` from the Gaussians ``order[first:last]`` into ``out_u8`` (``to_u8``) or ``out_f32``."""
-    height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
+    order: np.ndarray, first: int, last: int, lo: int, hi: int, px: np.ndarray, width: int, height: int,
+) -> np.ndarray:
+    """Rows ``[lo, hi)`` of the Gaussians ``order[first:last]``, drawn into a new band scratch.
+
+    The scratch holds column blocks of ``(hi - lo + 1) * ROW_STRIDE`` floats each
+    (rows, then channels, then 8 lanes; the row past ``hi`` takes the strips' overrun).
+    """
     nblocks = (width + _LANES - 1) // _LANES
     block = (hi - lo + 1) * ROW_STRIDE  # floats per column block: rows, then channels, then 8 lanes
     acc = np.zeros(nblocks * block, dtype=np.float32)
@@ -274,6 +276,19 @@ def _render_band(
                     _draw(False, recurrence, acc, (q0 + q) * block + (rs - lo) * ROW_STRIDE, block, z1s,
                           q * _LANES, re - rs, rs, y, l21, l22, c0, c1, c2)
                 q += 1
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _render_band(
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
+    order: np.ndarray, first: int, last: int, lo: int, hi: int, px: np.ndarray, to_u8: bool,
+    out_u8: np.ndarray, out_f32: np.ndarray,
+) -> None:
+    """Render rows ``[lo, hi)`` from the Gaussians ``order[first:last]`` into ``out_u8`` (``to_u8``) or ``out_f32``."""
+    height, width = (out_u8.shape[0], out_u8.shape[1]) if to_u8 else (out_f32.shape[0], out_f32.shape[1])
+    acc = _draw_band(means, chol, colors, pads, rows, order, first, last, lo, hi, px, width, height)
+    block = (hi - lo + 1) * ROW_STRIDE
     full = width // _LANES if to_u8 else 0  # blocks packed 8 pixels at a time
     for i in range(lo, hi):
         a = (i - lo) * ROW_STRIDE
@@ -319,15 +334,68 @@ def _render_batch(
                      tasks[t, 2], px, False, empty, out[b])
 
 
-def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
-                          pads: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
-    """Float renders of a batch into ``out`` ``(B, H, W, 3)`` (overwritten), all bands of all images in one pool.
+@njit(cache=True, parallel=True)
+def _residual_batch(
+    means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pads: np.ndarray, rows: np.ndarray,
+    tasks: np.ndarray, order: np.ndarray, width: int, height: int, targets: np.ndarray, out: np.ndarray,
+    sse: np.ndarray,
+) -> None:
+    """``out (B, nblocks * H * ROW_STRIDE)``: render minus ``targets``, both in the column-block layout
+    (zero beyond the width); ``sse[t]``: task ``t``'s sum of squared errors of the render clamped to [0, 1]."""
+    px = _centres((width + _LANES - 1) // _LANES * _LANES)
+    nblocks = (width + _LANES - 1) // _LANES
+    tail = width - (nblocks - 1) * _LANES  # valid lanes of the last block
+    for t in prange(tasks.shape[0]):
+        b, lo, hi = tasks[t, 0], tasks[t, 1], tasks[t, 2]
+        acc = _draw_band(means[b], chol[b], colors[b], pads[b], rows[b], order, tasks[t, 3], tasks[t, 4], lo, hi,
+                         px, width, height)
+        block = (hi - lo + 1) * ROW_STRIDE
+        tgt = targets[b]
+        res = out[b]
+        total = 0.0
+        for q in range(nblocks):
+            if q + 1 == nblocks and tail < _LANES:  # lanes beyond the width: the strips' overrun, not pixels
+                for i in range(lo, hi):
+                    a = q * block + (i - lo) * ROW_STRIDE
+                    for e in range(ROW_STRIDE):
+                        if e % _LANES >= tail:
+                            acc[a + e] = np.float32(0.0)
+            for i in range(lo, hi):
+                a = q * block + (i - lo) * ROW_STRIDE
+                o = (q * height + i) * ROW_STRIDE
+                for e in range(ROW_STRIDE):
+                    v = acc[a + e]
+                    res[o + e] = v - tgt[o + e]
+                    c = min(max(v, np.float32(0.0)), np.float32(1.0)) - tgt[o + e]
+                    total += np.float64(c * c)
+        sse[t] = total
 
-    ``means (B, N, 2)``, ``chol``, ``colors`` float32; image ``b`` uses its
-    first ``counts[b]`` Gaussians; ``pads``, ``rows`` as
-    :func:`gscodec.raster.footprint.prepare_footprints` fills them. The training rasterizer's forward pass.
+
+def residual_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
+                            pads: np.ndarray, rows: np.ndarray, width: int, height: int, targets: np.ndarray,
+                            out: np.ndarray) -> np.ndarray:
+    """Render minus target of a batch, in the column-block layout, and the clamped render's squared error.
+
+    Arguments as :func:`render_batch_prepared`; ``targets`` and ``out`` ``(B, nblocks * H * ROW_STRIDE)``
+    float32 in the layout of :func:`gscodec.raster.backward.to_blocks` (``out`` overwritten, zero beyond
+    the width). Returns ``(B,)`` float64: per image, the sum over pixels and channels of
+    ``(clamp(render, 0, 1) - target)^2``. The render's values are :func:`render_batch_prepared`'s, bit for bit.
     """
-    nb, height, width = out.shape[0], out.shape[1], out.shape[2]
+    nb = out.shape[0]
+    tasks, order = _batch_tasks(means, chol, counts, pads, rows, width, height)
+    sse = np.zeros(tasks.shape[0], dtype=np.float64)
+    chunksize = numba.set_parallel_chunksize(1)
+    try:
+        _residual_batch(means, chol, colors, pads, rows, tasks, order, width, height, targets, out, sse)
+    finally:
+        numba.set_parallel_chunksize(chunksize)
+    return np.bincount(tasks[:, 0], weights=sse, minlength=nb)
+
+
+def _batch_tasks(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, pads: np.ndarray, rows: np.ndarray,
+                 width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bands of every image of a batch, ``tasks[t] = (image, lo, hi, first, last)``, and their Gaussians ``order``."""
+    nb = means.shape[0]
     nthreads = numba.get_num_threads()
     # with several images, fewer bands each still leave every thread busy
     nbands = _band_count(height, max(1, -(-nthreads // nb)))
@@ -340,10 +408,23 @@ def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarra
             tasks.append((b, bounds[band], bounds[band + 1], offset + starts[band], offset + starts[band + 1]))
         orders.append(order)
         offset += order.shape[0]
+    return (np.array(tasks, dtype=np.int64).reshape(-1, 5),
+            np.concatenate(orders) if orders else np.empty(0, dtype=np.int64))
+
+
+def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
+                          pads: np.ndarray, rows: np.ndarray, out: np.ndarray) -> None:
+    """Float renders of a batch into ``out`` ``(B, H, W, 3)`` (overwritten), all bands of all images in one pool.
+
+    ``means (B, N, 2)``, ``chol``, ``colors`` float32; image ``b`` uses its
+    first ``counts[b]`` Gaussians; ``pads``, ``rows`` as
+    :func:`gscodec.raster.footprint.prepare_footprints` fills them. The training rasterizer's forward pass.
+    """
+    height, width = out.shape[1], out.shape[2]
+    tasks, order = _batch_tasks(means, chol, counts, pads, rows, width, height)
     chunksize = numba.set_parallel_chunksize(1)
     try:
-        _render_batch(means, chol, colors, pads, rows, np.array(tasks, dtype=np.int64).reshape(-1, 5),
-                      np.concatenate(orders) if orders else np.empty(0, dtype=np.int64), out)
+        _render_batch(means, chol, colors, pads, rows, tasks, order, out)
     finally:
         numba.set_parallel_chunksize(chunksize)
 
@@ -452,4 +533,4 @@ def render_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, pad
 key_caches_on_sources(globals())
 
 __all__ = ["box_pixels", "column_terms", "columns", "fill_block_rows", "render_batch_prepared", "render_numpy",
-           "render_prepared"]
+           "render_prepared", "residual_batch_prepared"]
