@@ -51,6 +51,9 @@ def test_bpp_refits_towards_the_target_size() -> None:
     ({"psnr": float("nan")}, "target_psnr"),
     ({"effort": 11}, "effort"),
     ({"backend": "tpu"}, "unknown backend"),
+    ({"bpp": 1.0, "psnr": 30.0}, "bpp and target_psnr"),
+    ({"quality": 75, "points": 10}, "quality of 0..100 sets the density"),
+    ({"quality": 101}, "quality must be a number from 0 to 100"),
 ])
 def test_bad_options_are_value_errors(options: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -104,3 +107,27 @@ def test_format_version_2_of_a_float_file_is_refused(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--quality", "float32",
                                       "--format-version", "2"])
     assert result.exit_code == 2 and "only quantized" in result.output
+
+
+def test_a_quality_number_is_its_density_and_preset() -> None:
+    from gscodec.presets import quality_settings
+
+    image = np.asarray(Image.open(PHOTO).convert("RGB"))[:40, :48]
+    chosen = quality_settings(30)
+    by_quality = encode_image(image, quality=30, iterations=10)
+    assert by_quality == encode_image(image, density=chosen.density, quality=chosen.quantization, iterations=10)
+    f = gscodec.decode(by_quality)
+    assert f.header.count == round(chosen.density * 40 * 48)
+    assert f.metadata["settings"] == EncoderSettings(density=chosen.density, iterations=10).describe()
+
+
+def test_settings_text_names_what_shapes_the_file() -> None:
+    assert EncoderSettings().describe() == "points=900 effort=5 quantization=auto seed=0 format=auto"
+    assert EncoderSettings().describe() == EncoderSettings(effort=5, backend="cuda").describe()
+    text = EncoderSettings(bpp=0.5, effort=2, iterations=30, resize=224, quality="high", seed=3,
+                           format_version=1).describe()
+    assert text == "bpp=0.5 effort=2 iterations=30 resize=224 quantization=high seed=3 format=1"
+    assert "psnr=31.5" in EncoderSettings(density=0.02, target_psnr=31.5).describe()
+    texts = {EncoderSettings(points=10).describe(), EncoderSettings(points=11).describe(),
+             EncoderSettings(density=0.01).describe(), EncoderSettings(points=10, seed=1).describe()}
+    assert len(texts) == 4
