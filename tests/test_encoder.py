@@ -19,7 +19,7 @@ PHOTO = Path(__file__).resolve().parent / "data" / "chelsea.png"
 def test_encode_image_writes_the_bytes_gsi_encode_writes(tmp_path: Path) -> None:
     options = {"density": 0.05, "iterations": 20, "resize": 32, "quality": "high"}
     result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--density", "0.05",
-                                      "--iterations", "20", "--resize", "32", "--quality", "high"])
+                                      "--iterations", "20", "--resize", "32", "--quantization", "high"])
     assert result.exit_code == 0, result.output
     written = (tmp_path / "chelsea.gsi").read_bytes()
     assert gscodec.encode_image(PHOTO, **options) == written
@@ -89,7 +89,10 @@ def test_format_version_choice_keeps_the_gaussians(tmp_path: Path) -> None:
     auto = encode_image(PHOTO, **options)
     v1 = encode_image(PHOTO, format_version=1, **options)
     v2 = encode_image(PHOTO, format_version=2, **options)
-    assert v1[4] == 1 and v2[4] == 2 and auto == min(v1, v2, key=len)
+    assert v1[4] == 1 and v2[4] == 2
+    bare = [encode_image(PHOTO, format_version=v, metadata=False, **options) for v in (None, 1, 2)]
+    assert bare[0] == min(bare[1:], key=len)  # auto: the smaller payload (the settings metadata name the request)
+    assert gscodec.decode(auto).metadata["settings"].endswith("format=auto")
     g1, g2 = gscodec.decode(v1).gaussians, gscodec.decode(v2).gaussians
     assert np.array_equal(np.asarray(g1.means), np.asarray(g2.means))
     assert np.array_equal(np.asarray(g1.colors), np.asarray(g2.colors))
@@ -104,7 +107,7 @@ def test_format_version_2_of_a_float_file_is_refused(tmp_path: Path) -> None:
         EncoderSettings(quality="float32", format_version=2)
     with pytest.raises(ValueError, match="format_version"):
         EncoderSettings(format_version=3)
-    result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--quality", "float32",
+    result = CliRunner().invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--quantization", "float32",
                                       "--format-version", "2"])
     assert result.exit_code == 2 and "only quantized" in result.output
 
