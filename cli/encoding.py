@@ -90,7 +90,8 @@ def check_existing(job: Job, settings: Settings) -> Record | None:
         info = peek(job.output)
     except (GsiError, OSError) as exc:
         return Record(str(job.input), str(job.output), "failed",
-                      error=f"output exists but is not a valid .gsi file ({error_text(exc)}); use --force to replace it")
+                      error=f"output exists but is not a valid .gsi file ({error_text(exc)}); "
+                            "use --force to replace it")
     recorded = info.metadata.get("settings")
     if recorded is None:
         return Record(str(job.input), str(job.output), "failed",

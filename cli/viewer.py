@@ -61,9 +61,10 @@ def format_for(path: Path, name: str | None = None) -> str:
         what = f"the extension {path.suffix}"
     else:
         return "PNG"
-    if fmt is None or fmt == "GSI":
+    gsi = fmt == "GSI" or (name.lower().lstrip(".") if name is not None else path.suffix.lower()[1:]) == "gsi"
+    if fmt is None or gsi:
         common = ", ".join(e for e in (".png", ".jpg", ".webp", ".tif", ".bmp", ".gif") if e in by_ext)
-        hint = "; gsi encode makes .gsi files" if fmt == "GSI" else ""
+        hint = "; gsi encode makes .gsi files" if gsi else ""
         raise ValueError(f"{what} is not an image format Pillow writes here (use {common}, or --format){hint}")
     return fmt
 
