@@ -39,11 +39,6 @@ class Settings(EncoderSettings):
 
     force: bool = False
 
-    @property
-    def text(self) -> str:
-        """The ``settings`` metadata these settings write (:meth:`EncoderSettings.describe`)."""
-        return self.describe()
-
 
 @dataclass
 class Record:
@@ -98,7 +93,7 @@ def check_existing(job: Job, settings: Settings) -> Record | None:
                       error="output exists and records no encoder settings (it was not written by gsi encode); "
                             "use --force to replace it")
     source = info.metadata.get("source")
-    if recorded != settings.text or source != job.source:
+    if recorded != settings.describe() or source != job.source:
         previous = recorded if source == job.source else f"{recorded} from {source}"
         return Record(str(job.input), str(job.output), "stale", previous=previous)
     h = info.header

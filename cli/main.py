@@ -44,11 +44,17 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def cli() -> None:
     """Splat image codec: photos as sums of 2D Gaussians in .gsi files.
 
+    Results go to stdout (--json: one document, schema in docs/json.md),
+    progress, warnings and summaries to stderr; -s/--quiet keeps only
+    warnings and errors there.
+
     \b
     Examples:
       gsi encode photos/ -o splats/ --resize 224
-      gsi info splats/*.gsi
-      gsi view splats/cat.gsi --scale 2 -o cat.png
+      gsi encode cat.jpg -o cat.gsi -q 75
+      cat cat.png | gsi encode - -o - > cat.gsi
+      gsi info splats/
+      gsi view splats/cat.gsi --scale 2 -o cat.jpg
       gsi classify splats/*.gsi --labels cat,dog,car
       gsi encode 'shards/*.tar' -o gsi-shards/ --resize 224 && gsi verify gsi-shards/
     """
@@ -430,7 +436,7 @@ def encode(inputs: tuple[str, ...], output_text: str | None, input_list: Path | 
         raise click.UsageError(str(exc)) from None
     err, info = err_console(), info_console()
     if verbosity() > 0:
-        info.print(f"settings: {settings.text}" + (f" (-q {quality:g})" if quality is not None else ""))
+        info.print(f"settings: {settings.describe()}" + (f" (-q {quality:g})" if quality is not None else ""))
     if sharded:
         from .shard_encoding import encode_sharded
 
