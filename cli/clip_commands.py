@@ -15,8 +15,8 @@ from typing import Any, Iterator
 
 import click
 
-from .common import (echo_json, echo_tsv, err_console, error_text, human_bytes, info_console, out_console, printable,
-                     safe, same_file, shows_bars, stdout_is_terminal, verbosity_options)
+from .common import (STDIO, binary_stdin, echo_json, echo_tsv, err_console, error_text, human_bytes, info_console,
+                     out_console, printable, safe, same_file, shows_bars, stdout_is_terminal, verbosity_options)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_HEAD = "gsi-vit-b-16-k196"
@@ -361,7 +361,7 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
 def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None, labels_file: Path | None,
              templates: str, top_k: int, as_json: bool, rgb: bool, model: str | None, pretrained: str | None,
              batch_size: int, device: str, cache_dir: str | None) -> None:
-    """Zero-shot classify .gsi FILES with a CLIP head, without rendering them.
+    """Zero-shot classify .gsi FILES (- for standard input) with a CLIP head, without rendering them.
 
     Each label becomes prompts from the template set ("a photo of a {c}.",
     ...); their mean text embedding is compared with each file's embedding.
@@ -405,7 +405,7 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
     failures: dict[str, str] = {}
     for path in files:
         try:
-            g = read(path).gaussians
+            g = read(binary_stdin() if str(path) == STDIO else path).gaussians
             if rgb:
                 check_render_budget(g)  # a decompression bomb is reported and skipped, not rendered for hours
             gaussians.append(g)

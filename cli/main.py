@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 # torch's and numba's OpenMP pools both run here; idle threads that spin steal the other pool's cores.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -35,6 +35,11 @@ from .signals import Terminated, sigterm_unwinds  # noqa: E402
 from .verify import verify  # noqa: E402
 
 # gscodec (and with it torch) is imported inside the commands, so that `gsi --help` stays fast.
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from .encoding import Record
+    from .inputs import Job
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -506,7 +511,8 @@ def _output_mode(inputs: tuple[str, ...], output: str | None) -> str:
     return "file" if single else "folder"
 
 
-def _image_jobs(inputs: tuple[str, ...], output: Path | None, mode: str, err: Any, info: Any) -> tuple[list, list]:
+def _image_jobs(inputs: tuple[str, ...], output: Path | None, mode: str, err: Console,
+                info: Console) -> tuple[list[Job], list[Record]]:
     """The jobs of ``gsi encode`` on images, and ``failed`` records for inputs that cannot be read; usage errors
     for clashes (outputs shared or replacing an input)."""
     from gscodec.files import regular_file_problem

@@ -451,6 +451,10 @@ def test_clip_commands_json_schema(runner: CliRunner, tmp_path: Path) -> None:
     piped = runner.invoke(cli, ["classify", *files[:2], "--head", str(head), "--labels", "cat,dog"])
     lines = piped.stdout.splitlines()
     assert piped.exit_code == 0 and len(lines) == 3 and [line.split("\t")[0] for line in lines[1:]] == files[:2]
+    stdin = runner.invoke(cli, ["classify", "-", "--head", str(head), "--labels", "cat,dog", "--json"],
+                          input=Path(files[0]).read_bytes())
+    assert stdin.exit_code == 0, stdin.output
+    assert _doc(stdin)["records"][0]["predictions"] == doc["records"][0]["predictions"]
 
 
 def test_bench_json_schema(runner: CliRunner, tmp_path: Path) -> None:
