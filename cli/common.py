@@ -94,8 +94,9 @@ def stdout_is_terminal() -> bool:
 
 
 def tsv(values: list[Any]) -> str:
-    """One tab-separated line of ``values`` (``None`` as ``-``; tabs and control characters escaped)."""
-    return "\t".join("-" if v is None else printable(v).replace("\t", "\\t") for v in values)
+    """One tab-separated line of ``values`` (``None`` as ``-``; tabs and other control characters escaped by
+    :func:`printable`, so a value never splits a line or a column)."""
+    return "\t".join("-" if v is None else printable(v) for v in values)
 
 
 def echo_tsv(header: list[str], rows: list[list[Any]]) -> None:

@@ -73,8 +73,9 @@ def check_existing(job: Job, settings: Settings) -> Record | None:
 
     The rule (``gsi encode --help``): a `.gsi` file whose metadata records these
     settings and this input's name is ``skipped``; one recording other settings
-    or another source is ``stale`` (re-encoded: the record returned has that
-    status and the recorded settings in ``previous``); anything else (not a
+    or another source, or about to be replaced by an image from standard input
+    (which cannot be compared), is ``stale`` (re-encoded: the record returned
+    has that status and the recorded settings in ``previous``); anything else (not a
     `.gsi` file, or one recording no settings: not written by ``gsi encode``) is
     ``failed`` and left alone. ``--force`` (``settings.force``) re-encodes
     every output without asking.
@@ -93,7 +94,7 @@ def check_existing(job: Job, settings: Settings) -> Record | None:
                       error="output exists and records no encoder settings (it was not written by gsi encode); "
                             "use --force to replace it")
     source = info.metadata.get("source")
-    if recorded != settings.describe() or source != job.source:
+    if recorded != settings.describe() or source != job.source or job.data is not None:  # stdin: no telling
         previous = recorded if source == job.source else f"{recorded} from {source}"
         return Record(str(job.input), str(job.output), "stale", previous=previous)
     h = info.header

@@ -336,9 +336,10 @@ def encode(inputs: tuple[str, ...], output_text: str | None, input_list: Path | 
     (its "settings" metadata: rate, effort, quantization, seed, ...). An
     output recording the same settings and the same input name is skipped,
     so an interrupted run resumes where it stopped; one recording other
-    settings is stale and re-encoded (reported as such); a file that is not
-    a .gsi file, or records no settings, is left alone and reported as
-    failed. --force re-encodes all of them.
+    settings is stale and re-encoded (reported as such), as is one that an
+    image from standard input would replace; a file that is not a .gsi file,
+    or records no settings, is left alone and reported as failed. --force
+    re-encodes all of them.
 
     Rate: one of -q (0..100), --points, --density and --bpp; --psnr stops the
     fit early (with any but --bpp).

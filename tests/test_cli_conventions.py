@@ -109,6 +109,11 @@ def test_encode_stdin_to_stdout(runner: CliRunner, tmp_path: Path) -> None:
     assert "stdin → stdout" in result.stderr
     to_file = runner.invoke(cli, ["encode", "-", "-o", str(tmp_path / "y.gsi"), *FAST], input=png)
     assert to_file.exit_code == 0 and to_file.stdout == "" and gscodec.peek(tmp_path / "y.gsi").header.count == 8
+    first = (tmp_path / "y.gsi").read_bytes()
+    other = _image(tmp_path / "other.png", 1).read_bytes()  # same settings, another image: never skipped
+    again = runner.invoke(cli, ["encode", "-", "-o", str(tmp_path / "y.gsi"), *FAST, "--json"], input=other)
+    assert again.exit_code == 0 and _doc(again)["records"][0]["stale"] is True
+    assert (tmp_path / "y.gsi").read_bytes() != first
     from_file = runner.invoke(cli, ["encode", str(tmp_path / "x.png"), "-o", "-", *FAST])
     assert from_file.exit_code == 0 and gscodec.decode(from_file.stdout_bytes).metadata["source"] == "x.png"
 
