@@ -70,7 +70,7 @@ def encode_cases(photos: list[Path], size: int) -> dict[str, dict[str, str]]:
     with tempfile.TemporaryDirectory() as tmp:
         for name, options in ENCODE_CASES.items():
             dest = Path(tmp) / name
-            args = ["encode", *map(str, photos), "-o", str(dest), "--effort", "1", "--resize", str(size), *options]
+            args = ["encode", *map(str, photos), "-o", f"{dest}/", "--effort", "1", "--resize", str(size), *options]
             result = CliRunner().invoke(cli, args, catch_exceptions=False)
             if result.exit_code != 0:
                 raise SystemExit(f"gsi {' '.join(args)} failed:\n{result.output}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,8 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .common import err_console, out_console, printable, safe
+from .common import (echo_json, echo_tsv, err_console, info_console, out_console, printable, safe, shows_bars,
+                     stdout_is_terminal, verbosity_options)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 CODEC_NAMES = ("gsi", "jpeg", "webp", "avif")
@@ -56,24 +56,45 @@ def _json_num(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def summary_dict(summary: Any) -> dict[str, Any]:
-    """The ``--json`` summary of a :class:`gscodec.bench.runner.Summary`."""
-    return {
+def json_parts(summary: Any) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``--json`` records (one per codec and quality: the means over images, then one per failed point) and
+    summary of a :class:`gscodec.bench.runner.Summary`."""
+    records: list[dict[str, Any]] = []
+    for name, c in summary.curves.items():
+        for i, q in enumerate(c.quality):
+            records.append({"codec": name, "quality": q, "image": None, "status": "ok", "error": None,
+                            "bpp": _json_num(c.bpp[i]), "psnr": _json_num(c.psnr[i]),
+                            "ms_ssim": _json_num(c.ms_ssim[i]), "encode_seconds": _json_num(c.encoding_time[i]),
+                            "decode_seconds": _json_num(c.decoding_time[i])})
+    for f in summary.failures:
+        records.append({"codec": f.codec, "quality": f.quality, "image": f.image, "status": "failed", "error": f.error,
+                        "bpp": None, "psnr": None, "ms_ssim": None, "encode_seconds": None, "decode_seconds": None})
+    return records, {
         "outdir": str(summary.outdir),
         "image_set": summary.image_set,
         "images": summary.images,
         "measured": summary.measured,
         "reused": summary.reused,
-        "failed": [vars(f) for f in summary.failures],
+        "failed": len(summary.failures),
         "incomplete": summary.incomplete,
-        "codecs": {name: {"description": c.description, "quality": c.quality,
-                          **{k: [_json_num(v) for v in vs] for k, vs in c.results().items()}}
-                   for name, c in summary.curves.items()},
+        "codecs": {name: c.description for name, c in summary.curves.items()},
         "bd_rate": [{"test": b.test, "anchor": b.anchor, "pchip": _json_num(b.pchip), "cubic": _json_num(b.cubic),
                      "psnr_range": [_json_num(v) for v in b.psnr_range], "points": list(b.points)}
                     for b in summary.bd_rates],
         "files": [str(p) for p in summary.files],
     }
+
+
+def plain_lines(summary: Any) -> None:
+    """The RD points and the BD-rates as tab-separated lines (each block after its header line, a blank line
+    between them), for stdout that is not a terminal."""
+    echo_tsv(["codec", "quality", "bpp", "psnr", "ms_ssim", "encode_seconds", "decode_seconds"],
+             [[name, q, c.bpp[i], _json_num(c.psnr[i]), _json_num(c.ms_ssim[i]), c.encoding_time[i],
+               c.decoding_time[i]] for name, c in summary.curves.items() for i, q in enumerate(c.quality)])
+    click.echo()
+    echo_tsv(["test", "anchor", "bd_rate_pchip", "bd_rate_cubic", "psnr_from", "psnr_to"],
+             [[b.test, b.anchor, _json_num(b.pchip), _json_num(b.cubic), *map(_json_num, b.psnr_range)]
+              for b in summary.bd_rates])
 
 
 def tables(summary: Any) -> list[Table]:
@@ -116,7 +137,10 @@ def tables(summary: Any) -> list[Table]:
               help="gsi encoder effort (1 fastest, 9 slowest).  [default: 5]")
 @click.option("--iterations", type=click.IntRange(0),
               help="Expert: fitter steps per gsi image, overriding the effort level's count.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout instead of the tables.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (docs/json.md) instead of the tables: a record per codec and "
+                   "quality (means over the images) and per failed point; BD-rates in the summary.")
+@verbosity_options(verbose=False)
 def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qualities: tuple[str, ...],
           limit: int | None, jobs: int, effort: int | None, iterations: int | None, as_json: bool) -> None:
     """Rate-distortion benchmark: gsi against JPEG, WebP and AVIF on the images in DIR.
@@ -168,10 +192,10 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
 
-    err = err_console()
+    err, info = err_console(), info_console()
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
+    with Progress(*columns, console=info, transient=False, disable=not shows_bars(info)) as bar:
         task = bar.add_task("measuring", total=None)
 
         def on_start(todo: int, done: int) -> None:
@@ -182,7 +206,8 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
 
         def on_point(result: Any) -> None:
             if isinstance(result, Failure):
-                bar.console.print(f"[red]✗[/] {safe(result.image)} {result.codec} {result.quality}: "
+                (err if info.quiet else bar.console).print(f"[red]✗[/] {safe(result.image)} {result.codec} "
+                                                           f"{result.quality}: "
                                   f"{safe(result.error)}")
             else:
                 bar.update(task, description=f"{safe(result.image)} {result.codec} {result.quality}: "
@@ -199,11 +224,13 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
         bar.update(task, description="done")
 
     if as_json:
-        click.echo(json.dumps(summary_dict(summary), indent=2))
-    else:
+        echo_json("bench", *json_parts(summary), ok=not summary.failures)
+    elif stdout_is_terminal():
         out = out_console()
         for table in tables(summary):
             out.print(table)
+    else:
+        plain_lines(summary)
     for b in summary.bd_rates:
         if b.sparse:
             err.print(f"[yellow]warning:[/] the BD-rate of {b.test} against {b.anchor} rests on {b.points[0]} and "
@@ -215,7 +242,7 @@ def bench(folder: Path, outdir: Path, codecs: str, gsi_density: str | None, qual
     for name, labels in summary.incomplete.items():
         err.print(f"[yellow]warning:[/] {name} quality {', '.join(labels)} left out of the averages "
                   f"(not measured on every image)")
-    err.print(f"measured {summary.measured}, reused {summary.reused}, failed {len(summary.failures)}; "
+    info.print(f"measured {summary.measured}, reused {summary.reused}, failed {len(summary.failures)}; "
               f"wrote {', '.join(safe(p) for p in summary.files)}")
     if summary.failures:
         raise click.ClickException(f"{len(summary.failures)} point(s) failed; run again to retry them")

@@ -7,7 +7,6 @@ progress and diagnostics go to stderr, results to stdout.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from contextlib import contextmanager
@@ -16,7 +15,8 @@ from typing import Any, Iterator
 
 import click
 
-from .common import err_console, error_text, human_bytes, out_console, printable, safe, same_file
+from .common import (STDIO, binary_stdin, echo_json, echo_tsv, err_console, error_text, human_bytes, info_console,
+                     out_console, printable, safe, same_file, shows_bars, stdout_is_terminal, verbosity_options)
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 DEFAULT_HEAD = "gsi-vit-b-16-k196"
@@ -122,7 +122,9 @@ def _device(device: str) -> str:
               help="Continue from this checkpoint (same data, options and number of processes; --steps may be "
                    "raised to train on). Under torchrun every process loads it.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (docs/json.md): one record, the head written.")
+@verbosity_options(verbose=False)
 @click.option("--list-heads", is_flag=True, expose_value=False, is_eager=True, callback=_list_heads,
               help="List the head configs and exit.")
 def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str, init_head: Path | None,
@@ -215,7 +217,8 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
     for option, given in (("--init-head", init_head), ("--resume", resume)):
         if given is not None and same_file(output, given):
             raise click.UsageError(f"-o {printable(output)} is the {option} file; the new head would replace it")
-    err = err_console() if main else Console(stderr=True, quiet=True)
+    err = err_console() if main else Console(stderr=True, quiet=True)  # warnings
+    info = info_console() if main else err  # progress and the summary
     if init_head is not None and (model or num_tokens or head_config != DEFAULT_HEAD):
         err.print("[yellow]warning:[/] --init-head given: --head-config, --model and --num-tokens are taken from "
                   "the head file")
@@ -224,7 +227,7 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                   "stem from scratch this way does not converge; distil first (--stage distill)")
     with _warnings_to_stderr(), _library_errors():
         torch.manual_seed(seed)  # a random-weights teacher must be the same on --resume (and on every rank)
-        with err.status("loading the teacher model...", spinner="dots"):
+        with info.status("loading the teacher model...", spinner="dots"):
             if init_head is not None:
                 head, clip = load_head(init_head, pretrained=pretrained, device=dev, cache_dir=cache_dir)
             else:
@@ -249,13 +252,13 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
             resumed = f", resuming at step {trainer.step}"
             if trainer.resumed_total_steps is not None:
                 resumed += f" (the run had {trainer.resumed_total_steps} steps)"
-        err.print(f"{stage}: {clip.model_name} (weights: {safe(clip.pretrained)}), head "
-                  f"{safe(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
-                  f"steps of {batch_size}{procs} on {dev}{resumed}")
-        err.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
-                  f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
-                  f"{100 * summary['fraction_of_head']:.1f}% of the head)")
-        result = _run_with_progress(trainer, err, show=main)
+        info.print(f"{stage}: {clip.model_name} (weights: {safe(clip.pretrained)}), head "
+                   f"{safe(head.config.name or 'custom')} K={head.num_tokens}, {n_data}, {trainer.total_steps} "
+                   f"steps of {batch_size}{procs} on {dev}{resumed}")
+        info.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
+                   f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
+                   f"{100 * summary['fraction_of_head']:.1f}% of the head)")
+        result = _run_with_progress(trainer, info, show=main)
         digests = trainer.rank_digests()
         images_seen = sum(distributed.all_gather_object(result["images"]))
         if len(set(digests)) > 1:
@@ -273,7 +276,8 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
             meta["previous_stages"] = ",".join(x for x in (prev.get("previous_stages", ""), prev.get("stage", ""))
                                                if x)
         size = save_head(head, output, clip, metadata=meta)
-    row = {"output": str(output), "bytes": size, "stage": stage, "clip_model": clip.model_name,
+    row = {"output": str(output), "status": "ok", "error": None, "bytes": size, "stage": stage,
+           "clip_model": clip.model_name,
            "pretrained": clip.pretrained, "head_config": head.config.name, "num_tokens": head.num_tokens,
            "steps": trainer.step, "final_loss": result["loss"], "mean_loss": result["mean_loss"],
            "seconds": round(result["seconds"], 2),
@@ -282,13 +286,12 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
            "trainable_fraction_head": round(summary["fraction_of_head"], 4),
            "world_size": world, "parameter_digests": digests}
     if as_json:
-        click.echo(json.dumps(row, indent=2))
-    else:
-        speed = f", {row['images_per_s']} images/s" if images_seen else ""
-        sync = f", {world} processes in sync" if world > 1 else ""
-        out_console().print(
-            f"wrote {safe(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
-            f"{result['loss']:.4f}{speed}{sync}")
+        echo_json("train-head", [row], {"heads": 1, "steps": trainer.step, "seconds": row["seconds"],
+                                        "world_size": world}, ok=True)
+    speed = f", {row['images_per_s']} images/s" if images_seen else ""
+    sync = f", {world} processes in sync" if world > 1 else ""
+    info.print(f"wrote {safe(str(output))} ({human_bytes(size)}): {trainer.step} steps, final loss "
+               f"{result['loss']:.4f}{speed}{sync}")
 
 
 def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
@@ -304,7 +307,7 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("loss {task.fields[loss]}"), TextColumn("{task.fields[speed]} img/s"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=err, transient=False) as progress:
+    with Progress(*columns, console=err, transient=False, disable=not shows_bars(err)) as progress:
         task = progress.add_task(trainer.config.stage, total=trainer.total_steps, completed=trainer.step,
                                  loss="-", speed="-")
         smooth: dict[str, float] = {}
@@ -345,7 +348,8 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
               help="Prompt template set: openai (80 prompts), simple (7), short (1), or a .json/.txt file "
                    "of templates with {c}.")
 @click.option("--top-k", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON list on stdout instead of a table.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (docs/json.md) instead of a table: a record per file.")
 @click.option("--rgb", is_flag=True,
               help="Run the RGB model on the decoded pixels instead of the head (for comparison).")
 @click.option("--model", help="open_clip model for --rgb without --head.  [default: ViT-B-16]")
@@ -353,15 +357,17 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
 @click.option("--batch-size", type=click.IntRange(1), default=32, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
+@verbosity_options(verbose=False)
 def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None, labels_file: Path | None,
              templates: str, top_k: int, as_json: bool, rgb: bool, model: str | None, pretrained: str | None,
              batch_size: int, device: str, cache_dir: str | None) -> None:
-    """Zero-shot classify .gsi FILES with a CLIP head, without rendering them.
+    """Zero-shot classify .gsi FILES (- for standard input) with a CLIP head, without rendering them.
 
     Each label becomes prompts from the template set ("a photo of a {c}.",
     ...); their mean text embedding is compared with each file's embedding.
     Prints the top-k labels with their softmax probabilities and cosine
-    similarities. Files that cannot be read are reported on stderr and
+    similarities (a table; one tab-separated line per file when stdout is
+    not a terminal). Files that cannot be read are reported on stderr and
     skipped; the exit status is then 1. --rgb renders the files and runs the
     head's RGB model (or --model) on the pixels instead.
 
@@ -394,44 +400,58 @@ def classify(files: tuple[Path, ...], head_path: Path | None, labels: str | None
         classnames = parse_labels(labels) if labels is not None else read_labels_file(labels_file) if labels_file \
             else imagenet_classnames()
         prompts = get_templates(templates)
+    info = info_console()
     gaussians, names, failed = [], [], []
+    failures: dict[str, str] = {}
     for path in files:
         try:
-            g = read(path).gaussians
+            g = read(binary_stdin() if str(path) == STDIO else path).gaussians
             if rgb:
                 check_render_budget(g)  # a decompression bomb is reported and skipped, not rendered for hours
             gaussians.append(g)
             names.append(str(path))
         except (GsiError, OSError, RenderBudgetError, MemoryError) as exc:
             failed.append(path)
+            failures[str(path)] = error_text(exc)
             err.print(f"[red]error:[/] {safe(str(path))}: {safe(error_text(exc))}")
+    mode = "rgb" if rgb else "head"
+    rows: list[dict] = []
+    model_name = None
     if gaussians:
         with _warnings_to_stderr(), _library_errors():
-            with err.status("loading the model...", spinner="dots"):
+            with info.status("loading the model...", spinner="dots"):
                 if head_path is not None:
                     head, clip = load_head(head_path, pretrained=pretrained, device=dev, cache_dir=cache_dir)
                 else:
                     name = model or "ViT-B-16"
                     weights = pretrained or _default_tag(name)
                     head, clip = None, load_clip(name, weights, device=dev, cache_dir=cache_dir)
-            with err.status(f"embedding {len(classnames)} label(s) x {len(prompts)} prompt(s)...", spinner="dots"):
+            with info.status(f"embedding {len(classnames)} label(s) x {len(prompts)} prompt(s)...", spinner="dots"):
                 classifier = text_classifier(clip, classnames, prompts)
-            with err.status(f"embedding {len(gaussians)} file(s)...", spinner="dots"):
+            with info.status(f"embedding {len(gaussians)} file(s)...", spinner="dots"):
                 if rgb:
                     emb = embed_rendered(clip, gaussians, batch_size)
                 else:
                     emb = embed_gaussians(head, gaussians, batch_size)
             results = predict(emb, classifier.to(emb.device), classnames, top_k, logit_scale_of(clip))
-        mode = "rgb" if rgb else "head"
-        rows = [{"file": n, "mode": mode, "predictions": [
+        model_name = clip.model_name
+        rows = [{"file": n, "status": "ok", "error": None, "mode": mode, "predictions": [
             {"label": p.label, "probability": round(p.probability, 6), "similarity": round(p.similarity, 6)}
             for p in preds]} for n, preds in zip(names, results)]
-        if as_json:
-            click.echo(json.dumps(rows, indent=2))
-        else:
-            out_console().print(_classify_table(rows, clip.model_name, mode))
-    elif as_json:
-        click.echo("[]")
+    if as_json:
+        everything = rows + [{"file": f, "status": "failed", "error": e, "mode": mode, "predictions": []}
+                             for f, e in failures.items()]
+        order = {str(f): i for i, f in enumerate(files)}
+        everything.sort(key=lambda r: order.get(r["file"], len(order)))
+        echo_json("classify", everything, {"files": len(everything), "ok": len(rows), "failed": len(failed),
+                                           "model": model_name, "labels": len(classnames)}, ok=not failed)
+    elif rows and stdout_is_terminal():
+        out_console().print(_classify_table(rows, model_name or "", mode))
+    elif rows:
+        echo_tsv(["file", "label", "probability", "similarity", "next"],
+                 [[r["file"], r["predictions"][0]["label"], r["predictions"][0]["probability"],
+                   r["predictions"][0]["similarity"],
+                   ", ".join(f"{p['label']} {p['probability']}" for p in r["predictions"][1:])] for r in rows])
     if failed:
         raise click.ClickException(f"{len(failed)} of {len(files)} file(s) could not be read")
 

@@ -26,10 +26,10 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColum
 from gscodec.encoder import EncoderSettings, ProgressFn, fit_images
 from gscodec.format import GsiError, peek, write_atomic
 from gscodec.atomic import remove_stale_temps
-from gscodec.imageio import ImageReadError, load_image
+from gscodec.imageio import ImageReadError, load_image, load_image_bytes
 
-from .common import display_path, error_text, human_bytes, safe, unwritable
-from .inputs import Job
+from .common import STDIO, binary_stdout, display_path, error_text, human_bytes, safe, shows_bars, unwritable
+from .inputs import STDOUT, Job
 from .signals import Terminated, die_with_parent, raise_terminated, sigint_ignored
 
 
@@ -42,7 +42,8 @@ class Settings(EncoderSettings):
 
 @dataclass
 class Record:
-    """The outcome for one input; ``status`` is ``encoded``, ``skipped`` or ``failed``."""
+    """The outcome for one input; ``status`` is ``encoded``, ``skipped`` or ``failed``. ``stale``: an existing
+    output made with other settings (or from another source) was replaced; ``previous`` names what it recorded."""
 
     input: str
     output: str | None
@@ -55,24 +56,47 @@ class Record:
     height: int | None = None
     gaussians: int | None = None
     error: str | None = None
+    stale: bool = False
+    previous: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """Fields for JSON; a non-finite PSNR (a perfect fit) becomes ``None``."""
+        """Fields for JSON (``previous`` left out); a non-finite PSNR (a perfect fit) becomes ``None``."""
         d = asdict(self)
+        del d["previous"]
         if d["psnr"] is not None and not math.isfinite(d["psnr"]):
             d["psnr"] = None
         return d
 
 
-def check_existing(job: Job) -> Record | None:
-    """A ``skipped`` record if ``job.output`` is already a valid `.gsi` header, ``failed`` if it is not."""
-    if not job.output.exists():
+def check_existing(job: Job, settings: Settings) -> Record | None:
+    """What an existing ``job.output`` means, before encoding ``job`` (``None``: no output yet, or standard output).
+
+    The rule (``gsi encode --help``): a `.gsi` file whose metadata records these
+    settings and this input's name is ``skipped``; one recording other settings
+    or another source, or about to be replaced by an image from standard input
+    (which cannot be compared), is ``stale`` (re-encoded: the record returned
+    has that status and the recorded settings in ``previous``); anything else (not a
+    `.gsi` file, or one recording no settings: not written by ``gsi encode``) is
+    ``failed`` and left alone. ``--force`` (``settings.force``) re-encodes
+    every output without asking.
+    """
+    if job.output == STDOUT or settings.force or not os.path.lexists(job.output):
         return None
     try:
         info = peek(job.output)
     except (GsiError, OSError) as exc:
         return Record(str(job.input), str(job.output), "failed",
-                      error=f"output exists but is not a valid .gsi file ({error_text(exc)}); use --force to replace it")
+                      error=f"output exists but is not a valid .gsi file ({error_text(exc)}); "
+                            "use --force to replace it")
+    recorded = info.metadata.get("settings")
+    if recorded is None:
+        return Record(str(job.input), str(job.output), "failed",
+                      error="output exists and records no encoder settings (it was not written by gsi encode); "
+                            "use --force to replace it")
+    source = info.metadata.get("source")
+    if recorded != settings.describe() or source != job.source or job.data is not None:  # stdin: no telling
+        previous = recorded if source == job.source else f"{recorded} from {source}"
+        return Record(str(job.input), str(job.output), "stale", previous=previous)
     h = info.header
     try:
         psnr: float | None = float(info.metadata["psnr"])
@@ -84,12 +108,26 @@ def check_existing(job: Job) -> Record | None:
 
 
 def _load(job: Job, settings: Settings) -> np.ndarray:
+    if job.data is not None:
+        return settings.prepare(load_image_bytes(job.data, job.source))
     return settings.prepare(load_image(job.input))
+
+
+def write_output(job: Job, data: bytes) -> None:
+    """Write the `.gsi` bytes of ``job``: atomically to its file, or to standard output."""
+    if job.output == STDOUT:
+        stream = binary_stdout()
+        stream.write(data)
+        stream.flush()
+    else:
+        write_atomic(job.output, data)
 
 
 def prepare_output(job: Job) -> None:
     """Create the output folder, fail early (before fitting) if it cannot be written, and remove the temporary
     files a killed earlier run left for this output."""
+    if job.output == STDOUT:
+        return
     folder = job.output.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -109,10 +147,13 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
     """
     records: dict[int, Record] = {}
     loaded: dict[int, tuple[np.ndarray, float]] = {}
+    stale: dict[int, Record] = {}
     for i, job in enumerate(jobs):
-        if not settings.force and (existing := check_existing(job)) is not None:
-            records[i] = existing
-            continue
+        if (existing := check_existing(job, settings)) is not None:
+            if existing.status != "stale":
+                records[i] = existing
+                continue
+            stale[i] = existing
         start = time.perf_counter()
         try:
             image = _load(job, settings)
@@ -129,7 +170,7 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
         loaded[i] = (image, time.perf_counter() - start)
 
     idx = list(loaded)
-    fitted = fit_images([loaded[i][0] for i in idx], [jobs[i].input.name for i in idx], settings, progress)
+    fitted = fit_images([loaded[i][0] for i in idx], [jobs[i].source for i in idx], settings, progress)
     for i, res in zip(idx, fitted):
         job = jobs[i]
         if isinstance(res, str):
@@ -137,15 +178,17 @@ def encode_chunk(jobs: list[Job], settings: Settings, progress: ProgressFn | Non
             continue
         start = time.perf_counter()
         try:
-            write_atomic(job.output, res.data)
+            write_output(job, res.data)
         except (GsiError, OSError) as exc:
             records[i] = Record(str(job.input), str(job.output), "failed", error=error_text(exc))
             continue
         size = len(res.data)
         seconds = loaded[i][1] + res.seconds + time.perf_counter() - start
+        previous = stale[i].previous if i in stale else None
         records[i] = Record(str(job.input), str(job.output), "encoded", psnr=round(res.psnr, 3), bytes=size,
                             bpp=round(8 * size / (res.width * res.height), 4), seconds=round(seconds, 3),
-                            width=res.width, height=res.height, gaussians=res.gaussians)
+                            width=res.width, height=res.height, gaussians=res.gaussians, stale=i in stale,
+                            previous=previous)
     return [records[i] for i in range(len(jobs))]
 
 
@@ -185,28 +228,37 @@ def _stop_workers(pool: ProcessPoolExecutor) -> None:
         child.join(timeout=30)
 
 
-def record_line(r: Record) -> str:
-    """One rich-markup line describing a finished record."""
-    src = safe(display_path(r.input))
+def record_line(r: Record, verbose: bool = False) -> str:
+    """One rich-markup line describing a finished record (``verbose``: with its size, Gaussians and what a stale
+    output recorded)."""
+    src = safe(display_path(r.input)) if r.input != STDIO else "stdin"
+    out = safe(display_path(r.output or "")) if r.output != STDIO else "stdout"
     if r.status == "encoded":
-        return (f"[green]✓[/] {src} → {safe(display_path(r.output or ''))}  "
+        line = (f"[green]✓[/] {src} → {out}  "
                 f"[bold]{r.psnr:.2f} dB[/]  {human_bytes(r.bytes or 0)}  {r.bpp:.3f} bpp  {r.seconds:.1f} s")
+        if verbose:
+            line += f"  {r.width}x{r.height}  {r.gaussians} Gaussians"
+        if r.stale:
+            line += "  (replaced a stale output" + (f" made with {safe(r.previous)})" if verbose else ")")
+        return line
     if r.status == "skipped":
-        return f"[yellow]-[/] {src}: {safe(display_path(r.output or ''))} exists (use --force to re-encode)"
+        return f"[yellow]-[/] {src}: {out} exists, made with the same settings (use --force to re-encode)"
     return f"[red]✗[/] {src}: {safe(r.error or 'failed')}"
 
 
-def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1, batch: int = 1) -> list[Record]:
-    """Encode ``jobs`` with a progress bar on ``console``; records in job order.
+def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1, batch: int = 1,
+        verbose: bool = False) -> list[Record]:
+    """Encode ``jobs``, one line per finished record on ``console`` and a progress bar when it is a terminal;
+    records in job order.
 
-    Existing outputs are skipped here without loading anything. ``KeyboardInterrupt``
+    Outputs made with the same settings are skipped here without loading anything. ``KeyboardInterrupt``
     propagates after pending work is cancelled (finished files are complete).
     """
     records: dict[int, Record] = {}
     todo: list[int] = []
     for i, job in enumerate(jobs):
-        existing = None if settings.force else check_existing(job)
-        if existing is not None:
+        existing = check_existing(job, settings)
+        if existing is not None and existing.status != "stale":
             records[i] = existing
         else:
             todo.append(i)
@@ -214,16 +266,16 @@ def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1,
 
     columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as bar:
+    with Progress(*columns, console=console, transient=False, disable=not shows_bars(console)) as bar:
         total = bar.add_task("encoding", total=len(jobs))
         for i in sorted(records):
-            bar.console.print(record_line(records[i]))
+            bar.console.print(record_line(records[i], verbose))
             bar.advance(total)
 
         def finish(idx: list[int], done: list[Record]) -> None:
             for i, r in zip(idx, done):
                 records[i] = r
-                bar.console.print(record_line(r))
+                bar.console.print(record_line(r, verbose))
                 bar.advance(total)
 
         if workers <= 1:
@@ -240,7 +292,7 @@ def run(jobs: list[Job], settings: Settings, console: Console, workers: int = 1,
                 bar.update(fitting, description=desc, completed=info["iteration"], total=info["iterations"])
 
             for idx in chunks:
-                bar.update(total, description=f"encoding {safe(jobs[idx[0]].input.name)}")
+                bar.update(total, description=f"encoding {safe(jobs[idx[0]].source)}")
                 done = encode_chunk([jobs[i] for i in idx], settings, on_progress)
                 if fitting is not None:
                     bar.remove_task(fitting)

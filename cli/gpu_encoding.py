@@ -20,7 +20,7 @@ from gscodec.encoder import Fitted, fit_images
 from gscodec.fit.placement import choose_batch_size
 from gscodec.fit.stream import BackgroundWriter, Loaded, SizeBatcher, stream_images
 
-from .common import error_text, safe
+from .common import error_text, safe, shows_bars
 from .encoding import Record, Settings, check_existing, prepare_output, record_line
 from .inputs import Job
 
@@ -42,11 +42,14 @@ def run_streaming(jobs: list[Job], settings: Settings, console: Console, device:
         raise ValueError("on the CPU, give free_bytes (the memory a batch may use)")
     records: dict[int, Record] = {}
     todo: list[int] = []
+    stale: dict[int, Record] = {}
     for i, job in enumerate(jobs):
-        existing = None if settings.force else check_existing(job)
-        if existing is not None:
+        existing = check_existing(job, settings)
+        if existing is not None and existing.status != "stale":
             records[i] = existing
             continue
+        if existing is not None:
+            stale[i] = existing
         try:
             prepare_output(job)
         except OSError as exc:
@@ -61,7 +64,8 @@ def run_streaming(jobs: list[Job], settings: Settings, console: Console, device:
 
     columns = (SpinnerColumn(), TextColumn("[progress.description]{task.description}"), BarColumn(),
                MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=False) as bar, BackgroundWriter() as writer:
+    with Progress(*columns, console=console, transient=False, disable=not shows_bars(console)) as bar, \
+            BackgroundWriter() as writer:
         total = bar.add_task("encoding on " + str(device), total=len(jobs))
 
         def finish(i: int, record: Record) -> None:
@@ -82,12 +86,13 @@ def run_streaming(jobs: list[Job], settings: Settings, console: Console, device:
                 seconds = loaded.pop(i, 0.0) + res.seconds + w.seconds
                 finish(i, Record(str(job.input), str(job.output), "encoded", psnr=round(res.psnr, 3), bytes=w.size,
                                  bpp=round(8 * w.size / (res.width * res.height), 4), seconds=round(seconds, 3),
-                                 width=res.width, height=res.height, gaussians=res.gaussians))
+                                 width=res.width, height=res.height, gaussians=res.gaussians, stale=i in stale,
+                                 previous=stale[i].previous if i in stale else None))
 
         def fit(batch: list[Loaded]) -> None:
             idx = [todo[item.index] for item in batch]
-            bar.update(total, description=f"fitting {len(batch)} image(s) of {safe(jobs[idx[0]].input.name)}")
-            results = fit_images([item.image for item in batch], [jobs[i].input.name for i in idx], settings)
+            bar.update(total, description=f"fitting {len(batch)} image(s) of {safe(jobs[idx[0]].source)}")
+            results = fit_images([item.image for item in batch], [jobs[i].source for i in idx], settings)
             for i, item, res in zip(idx, batch, results):
                 if isinstance(res, str):
                     finish(i, Record(str(jobs[i].input), str(jobs[i].output), "failed", error=res))

@@ -8,9 +8,11 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from gscodec.files import regular_file_problem
 from gscodec.imageio import image_extensions
+from gscodec.limits import MAX_SAMPLE_BYTES
 from gscodec.shards import is_tar_name
 
 from .common import error_text
@@ -18,12 +20,22 @@ from .common import error_text
 _MAGIC = frozenset("*?[")
 
 
+STDIN = STDOUT = Path("-")
+"""The path of standard input (a :class:`Job` input) or standard output (its output)."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """One image to encode and its output path."""
+    """One image to encode and its output path; ``data``: the image's bytes when they came from standard input."""
 
     input: Path
     output: Path
+    data: bytes | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def source(self) -> str:
+        """The ``source`` metadata of the output: the input's file name, ``stdin`` for standard input."""
+        return "stdin" if self.data is not None else self.input.name
 
 
 @dataclass
@@ -37,8 +49,23 @@ class Discovery:
     clashes: list[str] = field(default_factory=list)
 
 
-def _has_magic(text: str) -> bool:
+def has_magic(text: str) -> bool:
+    """Whether ``text`` is a glob pattern (``*``, ``?`` or ``[``)."""
     return any(c in _MAGIC for c in text)
+
+
+_has_magic = has_magic
+
+
+def read_stdin_image(stream: BinaryIO) -> bytes:
+    """The bytes of the image on standard input, at most :data:`~gscodec.limits.MAX_SAMPLE_BYTES`
+    (``OSError`` past that, or when nothing came)."""
+    data = stream.read(MAX_SAMPLE_BYTES + 1)
+    if len(data) > MAX_SAMPLE_BYTES:
+        raise OSError(f"standard input holds more than {MAX_SAMPLE_BYTES:,} bytes, over the limit of one image")
+    if not data:
+        raise OSError("standard input is empty: no image to encode")
+    return data
 
 
 def _glob_root(pattern: str) -> Path:

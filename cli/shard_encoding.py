@@ -34,7 +34,7 @@ from gscodec.shards import (FailureEntry, Manifest, ManifestError, PlanError, Sa
 from gscodec.shards.manifest import digest
 from gscodec.shards.plan import sidecars
 
-from .common import display_path, error_text, human_bytes, printable, safe
+from .common import display_path, echo_json, err_console, error_text, human_bytes, printable, safe
 from .encoding import Settings
 from .inputs import discover_shards, read_input_list
 from .signals import Terminated, sigterm_unwinds
@@ -56,6 +56,7 @@ class ShardOutcome:
     seconds: float = 0.0
     rank: int = 0
     errors: list[str] = field(default_factory=list)
+    stale: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -229,6 +230,10 @@ def run_shards(tasks: list[ShardTask], settings: Settings, console: Console, bat
     for n, task in enumerate(tasks, 1):
         out = safe(display_path(task.output))
         done = None if settings.force else finished(task.output, task.fingerprint())
+        stale = done is not None and not _same_settings(done.settings, settings)
+        if stale:
+            console.print(f"{tag}[yellow]-[/] {out}: complete but made with other settings: stale, re-encoding")
+            done = None
         if done is not None:
             outcomes.append(ShardOutcome.from_manifest(task, done, "skipped", rank))
             console.print(f"{tag}[yellow]-[/] {out}: complete ({len(done.samples)} encoded, {len(done.failures)} "
@@ -248,6 +253,7 @@ def run_shards(tasks: list[ShardTask], settings: Settings, console: Console, bat
             console.print(f"{tag}[red]✗[/] {out}: {safe(error_text(exc))}")
             continue
         outcome = ShardOutcome.from_manifest(task, manifest, "encoded", rank)
+        outcome.stale = stale
         outcomes.append(outcome)
         for e in manifest.errors:
             console.print(f"{tag}  [red]✗[/] {safe(e)}")
@@ -256,6 +262,14 @@ def run_shards(tasks: list[ShardTask], settings: Settings, console: Console, bat
         console.print(f"{tag}[green]✓[/] {out}: {outcome.samples} encoded, {outcome.failures} failed{mean}, "
                       f"{human_bytes(outcome.bytes)}, {outcome.seconds:.1f} s")
     return outcomes
+
+
+def _same_settings(recorded: dict[str, Any], settings: Settings) -> bool:
+    """Whether a manifest's ``settings`` are ``settings`` (``batch``, ``backend`` and ``force`` aside: they do not
+    change the files); a complete shard made with others is stale and re-encoded, as image outputs are."""
+    ignored = ("batch", "backend", "force")
+    current = {k: v for k, v in asdict(settings).items() if k not in ignored}
+    return {k: v for k, v in recorded.items() if k not in ignored} == current
 
 
 def _plan(inputs: tuple[str, ...], input_list: Path | None, outdir: Path, shard_size: int) -> list[ShardTask]:
@@ -300,7 +314,7 @@ def encode_sharded(inputs: tuple[str, ...], input_list: Path | None, outdir: Pat
     """
     rank, world, launched = _part(shard)
     if shard is not None and os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
-        console.print(f"[yellow]warning:[/] --shard {safe(shard)} wins over RANK/WORLD_SIZE: every process of "
+        err_console().print(f"[yellow]warning:[/] --shard {safe(shard)} wins over RANK/WORLD_SIZE: every process of "
                       "this job encodes the same part")
     tasks = _plan(inputs, input_list, outdir, shard_size)
     try:
@@ -344,14 +358,14 @@ def _failed(rows: list[dict[str, Any]]) -> bool:
 
 
 def _summarize(rows: list[dict[str, Any]], elapsed: float, processes: int, as_json: bool, console: Console) -> None:
-    import json
-
-    if as_json:
-        click.echo(json.dumps(rows, indent=2))
     count = {s: sum(r["status"] == s for r in rows) for s in ("encoded", "skipped", "failed")}
     images = sum(r["samples"] for r in rows)
     failures = sum(r["failures"] for r in rows)
     written = sum(r["bytes"] for r in rows if r["status"] == "encoded")
+    if as_json:
+        records = [{**r, "error": "; ".join(r["errors"]) or None} for r in rows]
+        echo_json("encode", records, {**count, "samples": images, "failures": failures, "bytes": written,
+                                      "seconds": round(elapsed, 3), "processes": processes}, ok=not _failed(rows))
     on = f" on {processes} processes" if processes > 1 else ""
     console.print(f"shards: encoded {count['encoded']}, skipped {count['skipped']}, failed {count['failed']}; "
                   f"images: {images} encoded, {failures} failed; {elapsed:.1f} s{on}; wrote {human_bytes(written)}")

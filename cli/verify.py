@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from .common import display_path, err_console, error_text, human_bytes, out_console, printable, safe
+from .common import (display_path, echo_json, echo_tsv, err_console, error_text, human_bytes, info_console,
+                     out_console, printable, safe, stdout_is_terminal, verbosity_options)
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -62,7 +62,10 @@ def _output_shards(specs: tuple[str, ...]) -> list[Path]:
               metavar="FILE",
               help="The input list the set was encoded from (gsi encode --input-list): every line must be encoded "
                    "or listed as a failure exactly once.")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON report (ok, shards, problems, totals) on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON document on stdout (docs/json.md): a record per shard, the problems and totals in "
+                   "the summary.")
+@verbosity_options(verbose=False)
 def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Path | None, as_json: bool) -> None:
     """Check .gsi tar shards written by gsi encode; exit status 1 on any problem.
 
@@ -73,7 +76,8 @@ def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Pa
     accounted for (encoded or failed) by two shards. With --inputs or
     --input-list also: every input key is encoded or listed as a failure in
     its manifest exactly once, no shard comes from another input, and no
-    input changed since it was encoded. Prints a table per shard and the
+    input changed since it was encoded. Prints a table of the shards (one
+    tab-separated line per shard when stdout is not a terminal) and the
     problems (stderr), or a --json report.
 
     \b
@@ -101,26 +105,33 @@ def verify(shards: tuple[str, ...], input_specs: tuple[str, ...], input_list: Pa
             listed = read_input_list(input_list)
         except OSError as exc:
             raise click.ClickException(f"cannot read {input_list}: {error_text(exc)}") from None
-    err = err_console()
+    err, info = err_console(), info_console()
     try:
-        with err.status(f"verifying {len(outputs)} shard(s)...", spinner="dots"):
+        with info.status(f"verifying {len(outputs)} shard(s)...", spinner="dots"):
             report = verify_shards(outputs, input_shards, listed)
     except (ShardError, OSError) as exc:
         raise click.ClickException(error_text(exc)) from None
-    if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2))
-    else:
-        out_console().print(_table(report))
     problems = report.all_problems()
+    totals = report.to_json()["totals"]
+    if as_json:
+        rows = [{"shard": s.shard, "status": "ok" if s.ok else "failed", "error": s.problems[0] if s.problems else None,
+                 "samples": s.samples, "failures": s.failures, "bytes": s.bytes, "gsi_bytes": s.gsi_bytes,
+                 "inputs": s.inputs, "problems": s.problems} for s in report.shards]
+        echo_json("verify", rows, {**totals, "input_keys": report.input_keys, "problems": problems}, ok=report.ok)
+    elif stdout_is_terminal():
+        out_console().print(_table(report))
+    else:
+        echo_tsv(["shard", "samples", "failures", "bytes", "inputs", "status", "problems"],
+                 [[s.shard, s.samples, s.failures, s.bytes, ",".join(s.inputs), "ok" if s.ok else "failed",
+                   "; ".join(s.problems)] for s in report.shards])
     for p in problems:
         err.print(f"[red]✗[/] {safe(p)}")
-    totals = report.to_json()["totals"]
     compared = f"; {report.input_keys} input key(s) compared" if report.input_keys is not None else ""
-    err.print(f"{totals['shards']} shard(s), {totals['samples']} sample(s), {totals['failures']} recorded "
-              f"failure(s), {human_bytes(totals['bytes'])}{compared}")
+    info.print(f"{totals['shards']} shard(s), {totals['samples']} sample(s), {totals['failures']} recorded "
+               f"failure(s), {human_bytes(totals['bytes'])}{compared}")
     if problems:
         raise click.ClickException(f"{len(problems)} problem(s) found")
-    err.print("[green]ok[/]")
+    info.print("[green]ok[/]")
 
 
 def _table(report: VerifyReport) -> Table:

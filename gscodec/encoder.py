@@ -12,9 +12,12 @@ pixels per fit. Rate control, from :class:`EncoderSettings`:
   corrected count if the file misses the size by more than :data:`RATE_TOLERANCE`;
 * ``target_psnr``: the fit stops :data:`PSNR_MARGIN` dB above it (quantized modes);
 * ``quality``: a preset of :mod:`gscodec.presets`, ``auto`` (chosen per image
-  from the density and the float fit's PSNR), or ``float16``/``float32``.
+  from the density and the float fit's PSNR), or ``float16``/``float32``;
+  :func:`encode_image` also takes a number 0..100 (:func:`gscodec.presets.quality_settings`:
+  a density and a preset).
 
-Each file's metadata names its ``source``, the fitted ``psnr`` and the ``encoder``.
+Each file's metadata names its ``source``, the fitted ``psnr``, the ``encoder`` and its ``settings``
+(:meth:`EncoderSettings.describe`, which ``gsi encode`` compares before skipping an existing output).
 """
 
 from __future__ import annotations
@@ -31,12 +34,12 @@ import numpy as np
 from . import __version__
 from .files import error_text
 from .fit import FitConfig, FitResult, fit, fit_batch
-from .fit.effort import effort_row
+from .fit.effort import DEFAULT_EFFORT, effort_row
 from .format import GsiError
 from .format import encode as encode_gsi
 from .imageio import image_to_rgb8, load_image, resize_for_clip
 from .limits import MAX_DIMENSION, MAX_FIT_PIXELS, MAX_GAUSSIANS
-from .presets import PRESETS, resolve_preset
+from .presets import PRESETS, quality_settings, resolve_preset
 from .quantize import Quantization
 
 if TYPE_CHECKING:
@@ -98,6 +101,8 @@ class EncoderSettings:
             raise ValueError(f"iterations must be non-negative, got {self.iterations}")
         if self.target_psnr is not None and math.isnan(self.target_psnr):
             raise ValueError("target_psnr must be a number of dB, got nan")
+        if self.bpp is not None and self.target_psnr is not None:
+            raise ValueError("bpp and target_psnr both set the rate (a file size and a quality to stop at): give one")
         if self.backend not in BACKENDS:
             raise ValueError(f"unknown backend {self.backend!r}; valid: {', '.join(BACKENDS)}")
         if self.effort is not None:
@@ -116,6 +121,28 @@ class EncoderSettings:
         """The fitter's quantization: ``None`` in a float mode; ``"auto"`` is chosen per image by the fitter
         from the density and the float fit's PSNR."""
         return resolve_preset(self.quality) if self.mode == "quantized" else None
+
+    def describe(self) -> str:
+        """The settings that shape the file, as the canonical text its ``settings`` metadata records, e.g.
+        ``"points=900 effort=5 quantization=auto seed=0 format=auto"`` (the rate control that counts, the
+        effort level even when it is the default, then ``iterations``, ``resize`` and ``psnr`` when given).
+        ``backend`` is left out: CPU and GPU fits of the same settings are the same request."""
+        if self.bpp is not None:
+            rate = f"bpp={self.bpp:.6g}"
+        elif self.density is not None:
+            rate = f"density={self.density:.6g}"
+        else:
+            rate = f"points={self.points}"
+        parts = [rate, f"effort={DEFAULT_EFFORT if self.effort is None else self.effort}"]
+        if self.iterations is not None:
+            parts.append(f"iterations={self.iterations}")
+        if self.resize is not None:
+            parts.append(f"resize={self.resize}")
+        if self.target_psnr is not None:
+            parts.append(f"psnr={self.target_psnr:.6g}")
+        parts += [f"quantization={self.quality}", f"seed={self.seed}",
+                  f"format={'auto' if self.format_version is None else self.format_version}"]
+        return " ".join(parts)
 
     def target_bytes(self, width: int, height: int) -> int | None:
         """The ``bpp`` file size of a ``width`` x ``height`` image, if one was asked for."""
@@ -220,7 +247,8 @@ def _serialize(res: FitResult, source: str | None, settings: EncoderSettings, wi
     """The `.gsi` bytes of one fit (on the grid the fitter snapped it to), with its metadata unless ``source``
     is ``None``."""
     start = time.perf_counter()
-    metadata = None if source is None else {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER}
+    metadata = None if source is None else {"source": source, "psnr": f"{res.psnr:.2f}", "encoder": ENCODER,
+                                            "settings": settings.describe()}
     data = encode_gsi(res.gaussians, mode=settings.mode, quantization=res.quantization or Quantization(),
                       metadata=metadata, version=settings.format_version)
     return Fitted(data, res.psnr, res.seconds + time.perf_counter() - start, width, height, res.gaussians.count)
@@ -228,7 +256,7 @@ def _serialize(res: FitResult, source: str | None, settings: EncoderSettings, wi
 
 def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points: int | None = None,
                  density: float | None = None, bpp: float | None = None, psnr: float | None = None,
-                 quality: str = "auto", effort: int | None = None, iterations: int | None = None,
+                 quality: str | float = "auto", effort: int | None = None, iterations: int | None = None,
                  resize: int | None = None, seed: int = 0, backend: str = "cpu", source: str | None = None,
                  metadata: bool = True, progress: Callable[[dict], None] | None = None,
                  format_version: int | None = None) -> bytes:
@@ -239,7 +267,10 @@ def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points:
     :func:`gscodec.imageio.image_to_rgb8` says). Give at most one of ``points``
     (default 900), ``density`` (Gaussians per pixel) and ``bpp`` (target bits
     per pixel, one corrective refit); ``psnr`` stops the fit once the file
-    should reach that many dB. ``quality``, ``effort``, ``iterations``,
+    should reach that many dB. ``quality``: a preset name (as ``gsi encode
+    --quantization``), or a number 0..100 (as ``gsi encode -q``), which sets the
+    density and the preset (:func:`gscodec.presets.quality_settings`) and so
+    excludes ``points``, ``density`` and ``bpp``. ``effort``, ``iterations``,
     ``resize``, ``seed``, ``backend`` and ``format_version`` (``None``: the
     smaller of versions 1 and 2; ``1`` decodes faster) are :class:`EncoderSettings`'. The
     metadata's ``source`` is ``source``, else the path's name, else ``""``;
@@ -250,6 +281,11 @@ def encode_image(image: str | os.PathLike | Image.Image | np.ndarray, *, points:
     """
     if sum(v is not None for v in (points, density, bpp)) > 1:
         raise ValueError("give only one of points, density and bpp")
+    if not isinstance(quality, str):
+        if points is not None or density is not None or bpp is not None:
+            raise ValueError("a quality of 0..100 sets the density: give it without points, density or bpp")
+        chosen = quality_settings(quality)
+        density, quality = chosen.density, chosen.quantization
     settings = EncoderSettings(points=900 if points is None else points, density=density, bpp=bpp, effort=effort,
                                iterations=iterations, resize=resize, quality=quality, seed=seed, target_psnr=psnr,
                                backend=backend, format_version=format_version)

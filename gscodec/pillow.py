@@ -13,7 +13,7 @@ Writing: ``im.save("x.gsi", points=900, quality="auto", effort=5)`` runs the
 fitter (:func:`gscodec.fit.fit`) on the image converted as ``gsi encode``
 converts files (alpha composited on white, EXIF orientation applied, 16-bit
 and greyscale to 8-bit RGB; see :func:`encode_pixels`) and writes the file
-``gsi encode --points N --quality Q --effort E`` writes for the same pixels. Other keyword arguments
+``gsi encode --points N --quantization Q --effort E`` writes for the same pixels. Other keyword arguments
 are ignored, as Pillow's own plugins ignore the options of other formats.
 
 Errors are Pillow's, and the library's: a file that is not a valid `.gsi`
@@ -188,7 +188,7 @@ class GsiDecoder(ImageFile.PyDecoder):
 
 def encode_pixels(image: Image.Image, points: int = 900, quality: str = "auto", effort: int | None = None,
                   source: str = "") -> bytes:
-    """The `.gsi` bytes ``gsi encode --points --quality --effort`` writes for ``image``, with its metadata
+    """The `.gsi` bytes ``gsi encode --points --quantization --effort`` writes for ``image``, with its metadata
     (:func:`gscodec.encode_image` of the loaded image; ``source`` names it in the metadata).
 
     Raises ``ValueError`` for a bad option or an image over the fitter's pixel limit.

@@ -1,4 +1,4 @@
-"""Encoder presets: the named quantization levels and the ``auto`` choice per image.
+"""Encoder presets: the named quantization levels, the ``auto`` choice per image, and the 0..100 quality scale.
 
 Encoder policy, not representation (the representation is :mod:`gscodec.quantize`):
 any quantization decodes the same way; these tables are the bits that gave the
@@ -8,7 +8,7 @@ best PSNR at equal file size on the development photos.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .quantize import Quantization
 
@@ -78,3 +78,43 @@ def resolve_preset(name: str) -> Quantization | str:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown quantization preset {name!r}; valid: auto, {', '.join(PRESETS)}") from None
+
+
+QUALITY_ANCHOR = (10.0, 0.002)
+"""``(quality, Gaussians per pixel)``: the low end of the measured densities, where the dev photos' files came
+out at 27.1 dB, about JPEG's 27.3 dB at quality 10 (``benchmarks/results/rd-dev/points.csv``)."""
+
+QUALITY_PER_DOUBLING = 15.0
+"""Quality steps per doubling of the density. On the dev photos each doubling from 0.002 to 0.03 Gaussians per
+pixel gained about 1.8 dB (27.1, 28.9, 30.9, 32.7 and 34.2 dB at 0.002-0.03), and the scale keeps
+quality 40-70 within about 0.7 dB of JPEG's PSNR at the same quality (30.9/31.6 dB at 40, 34.2/34.0 dB at 70)."""
+
+QUALITY_QUANTIZATION: tuple[tuple[float, str], ...] = ((95.0, "auto"), (100.0, "high"), (math.inf, "max"))
+"""``(quality below which it applies, quantization preset)``: ``auto`` (the rate-distortion-best bits per image)
+up to 95; finer fixed presets for near-lossless requests above it, where size matters least (a choice, not a
+measured optimum)."""
+
+
+@dataclass(frozen=True)
+class QualitySettings:
+    """What a 0..100 quality stands for: a Gaussian ``density`` (per pixel) and a ``quantization`` preset name."""
+
+    quality: float
+    density: float
+    quantization: str
+
+
+def quality_settings(quality: float) -> QualitySettings:
+    """The encoder settings of ``quality`` on the 0..100 scale of ``gsi encode -q`` (as cwebp's ``-q``).
+
+    The density doubles every :data:`QUALITY_PER_DOUBLING` steps from
+    :data:`QUALITY_ANCHOR` (quality 0: 0.0013, 50: 0.0127, 75: 0.040, 100: 0.128
+    Gaussians per pixel); the quantization is :data:`QUALITY_QUANTIZATION`'s.
+    Raises ``ValueError`` outside 0..100.
+    """
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)) or not 0 <= quality <= 100:
+        raise ValueError(f"quality must be a number from 0 to 100, got {quality!r}")
+    q0, d0 = QUALITY_ANCHOR
+    density = d0 * 2.0 ** ((float(quality) - q0) / QUALITY_PER_DOUBLING)
+    preset = next(name for limit, name in QUALITY_QUANTIZATION if quality < limit)
+    return QualitySettings(float(quality), density, preset)

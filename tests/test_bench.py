@@ -261,16 +261,20 @@ def test_cli_json_summary_and_table(runner: CliRunner, photos: Path, tmp_path: P
             "--quality", "jpeg=20,80", "--iterations", str(ITERATIONS)]
     result = runner.invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    summary = doc["summary"]
     assert summary["measured"] == 8 and summary["images"] == ["im0.png", "im1.png"]
-    assert summary["codecs"]["gsi"]["quality"] == ["0.02", "0.05"]
+    assert [r["quality"] for r in doc["records"] if r["codec"] == "gsi"] == ["0.02", "0.05"]
+    assert all(r["status"] == "ok" and r["bpp"] > 0 for r in doc["records"]) and doc["ok"]
     assert {(b["test"], b["anchor"]) for b in summary["bd_rate"]} == {("gsi", "jpeg")}
     assert summary["bd_rate"][0]["points"] == [2, 2] and summary["image_set"] == photos.name
     assert "BD-rate of gsi against jpeg rests on 2 and 2 points (fewer than 4 per curve)" in result.stderr
     assert "measured on Kodak only" in result.stderr and "no BD-rate against it" in result.stderr
     again = runner.invoke(cli, args + ["--limit", "1"])
     assert again.exit_code == 0, again.output
-    assert "BD-rate" in again.stdout and "gsi" in again.stdout and "jpeg" in again.stdout
+    lines = again.stdout.splitlines()  # not a terminal: the RD points and the BD-rates as tab-separated lines
+    assert lines[0].split("\t")[:3] == ["codec", "quality", "bpp"] and len(lines) == 1 + 4 + 1 + 1 + 1
+    assert lines[6].split("\t")[:2] == ["test", "anchor"] and lines[7].split("\t")[:2] == ["gsi", "jpeg"]
     assert "measured 0, reused 4" in again.stderr
 
 
@@ -283,13 +287,13 @@ def test_cli_compares_with_the_published_curve_on_kodak_only(runner: CliRunner, 
             "--gsi-density", "0.02,0.05,0.1,0.2", "--quality", "jpeg=10,30,60,90", "--json"]
     result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    rows = {(b["test"], b["anchor"]): b for b in json.loads(result.stdout)["bd_rate"]}
+    rows = {(b["test"], b["anchor"]): b for b in json.loads(result.stdout)["summary"]["bd_rate"]}
     assert set(rows) == {("gsi", "jpeg"), ("gsi", "gaussianimage-published")}
     assert rows[("gsi", "gaussianimage-published")]["points"] == [4, 4]
     assert "warning" not in result.stderr and "no BD-rate" not in result.stderr  # 4 points a curve: no warning
     fewer = runner.invoke(cli, args + ["--limit", "23"])  # 23 of the 24: not Kodak any more
     assert fewer.exit_code == 0, fewer.output
-    assert {(b["test"], b["anchor"]) for b in json.loads(fewer.stdout)["bd_rate"]} == {("gsi", "jpeg")}
+    assert {(b["test"], b["anchor"]) for b in json.loads(fewer.stdout)["summary"]["bd_rate"]} == {("gsi", "jpeg")}
     assert "measured on Kodak only" in fewer.stderr and "no BD-rate against it" in fewer.stderr
 
 

@@ -28,7 +28,20 @@ FAST = ["--points", "8", "--iterations", "10"]
 
 @pytest.fixture
 def runner() -> CliRunner:
-    return CliRunner(env={"COLUMNS": "200"})
+    return CliRunner(env={"COLUMNS": "200", "TTY_COMPATIBLE": "0"})
+
+
+@pytest.fixture
+def terminal() -> CliRunner:
+    """A runner whose stdout and stderr count as a terminal (rich honours ``TTY_COMPATIBLE``)."""
+    return CliRunner(env={"COLUMNS": "200", "TTY_COMPATIBLE": "1"})
+
+
+def records(result) -> list[dict]:
+    """The records of a ``--json`` document."""
+    doc = json.loads(result.stdout)
+    assert doc["schema_version"] == 1, doc
+    return doc["records"]
 
 
 def _gaussians(count: int = 12, width: int = W, height: int = H, seed: int = 0) -> GaussianImage:
@@ -74,10 +87,10 @@ def test_main_is_the_entry_point(monkeypatch: pytest.MonkeyPatch, capsys: pytest
 # ----------------------------------------------------------------------------- info
 
 
-def test_info_table(runner: CliRunner, tmp_path: Path) -> None:
+def test_info_table(terminal: CliRunner, tmp_path: Path) -> None:
     a = _gsi(tmp_path / "a.gsi", 12, source="cat.png", psnr="31.25")
     b = _gsi(tmp_path / "b.gsi", 7)
-    result = runner.invoke(cli, ["info", str(a), str(b)])
+    result = terminal.invoke(cli, ["info", str(a), str(b)])
     assert result.exit_code == 0, result.output
     out = result.stdout
     for text in ("a.gsi", "b.gsi", "32x24", "quantized", "cat.png", "31.25", "source", "Gaussians", "bpp"):
@@ -89,26 +102,26 @@ def test_info_json_fields(runner: CliRunner, tmp_path: Path) -> None:
     a = _gsi(tmp_path / "a.gsi", 12, source="cat.png", psnr="31.25", encoder="gscodec 0.1.0")
     result = runner.invoke(cli, ["info", "--json", str(a)])
     assert result.exit_code == 0
-    [row] = json.loads(result.stdout)
+    [row] = records(result)
     size = a.stat().st_size
     assert row["file"] == str(a) and row["bytes"] == size
     assert (row["width"], row["height"], row["gaussians"], row["mode"]) == (W, H, 12, "quantized")
     assert row["bytes_per_gaussian"] == pytest.approx(size / 12, abs=1e-3)
-    assert row["bits_per_pixel"] == pytest.approx(8 * size / (W * H), abs=1e-4)
+    assert row["bpp"] == pytest.approx(8 * size / (W * H), abs=1e-4) and row["psnr"] == 31.25
     assert row["compression_ratio"] == pytest.approx(W * H * 3 / size, abs=0.01)
     assert row["metadata"] == {"source": "cat.png", "psnr": "31.25", "encoder": "gscodec 0.1.0"}
     assert row["metadata_length"] + row["payload_length"] + 24 == size
     assert row["version"] == gscodec.decode(a.read_bytes()).header.version
 
 
-def test_info_shows_the_version(runner: CliRunner, tmp_path: Path) -> None:
+def test_info_shows_the_version(runner: CliRunner, terminal: CliRunner, tmp_path: Path) -> None:
     path = _gsi(tmp_path / "a.gsi", 12)
     g = gscodec.read(path).gaussians
     for version in (1, 2):
         gscodec.write(g, path, version=version)
-        [row] = json.loads(runner.invoke(cli, ["info", "--json", str(path)]).stdout)
+        [row] = records(runner.invoke(cli, ["info", "--json", str(path)]))
         assert row["version"] == version
-        table = runner.invoke(cli, ["info", str(path)]).stdout
+        table = terminal.invoke(cli, ["info", str(path)]).stdout
         assert f"quantized v{version}" in table, table
 
 
@@ -124,7 +137,9 @@ def test_info_corrupt_file_reported_others_listed(runner: CliRunner, tmp_path: P
     for name in ("bad.gsi", "short.gsi", "missing.gsi", "3 of 4"):
         assert name in result.stderr
     as_json = runner.invoke(cli, ["info", "--json", str(bad), str(good)])
-    assert as_json.exit_code == 1 and [r["file"] for r in json.loads(as_json.stdout)] == [str(good)]
+    assert as_json.exit_code == 1 and not json.loads(as_json.stdout)["ok"]
+    assert [(r["file"], r["status"]) for r in records(as_json)] == [(str(bad), "failed"), (str(good), "ok")]
+    assert "not" in records(as_json)[0]["error"] and records(as_json)[0]["bytes"] is None
 
 
 def test_info_verify_checks_the_payload(runner: CliRunner, tmp_path: Path) -> None:
@@ -253,7 +268,7 @@ def test_encode_corrupt_image_reported_and_skipped_json_summary(runner: CliRunne
     assert _files(out) == ["good.gsi"]
     assert "broken.png" in result.stderr and "cut.jpg" in result.stderr and "truncated" in result.stderr
     assert "2 of 3" in result.stderr
-    rows = {Path(r["input"]).name: r for r in json.loads(result.stdout)}
+    rows = {Path(r["input"]).name: r for r in records(result)}
     keys = {"input", "output", "psnr", "bytes", "bpp", "seconds", "status", "error"}
     assert sorted(rows) == ["broken.png", "cut.jpg", "good.png"] and all(keys <= set(r) for r in rows.values())
     ok = rows["good.png"]
@@ -266,16 +281,16 @@ def test_encode_corrupt_image_reported_and_skipped_json_summary(runner: CliRunne
 def test_encode_existing_output_skipped_unless_force(runner: CliRunner, tmp_path: Path) -> None:
     img = _image(tmp_path / "in" / "a.png")
     out = tmp_path / "out"
-    assert runner.invoke(cli, ["encode", str(img), "-o", str(out), *FAST]).exit_code == 0
+    assert runner.invoke(cli, ["encode", str(img), "-o", f"{out}/", *FAST]).exit_code == 0  # a folder: ends with /
     target = out / "a.gsi"
     os.utime(target, (1_000_000, 1_000_000))
     again = runner.invoke(cli, ["encode", str(img), "-o", str(out), *FAST, "--json"])
     assert again.exit_code == 0
-    [row] = json.loads(again.stdout)
+    [row] = records(again)
     assert row["status"] == "skipped" and row["bytes"] == target.stat().st_size
     assert target.stat().st_mtime == 1_000_000 and "--force" in again.stderr
     forced = runner.invoke(cli, ["encode", str(img), "-o", str(out), *FAST, "--force", "--json"])
-    assert forced.exit_code == 0 and json.loads(forced.stdout)[0]["status"] == "encoded"
+    assert forced.exit_code == 0 and records(forced)[0]["status"] == "encoded"
     assert target.stat().st_mtime != 1_000_000
 
 
@@ -362,12 +377,12 @@ def test_encode_missing_input_and_glob(runner: CliRunner, tmp_path: Path) -> Non
 
 def test_encode_density_resize_and_quality(runner: CliRunner, tmp_path: Path) -> None:
     img = _image(tmp_path / "a.png", size=(40, 30))
-    result = runner.invoke(cli, ["encode", str(img), "-o", str(tmp_path / "d"), "--density", "0.02",
+    result = runner.invoke(cli, ["encode", str(img), "-o", str(tmp_path / "d") + os.sep, "--density", "0.02",
                                  "--iterations", "10"])
     assert result.exit_code == 0, result.output
     assert gscodec.peek(tmp_path / "d" / "a.gsi").header.count == round(0.02 * 40 * 30)
-    result = runner.invoke(cli, ["encode", str(img), "-o", str(tmp_path / "r"), "--resize", "16",
-                                 "--quality", "float16", *FAST])
+    result = runner.invoke(cli, ["encode", str(img), "-o", str(tmp_path / "r") + os.sep, "--resize", "16",
+                                 "--quantization", "float16", *FAST])
     assert result.exit_code == 0, result.output
     header = gscodec.peek(tmp_path / "r" / "a.gsi").header
     assert (header.width, header.height, header.mode.name) == (16, 16, "FLOAT16")
@@ -379,7 +394,7 @@ def test_encode_batch_of_same_size_images(runner: CliRunner, tmp_path: Path) -> 
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--resize", "12",
                                  "--batch", "3", *FAST, "--json"])
     assert result.exit_code == 0, result.output
-    assert [r["status"] for r in json.loads(result.stdout)] == ["encoded"] * 3
+    assert [r["status"] for r in records(result)] == ["encoded"] * 3
     assert all(gscodec.read(p).header.width == 12 for p in (tmp_path / "out").iterdir())
 
 
@@ -416,7 +431,7 @@ def test_quality_choices_match_the_library_presets() -> None:
     from gscodec.encoder import QUALITIES
     from gscodec_cli.main import cli as gsi
 
-    option = next(p for p in gsi.commands["encode"].params if p.name == "quality")
+    option = next(p for p in gsi.commands["encode"].params if p.name == "quantization")
     assert set(option.type.choices) == set(QUALITIES)
 
 
@@ -427,7 +442,7 @@ def test_encode_bpp_reaches_the_target_size(runner: CliRunner, tmp_path: Path) -
     result = runner.invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--bpp", "1.5", "--iterations", "80",
                                  "--json"])
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)[0]
+    record = records(result)[0]
     assert abs(record["bpp"] - 1.5) <= 0.12 * 1.5
     assert record["gaussians"] < 900
 
@@ -436,7 +451,7 @@ def test_encode_psnr_target_stops_early(runner: CliRunner, tmp_path: Path) -> No
     result = runner.invoke(cli, ["encode", str(PHOTO), "-o", str(tmp_path), "--psnr", "22", "--points", "300",
                                  "--json"])
     assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)[0]
+    record = records(result)[0]
     assert record["psnr"] >= 22 - 0.35
     cfg = cli_encoding.Settings(target_psnr=22.0).config(150, 100)
     assert cfg.target_psnr == pytest.approx(22.0 + encoder.PSNR_MARGIN)

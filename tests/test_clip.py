@@ -362,7 +362,7 @@ def test_cli_train_head_and_classify(tmp_path):
                                         "--pretrained", "none", "--steps", "2", "--batch-size", "3", "--json",
                                         "--checkpoint-dir", str(tmp_path / "ck"), "--checkpoint-every", "1"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
+    [summary] = json.loads(result.stdout)["records"]
     assert summary["steps"] == 2 and summary["stage"] == "distill" and head_path.is_file()
     assert (tmp_path / "ck" / "last.pt").is_file()
     assert read_head_metadata(head_path)["stage"] == "distill"
@@ -381,8 +381,10 @@ def test_cli_train_head_and_classify(tmp_path):
                                               "--json"])
     assert result.exit_code == 1
     assert "broken.gsi" in result.stderr and "Traceback" not in result.output
-    rows = json.loads(result.stdout)
-    assert [r["file"] for r in rows] == files[:3]
+    doc = json.loads(result.stdout)
+    assert [(r["file"], r["status"]) for r in doc["records"]] == [(f, "ok") for f in files[:3]] + [(str(bad), "failed")]
+    assert not doc["ok"] and doc["records"][3]["error"] and doc["records"][3]["predictions"] == []
+    rows = doc["records"][:3]
     assert all(len(r["predictions"]) == 2 and r["predictions"][0]["label"] in {"cat", "dog", "car"} for r in rows)
 
     result = runner.invoke(classify, files[:2] + ["--head", str(stage2), "--labels", "cat,dog", "--top-k", "1"])
@@ -392,14 +394,14 @@ def test_cli_train_head_and_classify(tmp_path):
     result = runner.invoke(classify, files[:1] + ["--rgb", "--model", "gsi-tiny-vit", "--pretrained", "none",
                                                   "--labels", "cat,dog", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)[0]["mode"] == "rgb"
+    assert json.loads(result.stdout)["records"][0]["mode"] == "rgb"
 
     # a decompression bomb among the files: reported and skipped before rendering
     (tmp_path / "bomb.gsi").write_bytes(gscodec.encode(decompression_bomb()))
     result = runner.invoke(classify, files[:1] + [str(tmp_path / "bomb.gsi"), "--rgb", "--model", "gsi-tiny-vit",
                                                   "--pretrained", "none", "--labels", "cat,dog", "--json"])
     assert result.exit_code == 1 and "bomb.gsi" in result.stderr and "decompression bomb" in result.stderr
-    assert [r["file"] for r in json.loads(result.stdout)] == files[:1]
+    assert [r["file"] for r in json.loads(result.stdout)["records"] if r["status"] == "ok"] == files[:1]
 
 
 def test_cli_missing_weights_is_a_clear_error(tmp_path):

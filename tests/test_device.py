@@ -72,7 +72,7 @@ def test_device_auto_and_cpu_encode_and_view_on_cpu(tmp_path: Path, no_cuda: Non
     outs = {}
     for device in ("auto", "cpu"):
         out = tmp_path / device
-        result = CliRunner().invoke(cli, ["encode", str(png), "-o", str(out), "--points", "6", "--iterations", "5",
+        result = CliRunner().invoke(cli, ["encode", str(png), "-o", f"{out}/", "--points", "6", "--iterations", "5",
                                           "--device", device])
         assert result.exit_code == 0, result.output
         outs[device] = (out / "a.gsi").read_bytes()

@@ -87,7 +87,7 @@ def test_torchrun_train_head_resumes_and_ranks_stay_in_sync(tmp_path: Path) -> N
     _shards(tmp_path / "shards")
     first = _train(tmp_path, 2)
     assert first.returncode == 0, first.stderr.decode()
-    a = json.loads(first.stdout)  # one JSON document: rank 0 alone prints and writes
+    [a] = json.loads(first.stdout)["records"]  # one JSON document: rank 0 alone prints and writes
     assert a["steps"] == 2 and a["world_size"] == 2
     assert len(a["parameter_digests"]) == 2 and len(set(a["parameter_digests"])) == 1
     ckpt = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)
@@ -96,7 +96,7 @@ def test_torchrun_train_head_resumes_and_ranks_stay_in_sync(tmp_path: Path) -> N
     second = _train(tmp_path, 4, "--resume", str(tmp_path / "ck" / "last.pt"))
     assert second.returncode == 0, second.stderr.decode()
     assert "resuming at step 2" in second.stderr.decode()
-    b = json.loads(second.stdout)
+    [b] = json.loads(second.stdout)["records"]
     assert b["steps"] == 4 and len(set(b["parameter_digests"])) == 1  # both ranks identical after training
     assert b["parameter_digests"] != a["parameter_digests"]  # and it trained on from step 2
     ckpt = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)

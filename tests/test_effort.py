@@ -64,7 +64,7 @@ def test_unknown_level_is_a_value_error(bad) -> None:
 def test_every_level_encodes_a_valid_file(tmp_path: Path, effort: int) -> None:
     src = _photo(tmp_path / "tiny.png")
     out = tmp_path / "out"
-    result = CliRunner().invoke(cli, ["encode", str(src), "-o", str(out), "--points", "8", "--effort", str(effort)])
+    result = CliRunner().invoke(cli, ["encode", str(src), "-o", f"{out}/", "--points", "8", "--effort", str(effort)])
     assert result.exit_code == 0, result.output
     f = gscodec.read(out / "tiny.gsi")
     assert f.gaussians.count == 8

@@ -201,10 +201,13 @@ def test_printable_and_safe_neutralise_controls_and_markup() -> None:
 
 def test_info_shows_markup_and_escape_sequences_literally(runner: CliRunner, tmp_path: Path) -> None:
     path = _gsi(tmp_path / "[bold]name[red].gsi", source="[/bold]", note="\x1b[2J\x1b]0;owned\x07")
-    result = runner.invoke(cli, ["info", str(path)])  # the example: a MarkupError before
+    table = CliRunner(env={"COLUMNS": "200", "TTY_COMPATIBLE": "1", "NO_COLOR": "1"})
+    result = table.invoke(cli, ["info", str(path)])  # the example: a MarkupError before
     assert result.exit_code == 0, result.output
     assert "[/bold]" in result.output and "[bold]name[red].gsi" in result.output
-    assert "\x1b" not in result.output and "\\x1b[2J" in result.output
+    assert "\x1b[2J" not in result.output and "\\x1b[2J" in result.output
+    piped = CliRunner(env={"TTY_COMPATIBLE": "0"}).invoke(cli, ["info", str(path)])  # tab-separated lines
+    assert piped.exit_code == 0 and "\x1b" not in piped.output and "[bold]name[red].gsi" in piped.output
 
 
 def _descriptions(monkeypatch: pytest.MonkeyPatch) -> list[str]:

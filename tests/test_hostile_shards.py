@@ -51,8 +51,11 @@ def _tar(path: Path, members: list[tuple[tarfile.TarInfo, bytes]]) -> Path:
 
 
 def _verify(runner: CliRunner, *args: str) -> tuple[int, dict]:
+    """The exit status and the summary of ``gsi verify --json`` (totals, ``input_keys`` and ``problems``)."""
     result = runner.invoke(cli, ["verify", *args, "--json"])
-    return result.exit_code, json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    assert doc["command"] == "verify" and doc["ok"] == (result.exit_code == 0)
+    return result.exit_code, doc["summary"]
 
 
 # ----------------------------------------------------------------------------- 4. shards unsafe to unpack

@@ -68,3 +68,30 @@ def test_auto_colour_bits_stop_at_their_cap() -> None:
     for density in (0.001, 0.05):
         assert preset_for_density(density, 60.0).color_bits == MAX_AUTO_COLOR_BITS
         assert preset_for_density(density, 60.0).chroma_bits == MAX_AUTO_COLOR_BITS
+
+
+def test_quality_scale_doubles_the_density_every_15_steps() -> None:
+    from gscodec.presets import QUALITY_ANCHOR, quality_settings
+
+    q0, d0 = QUALITY_ANCHOR
+    assert quality_settings(q0).density == pytest.approx(d0)
+    for q in (0, 10, 37.5, 85):
+        assert quality_settings(q + 15).density == pytest.approx(2 * quality_settings(q).density)
+    densities = [quality_settings(q).density for q in range(101)]
+    assert densities == sorted(densities) and 0 < densities[0] and densities[-1] <= 1
+
+
+def test_quality_scale_quantization_gets_finer_only_at_the_top() -> None:
+    from gscodec.presets import PRESETS, quality_settings
+
+    names = [quality_settings(q).quantization for q in range(101)]
+    assert set(names[:95]) == {"auto"} and set(names[95:100]) == {"high"} and names[100] == "max"
+    assert all(n == "auto" or n in PRESETS for n in names)
+
+
+@pytest.mark.parametrize("bad", [-1, 100.5, float("nan"), "75", True, None])
+def test_quality_outside_0_to_100_is_a_value_error(bad: object) -> None:
+    from gscodec.presets import quality_settings
+
+    with pytest.raises(ValueError, match="quality must be a number from 0 to 100"):
+        quality_settings(bad)  # type: ignore[arg-type]

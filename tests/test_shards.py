@@ -72,8 +72,11 @@ def _members(path: Path) -> list[tuple[str, bytes]]:
 
 
 def _verify(runner: CliRunner, *args: str) -> tuple[int, dict]:
+    """The exit status and the summary of ``gsi verify --json`` (totals, ``input_keys`` and ``problems``)."""
     result = runner.invoke(cli, ["verify", *args, "--json"])
-    return result.exit_code, json.loads(result.stdout)
+    doc = json.loads(result.stdout)
+    assert doc["command"] == "verify" and doc["ok"] == (result.exit_code == 0)
+    return result.exit_code, doc["summary"]
 
 
 # --- torchrun -----------------------------------------------------------------------------------------------
@@ -137,7 +140,7 @@ def test_torchrun_encode_killed_worker_then_resume(tmp_path: Path, runner: CliRu
 
     again = subprocess.run([*cmd, "--json"], capture_output=True, env=env, timeout=180)
     assert again.returncode == 0, again.stderr.decode()
-    rows = json.loads(again.stdout)  # rank 0 alone prints, for both ranks
+    rows = json.loads(again.stdout)["records"]  # rank 0 alone prints, for both ranks
     assert sorted(Path(r["shard"]).name for r in rows) == ["000.tar", "001.tar", "002.tar", "003.tar"]
     assert {r["rank"] for r in rows} == {0, 1}
     skipped = {Path(r["shard"]).stem + ".manifest.json" for r in rows if r["status"] == "skipped"}
@@ -148,7 +151,7 @@ def test_torchrun_encode_killed_worker_then_resume(tmp_path: Path, runner: CliRu
 
     code, report = _verify(runner, str(out), "--inputs", str(tmp_path / "in"))
     assert code == 0, report["problems"]
-    assert report["totals"]["samples"] == report["input_keys"] == len(keys) == 12
+    assert report["samples"] == report["input_keys"] == len(keys) == 12
     encoded = [s.key for shard in sorted(out.glob("*.tar")) for s in iter_samples(shard)]
     assert sorted(encoded) == sorted(keys)  # every input exactly once
 
@@ -168,7 +171,7 @@ def test_corrupt_member_is_recorded_and_the_rest_encoded(tmp_path: Path, runner:
     result = runner.invoke(cli, ["encode", str(src), "-o", str(out), *FAST, "--json"])
     assert result.exit_code == 1, result.output
     assert "k1" in result.stderr and "truncated" in result.stderr and "Traceback" not in result.output
-    [row] = json.loads(result.stdout)
+    [row] = json.loads(result.stdout)["records"]
     assert (row["status"], row["samples"], row["failures"]) == ("encoded", 2, 2)
     m = read_manifest(out / "a.tar")
     assert [s.key for s in m.samples] == ["k0", "k2"]
@@ -178,10 +181,11 @@ def test_corrupt_member_is_recorded_and_the_rest_encoded(tmp_path: Path, runner:
     assert m.inputs[0].path == str(src.resolve()) and m.inputs[0].bytes == src.stat().st_size
     assert [n for n, _ in _members(out / "a.tar")] == ["k0.gsi", "k0.txt", "k2.gsi", "k2.txt"]
     code, report = _verify(runner, str(out), "--inputs", str(src))
-    assert code == 0 and report["totals"]["failures"] == 2 and report["input_keys"] == 4, report["problems"]
+    assert code == 0 and report["failures"] == 2 and report["input_keys"] == 4, report["problems"]
 
     again = runner.invoke(cli, ["encode", str(src), "-o", str(out), *FAST, "--json"])
-    assert again.exit_code == 1 and json.loads(again.stdout)[0]["status"] == "skipped"  # failures stay reported
+    # failures stay reported
+    assert again.exit_code == 1 and json.loads(again.stdout)["records"][0]["status"] == "skipped"
 
     # verify finds damage: a flipped byte inside a .gsi member, then a missing manifest
     data = bytearray((out / "a.tar").read_bytes())
@@ -222,14 +226,15 @@ def test_shard_option_covers_every_input_once(tmp_path: Path, runner: CliRunner,
         result = runner.invoke(cli, ["encode", f"{tmp_path}/in/{{000..004}}.tar", "-o", str(out), *FAST,
                                      "--shard", f"{i}/2", "--json"])
         assert result.exit_code == 0, result.output
-        parts.append(sorted(Path(r["shard"]).name for r in json.loads(result.stdout)))
+        parts.append(sorted(Path(r["shard"]).name for r in json.loads(result.stdout)["records"]))
     assert parts == [["000.tar", "002.tar", "004.tar"], ["001.tar", "003.tar"]]
     code, report = _verify(runner, str(out), "--inputs", str(tmp_path / "in" / "*.tar"))
     assert code == 0 and report["input_keys"] == len(keys), report["problems"]
 
     result = runner.invoke(cli, ["encode", str(tmp_path / "in"), "-o", str(out), *FAST, "--json"])
     assert result.exit_code == 0, result.output  # RANK=2 of WORLD_SIZE=3 without torchrun: index 2 only
-    assert [(Path(r["shard"]).name, r["status"]) for r in json.loads(result.stdout)] == [("002.tar", "skipped")]
+    rows = json.loads(result.stdout)["records"]
+    assert [(Path(r["shard"]).name, r["status"]) for r in rows] == [("002.tar", "skipped")]
 
     monkeypatch.delenv("RANK")
     monkeypatch.delenv("WORLD_SIZE")
