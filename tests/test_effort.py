@@ -34,7 +34,7 @@ def test_higher_levels_never_do_less_work() -> None:
 
     costs = [cost(EFFORTS[k]) for k in sorted(EFFORTS)]
     assert costs == sorted(costs) and costs[0] < costs[-1]
-    for name in ("iterations", "refit_shape_iters", "refit_iters", "code_sweeps"):
+    for name in ("iterations", "refit_shape_iters", "refit_iters", "code_sweeps", "grid_sweeps"):
         values = [EFFORTS[k][name] for k in sorted(EFFORTS)]
         assert values == sorted(values), name
 

@@ -1,4 +1,4 @@
-"""Integer refinement of quantized colour codes: a better lattice point than rounding.
+"""Integer refinement of quantized codes, colours and positions: a better lattice point than rounding.
 
 Rounding each colour to its nearest code ignores that overlapping Gaussians can
 compensate each other's rounding errors. With the geometry fixed, the image
@@ -8,8 +8,9 @@ from moving Gaussian ``k``'s colour by ``u`` is
 (the integral of the squared footprint). Each sweep computes the colour
 gradient with one forward and backward pass, picks every Gaussian's best
 single-code move, and applies a random share of the improving moves (all of
-them at once would overshoot where neighbours overlap). The file format is
-untouched: only which codes the encoder writes changes.
+them at once would overshoot where neighbours overlap). Positions get the same
+treatment with a Gauss-Newton model of the error (:func:`refine_position_codes`).
+The file format is untouched: only which codes the encoder writes changes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
-from ..quantize import COLOR_YCOCG, Quantization, dequantize, quantize, snap
+from ..quantize import COLOR_YCOCG, Quantization, dequantize, morton_order, quantize, snap
 from ..raster import rasterize_sum
 
 
@@ -97,3 +98,131 @@ def refine_color_codes(
     with torch.no_grad():
         final = float(_loss(current, target, current.colors, backend))
     return current if final < best_loss else best
+
+
+_MOVES = np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)], dtype=np.float64)
+
+
+def refine_position_codes(
+    g: GaussianImage,
+    target: torch.Tensor,
+    q: Quantization,
+    sweeps: int = 16,
+    share: float = 0.6,
+    seed: int = 0,
+) -> GaussianImage:
+    """Move positions of the snapped image ``g`` to neighbouring grid points while the error drops (CPU).
+
+    The change of ``L = 0.5 * sum(err^2)`` from moving Gaussian ``k`` by ``u``
+    (px) is modelled as ``grad_k . u + 0.5 u^T H_k u`` with the Gauss-Newton
+    ``H_k = |c_k|^2 (pi l11 l22 / 2) Sigma_k^-1`` (the integral of the squared
+    footprint's derivative). Each sweep moves a random share of the Gaussians
+    whose best of the 8 neighbouring grid points predicts a drop, and the result
+    is kept only while the clamped error falls. Returns an image on the grid of ``q``.
+    """
+    from ..raster.cpu import squared_error_grad, target_blocks
+
+    if g.count == 0 or sweeps <= 0:
+        return g
+    blocks = target_blocks(target[None])
+    counts = torch.tensor([g.count])
+    step = 2.0 ** -q.position_bits
+    rng = np.random.default_rng(seed)
+
+    def evaluate(x: GaussianImage) -> tuple[float, np.ndarray]:
+        sse, g_means, _, _ = squared_error_grad(torch.as_tensor(x.means)[None], torch.as_tensor(x.chol)[None],
+                                                torch.as_tensor(x.colors)[None], x.width, x.height, counts, blocks)
+        return 0.5 * float(sse[0]), 0.5 * g_means[0].double().numpy()
+
+    best_loss, grad = evaluate(g)
+    best = g
+    for _ in range(sweeps):
+        chol = np.asarray(best.chol, dtype=np.float64)
+        col = np.asarray(best.colors, dtype=np.float64)
+        l11, l21, l22 = chol[:, 0], chol[:, 1], chol[:, 2]
+        a = (col ** 2).sum(1) * (math.pi * np.abs(l11 * l22) / 2) / np.maximum((l11 * l22) ** 2, 1e-12)
+        # H = a * [[l21^2 + l22^2, -l11 l21], [-l11 l21, l11^2]]
+        u = _MOVES * step  # (8, 2)
+        quad = 0.5 * a[:, None] * ((l21 ** 2 + l22 ** 2)[:, None] * u[None, :, 0] ** 2
+                                   - 2 * (l11 * l21)[:, None] * u[None, :, 0] * u[None, :, 1]
+                                   + (l11 ** 2)[:, None] * u[None, :, 1] ** 2)
+        gain = grad @ u.T + quad  # (N, 8)
+        choice = gain.argmin(1)
+        pick = (gain[np.arange(g.count), choice] < 0) & (rng.random(g.count) < share)
+        if not pick.any():
+            break
+        means = np.asarray(best.means, dtype=np.float64).copy()
+        means[pick] += u[choice[pick]]
+        means[:, 0] = np.clip(means[:, 0], 0.0, g.width)
+        means[:, 1] = np.clip(means[:, 1], 0.0, g.height)
+        trial = GaussianImage(g.width, g.height, means.astype(np.float32), best.chol, best.colors)
+        loss, trial_grad = evaluate(trial)
+        if loss >= best_loss:
+            break
+        best, best_loss, grad = trial, loss, trial_grad
+    order = torch.from_numpy(morton_order(best, q.position_bits))
+    return GaussianImage(g.width, g.height, torch.as_tensor(best.means)[order], torch.as_tensor(best.chol)[order],
+                         torch.as_tensor(best.colors)[order])
+
+
+def refine_shape_codes(
+    g: GaussianImage,
+    target: torch.Tensor,
+    q: Quantization,
+    sweeps: int = 16,
+    share: float = 0.6,
+    seed: int = 0,
+) -> GaussianImage:
+    """Move the shape codes (``log2 l11``, ``log2 l22``, shear) of ``g`` by single steps while the error drops (CPU).
+
+    ``g``: positions and shapes on the grid of ``q``, in Morton order; its colours may be free (they are kept).
+    Gauss-Newton curvatures of ``L = 0.5 * sum(err^2)`` per field (a footprint's integrals):
+    ``|c|^2 l11 l22 pi (3 + s^2) / 4`` for ``ln l11`` and ``ln l22``, ``|c|^2 l11 l22 pi / 4`` for the shear ``s``.
+    """
+    from ..raster.cpu import squared_error_grad, target_blocks
+    from .init import shape_from_chol, shape_grad
+
+    if g.count == 0 or sweeps <= 0:
+        return g
+    blocks = target_blocks(target[None])
+    counts = torch.tensor([g.count])
+    qg = quantize(g, q)
+    if not np.array_equal(morton_order(g, q.position_bits), np.arange(g.count)):
+        raise ValueError("refine_shape_codes needs Gaussians in Morton order")
+    s_scale, _, s_shear = (float(s) for s in qg.steps[:3])
+    unit = np.array([math.log(2.0) * s_scale, s_shear, math.log(2.0) * s_scale])  # code step in (ln l11, s, ln l22)
+    field_of = (0, 2, 1)  # the code row of each shape parameter
+    colors = torch.as_tensor(g.colors)
+    rng = np.random.default_rng(seed)
+
+    def evaluate(chol: torch.Tensor) -> tuple[float, np.ndarray]:
+        sse, _, g_chol, _ = squared_error_grad(torch.as_tensor(g.means)[None], chol[None], colors[None], g.width,
+                                               g.height, counts, blocks)
+        grad = shape_grad(g_chol[0], chol, shape_from_chol(chol))
+        return 0.5 * float(sse[0]), 0.5 * grad.double().numpy()
+
+    codes = qg.codes.copy()
+    chol = torch.as_tensor(g.chol)
+    best_loss, grad = evaluate(chol)
+    for _ in range(sweeps):
+        c = chol.double().numpy()
+        area = np.abs(c[:, 0] * c[:, 2]) * (colors.double().numpy() ** 2).sum(1)
+        s2 = (c[:, 1] / c[:, 2]) ** 2
+        curv = np.stack([area * math.pi * (3 + s2) / 4, area * math.pi / 4, area * math.pi * (3 + s2) / 4], 1)
+        gain = np.concatenate([grad * unit + 0.5 * curv * unit ** 2, -grad * unit + 0.5 * curv * unit ** 2], 1)
+        choice = gain.argmin(1)
+        pick = (gain[np.arange(g.count), choice] < 0) & (rng.random(g.count) < share)
+        if not pick.any():
+            break
+        trial_codes = codes.copy()
+        for m in range(6):
+            sel = pick & (choice == m)
+            trial_codes[field_of[m % 3], sel] += 1 if m < 3 else -1
+        trial = type(qg)(qg.width, qg.height, qg.position_bits, qg.color_transform, qg.ix, qg.iy, qg.offsets,
+                         qg.steps, trial_codes)
+        trial_chol = torch.as_tensor(dequantize(trial).chol)
+        loss, trial_grad = evaluate(trial_chol)
+        if loss >= best_loss:
+            break
+        codes, chol, best_loss, grad = trial_codes, trial_chol, loss, trial_grad
+    return GaussianImage(g.width, g.height, g.means, chol, colors)

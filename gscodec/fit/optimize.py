@@ -145,6 +145,9 @@ class FitConfig:
         refit_shape_iters: Adam steps on shapes and colours after the positions
             are snapped, before the shapes are (0 disables it).
         code_sweeps: sweeps of the colour-code refinement (:mod:`gscodec.fit.codes`).
+        grid_sweeps: sweeps of the position and of the shape-code refinement on the
+            file's grid (:func:`gscodec.fit.codes.refine_position_codes`,
+            :func:`gscodec.fit.codes.refine_shape_codes`).
         seed: random seed (sampling of centres).
         target_psnr: stop as soon as the (unquantized) PSNR reaches this many dB.
         backend: rasterizer backend (see :mod:`gscodec.raster`); ``"cuda"`` also
@@ -184,6 +187,7 @@ class FitConfig:
     refit_iters: int | None = None
     refit_shape_iters: int | None = None
     code_sweeps: int | None = None
+    grid_sweeps: int | None = None
     seed: int = 0
     target_psnr: float | None = None
     backend: str = "cpu"
@@ -555,7 +559,8 @@ def _finish(results: list[dict], targets: torch.Tensor,
     for q in dict.fromkeys(qs):  # one batched refit per distinct grid
         idx = [i for i in range(b) if qs[i] == q]
         snapped, p_q = quantize_refit([gs[i] for i in idx], targets[idx], q, cfg.refit_iters, cfg.backend,
-                                      code_sweeps=cfg.code_sweeps, shape_iters=cfg.refit_shape_iters)
+                                      code_sweeps=cfg.code_sweeps, shape_iters=cfg.refit_shape_iters,
+                                      grid_sweeps=cfg.grid_sweeps)
         for i, g, pq in zip(idx, snapped, p_q):
             out[i] = (g, float(pq), p_float[i], q)
     return out

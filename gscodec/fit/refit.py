@@ -10,6 +10,9 @@ least-squares problem. :func:`quantize_refit` therefore
 2. with the positions on the grid, runs a few Adam steps on the still-free
    shapes and colours (:func:`finetune_shapes`), so they absorb the position
    error, and snaps again (now the shapes land on the grid too),
+2b. moves positions to neighbouring grid points, then shape codes by single
+   steps, where that lowers the error (:func:`gscodec.fit.codes.refine_position_codes`,
+   :func:`gscodec.fit.codes.refine_shape_codes`),
 3. re-solves the colours for the snapped geometry by conjugate gradients,
    starting from the float colours (batched over images, fast renderer),
 4. snaps again (only the colours move; the geometry is already on the grid),
@@ -31,7 +34,7 @@ from ..quantize import morton_order
 from ..raster import rasterize_sum
 from ..raster.cpu import squared_error_grad, target_blocks
 from .adam import adam_step
-from .codes import refine_color_codes
+from .codes import refine_color_codes, refine_position_codes, refine_shape_codes
 from .init import MIN_SCALE, SHEAR_LIMIT, chol_from_shape, shape_from_chol, shape_grad, solve_colors
 
 
@@ -108,6 +111,7 @@ def quantize_refit(
     backend: str = "cpu",
     code_sweeps: int = 24,
     shape_iters: int = 0,
+    grid_sweeps: int = 0,
 ) -> tuple[list[GaussianImage], torch.Tensor]:
     """Snap each fit to the grid of ``q``, refitting colours for the snapped geometry.
 
@@ -120,6 +124,9 @@ def quantize_refit(
             snapped colour codes (0 keeps rounding to the nearest code).
         shape_iters: Adam steps on shapes and colours with the positions already
             snapped (:func:`finetune_shapes`) before the shapes are snapped too.
+        grid_sweeps: sweeps of :func:`gscodec.fit.codes.refine_position_codes`, then as many of
+            :func:`gscodec.fit.codes.refine_shape_codes`, once the geometry is on the grid, before the
+            colours are re-solved.
         backend: rasterizer backend.
 
     Returns:
@@ -143,6 +150,12 @@ def quantize_refit(
         base = [snap(GaussianImage(p.width, p.height, p.means, new_chol[i, : p.count], colors[i, : p.count]), q)
                 for i, p in enumerate(plain)]
         means, chol, _, counts = _padded(base)
+    if grid_sweeps > 0:
+        # with the geometry on the grid, a neighbouring grid point may suit a Gaussian better than the nearest
+        base = [refine_shape_codes(refine_position_codes(
+            GaussianImage(p.width, p.height, p.means, p.chol, colors[i, : p.count]), targets[i], q, grid_sweeps),
+            targets[i], q, grid_sweeps) for i, p in enumerate(base)]
+        means, chol, colors, counts = _padded(base)
     refit = base
     if iters > 0:
         colors = solve_colors(means, chol, colors, targets, iters, backend, counts)
