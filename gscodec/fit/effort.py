@@ -22,8 +22,8 @@ Fields of a row:
   file's grid, then as many that move shape codes by one step, where that
   lowers the error (:func:`gscodec.fit.codes.refine_position_codes`,
   :func:`gscodec.fit.codes.refine_shape_codes`). On four textured 384x240
-  crops at level 3: positions +0.38 dB at 0.008 and +0.58 dB at 0.03
-  Gaussians/px, shapes +0.26 / +0.35 dB more, at the same rate; 16 sweeps
+  crops at level 3: positions +0.38 dB at 0.008 and +0.55 dB at 0.03
+  Gaussians/px, shapes +0.26 / +0.39 dB more, at the same rate; 16 sweeps
   with 60% of the moves per sweep beat 8 or 24 with 30%;
 * ``events``, ``events_until``, ``densify_events``: densify/prune events, the
   share of the steps by which they are done, and how many of them add
