@@ -148,11 +148,13 @@ def _png(pixels: np.ndarray) -> bytes:
 def build_split(photos: Sequence[str | os.PathLike], out_dir: str | os.PathLike, split: str, per_photo: int, *,
                 size: int = 64, points: int = 150, effort: int = 1, seed: int = 0, shard_size: int = 256,
                 scales: Sequence[float] = DEFAULT_SCALES, jitter: bool = True, rank: int = 0, world_size: int = 1,
-                verify: bool = True, log: Log = print) -> list[Path]:
+                verify: bool = True, max_shards: int | None = None, log: Log = print) -> list[Path]:
     """Build (or resume) the shards of one split; returns all its shard paths (this process builds
     ``shards[rank::world_size]``).
 
     Each crop is ``size`` x ``size`` pixels fitted with ``points`` Gaussians at fitter ``effort``.
+    ``max_shards``: only the first that many shards of the plan (a prefix of the split: the same crops as
+    in the whole split's first shards).
     """
     from ..encoder import ENCODER, EncoderSettings, fit_images
     from ..imageio import load_image
@@ -166,7 +168,7 @@ def build_split(photos: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
     settings = {"format": SET_FORMAT, "size": size, "points": points, "effort": effort, "seed": seed,
                 "shard_size": shard_size, "scales": list(scales), "jitter": jitter}
     encoder_settings = EncoderSettings(points=points, effort=effort)
-    paths = shard_paths(out, split, len(items), shard_size)
+    paths = shard_paths(out, split, len(items), shard_size)[:max_shards]
     cache: dict[str, np.ndarray] = {}
     for index in range(rank, len(paths), world_size):
         shard = paths[index]

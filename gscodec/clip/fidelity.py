@@ -28,7 +28,8 @@ def fidelity_metrics(emb: torch.Tensor, teacher: torch.Tensor, classifier: torch
     """Metrics of ``emb`` against ``teacher`` (both ``(B, E)``; normalized here).
 
     ``gallery``: also report ``retrieval@1_gN``, the mean retrieval@1 over random galleries of ``N`` crops
-    (every crop in one gallery per round, 20 rounds), comparable across sets of different sizes.
+    (every crop in one gallery per round, 20 rounds), comparable across sets of different sizes; the
+    whole set's when it is smaller.
     """
     emb, teacher = F.normalize(emb.float(), dim=-1), F.normalize(teacher.float(), dim=-1)
     n = len(emb)
@@ -40,7 +41,9 @@ def fidelity_metrics(emb: torch.Tensor, teacher: torch.Tensor, classifier: torch
     if classifier is not None:
         c = F.normalize(classifier.float(), dim=-1)
         out["zero_shot_agreement"] = float(((emb @ c.T).argmax(1) == (teacher @ c.T).argmax(1)).float().mean())
-    if gallery is not None and 1 < gallery < n:
+    if gallery is not None and gallery >= n:
+        out[f"retrieval@1_g{gallery}"] = out["retrieval@1"]  # the whole set is smaller than one gallery
+    elif gallery is not None and gallery > 1:
         gen = torch.Generator().manual_seed(seed)
         hits, total = 0.0, 0
         for _ in range(20):
