@@ -103,7 +103,7 @@ def train_head(head, clip, train_ds: DistillDataset, val_ds: DistillDataset, arg
         if (cfg.steps or 0) <= 0 and cfg.epochs <= 0:
             continue
         trainer = Trainer(head, clip, train_ds, cfg, device="cpu")
-        cfg.eval_every = max(1, trainer.total_steps // args.evals_per_phase)
+        cfg.eval_every = args.eval_every or max(1, trainer.total_steps // 4)
         if name == "token":
             cfg.select_metric = "retrieval@1"
 
@@ -157,7 +157,8 @@ def main() -> None:
     ap.add_argument("--joint-token-weight", type=float, default=0.5)
     ap.add_argument("--contrast-weight", type=float, default=0.1)
     ap.add_argument("--gaussian-dropout", type=float, default=0.0)
-    ap.add_argument("--evals-per-phase", type=int, default=5)
+    ap.add_argument("--eval-every", type=int, default=0,
+                    help="validation metrics every N steps, logged (0: four times per phase)")
     ap.add_argument("--time-limit", type=float, default=3600, help="seconds per run (checked between phases)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
