@@ -89,6 +89,7 @@ def train_head(head, clip, train_ds: DistillDataset, val_ds: DistillDataset, arg
     evaluate = evaluator(val_ds, classifier)
     summary = {"phases": []}
     start = time.perf_counter()
+    best = None  # (validation retrieval@1, phase, step, state): the best head over all phases
     phases = [("token", TrainConfig(stage="distill", steps=args.token_steps or None, epochs=args.token_epochs, batch_size=args.batch_size,
                                     lr=args.token_lr, token_weight=1.0, embed_weight=0.0, weight_decay=0.05,
                                     gaussian_dropout=args.gaussian_dropout, seed=args.seed, cache_targets=False,
@@ -115,12 +116,17 @@ def train_head(head, clip, train_ds: DistillDataset, val_ds: DistillDataset, arg
                     f"{time.perf_counter() - start:6.0f} s")
 
         out = trainer.run(progress=progress, evaluate=evaluate)
+        if trainer.best is not None and (best is None or trainer.best[0] > best[0]):
+            best = (trainer.best[0], name, trainer.best[1], {k: v.clone() for k, v in trainer.best[2].items()})
         summary["phases"].append({"phase": name, "steps": out["steps"], "seconds": out["seconds"],
                                   "best_step": out.get("best_step"), "history": trainer.history,
                                   "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")}})
         if time.perf_counter() - start > args.time_limit:
             log(f"    time limit of {args.time_limit:.0f} s reached after phase {name}")
             break
+    if best is not None:
+        head.load_state_dict(best[3])
+        summary["selected"] = {"phase": best[1], "step": best[2], "val_retrieval@1": best[0]}
     summary["seconds"] = time.perf_counter() - start
     return head, summary
 
