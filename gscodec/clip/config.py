@@ -91,6 +91,15 @@ class ResamplerConfig:
             a grid of K slots, to the output tokens (a fixed per-slot offset, so
             the trunk sees tokens shaped like its patch tokens; it does not
             depend on the order of the Gaussians).
+        output_norm: layer-normalize the output tokens (False: a free linear
+            output, which can match the trunk's patch tokens, whose norms vary).
+        spatial_bias: add to the attention logit of slot ``k`` (a cell of the
+            K-slot grid) for Gaussian ``i`` a learned multiple (per layer and
+            head, starting at 1) of the log of their overlap,
+            ``log integral g_i(x) N(x; c_k, s^2 I) dx`` with ``c_k`` the cell's
+            centre and ``s = spatial_sigma`` cells: slots start out reading the
+            Gaussians of their own cell, as patch tokens read their patch.
+        spatial_sigma: the window's standard deviation in cells.
     """
 
     depth: int = 1
@@ -98,6 +107,9 @@ class ResamplerConfig:
     mlp_ratio: float = 4.0
     add_pos_embed: bool = True
     attn_dim: int | None = None
+    output_norm: bool = True
+    spatial_bias: bool = False
+    spatial_sigma: float = 0.5
 
     def __post_init__(self) -> None:
         if self.depth < 1:
@@ -106,6 +118,8 @@ class ResamplerConfig:
             raise ConfigError(f"resampler.heads must be >= 1, got {self.heads}")
         if not self.mlp_ratio >= 0:
             raise ConfigError(f"resampler.mlp_ratio must be >= 0, got {self.mlp_ratio}")
+        if not self.spatial_sigma > 0:
+            raise ConfigError(f"resampler.spatial_sigma must be > 0, got {self.spatial_sigma}")
         if self.attn_dim is not None:
             if self.attn_dim < 1:
                 raise ConfigError(f"resampler.attn_dim must be >= 1, got {self.attn_dim}")

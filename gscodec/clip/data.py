@@ -7,7 +7,8 @@ A sample is a dict::
      "key":    str,            the file (or tar member key),
      "index":  int,            position in a map-style dataset (-1 for tar streams),
      "caption": str,           when captions are known,
-     "image":  (3, S, S)       the teacher's input from the original image, when asked for}
+     "image":  (3, S, S)       the teacher's input from the original image, when asked for,
+     "target": (E,)            the teacher's cached embedding (distillation sets), when known}
 
 :func:`collate_splats` pads a list of samples to the largest ``N`` of the batch
 and returns a :class:`SplatBatch` whose ``mask`` is True for real Gaussians.
@@ -54,7 +55,7 @@ class DataError(ClipHeadError):
 
 def gaussians_to_params(g: GaussianImage) -> torch.Tensor:
     """``(N, 8)`` float32 ``x, y, l11, l21, l22, r, g, b`` of a :class:`GaussianImage`."""
-    return torch.cat([g.means, g.chol, g.colors], 1)
+    return torch.cat([torch.as_tensor(g.means), torch.as_tensor(g.chol), torch.as_tensor(g.colors)], 1).float()
 
 
 def sample_from_gaussians(g: GaussianImage, key: str = "", index: int = -1) -> dict[str, Any]:
@@ -75,6 +76,7 @@ class SplatBatch:
         indices: ``(B,)`` dataset indices (-1 for streams).
         captions: one per sample, or None.
         images: ``(B, 3, S, S)`` teacher inputs, or None.
+        targets: ``(B, E)`` cached teacher embeddings (L2-normalized), or None.
     """
 
     params: torch.Tensor
@@ -84,6 +86,7 @@ class SplatBatch:
     indices: torch.Tensor | None = None
     captions: list[str] | None = None
     images: torch.Tensor | None = None
+    targets: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.params.shape[0])
@@ -92,13 +95,13 @@ class SplatBatch:
         """The tensors moved to ``device``."""
         mv = lambda t: None if t is None else t.to(device, non_blocking=non_blocking)  # noqa: E731
         return SplatBatch(mv(self.params), mv(self.mask), mv(self.sizes), self.keys, self.indices, self.captions,
-                          mv(self.images))
+                          mv(self.images), mv(self.targets))
 
     def pin_memory(self) -> "SplatBatch":
         """Pinned host copies (used by ``DataLoader(pin_memory=True)``)."""
         pin = lambda t: None if t is None else t.pin_memory()  # noqa: E731
         return SplatBatch(pin(self.params), pin(self.mask), pin(self.sizes), self.keys, self.indices, self.captions,
-                          pin(self.images))
+                          pin(self.images), pin(self.targets))
 
 
 def collate_splats(samples: Sequence[dict[str, Any] | None]) -> SplatBatch | None:
@@ -120,8 +123,9 @@ def collate_splats(samples: Sequence[dict[str, Any] | None]) -> SplatBatch | Non
     sizes = torch.stack([s["size"] for s in samples])
     captions = [s["caption"] for s in samples] if all("caption" in s for s in samples) else None
     images = torch.stack([s["image"] for s in samples]) if all("image" in s for s in samples) else None
+    targets = torch.stack([s["target"] for s in samples]) if all("target" in s for s in samples) else None
     indices = torch.tensor([int(s.get("index", -1)) for s in samples], dtype=torch.long)
-    return SplatBatch(params, mask, sizes, [s["key"] for s in samples], indices, captions, images)
+    return SplatBatch(params, mask, sizes, [s["key"] for s in samples], indices, captions, images, targets)
 
 
 def batch_from_gaussians(images: Sequence[GaussianImage]) -> SplatBatch:

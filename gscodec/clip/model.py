@@ -44,6 +44,39 @@ def slot_grid(num_tokens: int, grid: tuple[int, int]) -> tuple[int, int]:
     return best
 
 
+def spatial_log_overlap(params: torch.Tensor, sizes: torch.Tensor, slots: tuple[int, int],
+                        sigma_cells: float) -> torch.Tensor:
+    """``(B, K, N)`` log of the overlap of every Gaussian with every slot's window, in normalized coordinates.
+
+    ``log integral exp(-d_i(x)^2 / 2) N(x; c_k, S) dx = (log det Sigma_i - log det(Sigma_i + S)) / 2
+    - (c_k - mu_i)^T (Sigma_i + S)^{-1} (c_k - mu_i) / 2`` for Gaussian ``i`` (mean ``mu_i``, covariance
+    ``Sigma_i``, peak 1) and slot ``k`` of the ``slots = (rows, cols)`` grid (centre ``c_k``, row-major, rows
+    along y), ``S = diag(sx^2, sy^2)`` with ``sx = sigma_cells / cols``, ``sy = sigma_cells / rows``.
+
+    Args:
+        params: ``(B, N, 8)`` raw ``x, y, l11, l21, l22, r, g, b`` (pixels); sizes: ``(B, 2)`` ``(width, height)``.
+    """
+    rows, cols = slots
+    p = params.float()
+    w = sizes[:, 0].float().view(-1, 1)
+    h = sizes[:, 1].float().view(-1, 1)
+    u, v = p[..., 0] / w, p[..., 1] / h
+    l11, l21, l22 = p[..., 2].abs() / w, p[..., 3] / h, p[..., 4].abs() / h
+    a, b, c = l11 * l11, l11 * l21, l21 * l21 + l22 * l22  # Sigma_i = [[a, b], [b, c]]
+    sx2, sy2 = (sigma_cells / cols) ** 2, (sigma_cells / rows) ** 2
+    a2, c2 = a + sx2, c + sy2
+    det2 = a2 * c2 - b * b
+    tiny = torch.finfo(torch.float32).tiny
+    log_norm = 0.5 * (torch.log((l11 * l22).square().clamp_min(tiny)) - torch.log(det2.clamp_min(tiny)))  # (B, N)
+    cu = (torch.arange(cols, device=p.device, dtype=torch.float32) + 0.5) / cols
+    cv = (torch.arange(rows, device=p.device, dtype=torch.float32) + 0.5) / rows
+    du = cu.repeat(rows).view(1, -1, 1) - u.unsqueeze(1)  # (B, K, N)
+    dv = cv.repeat_interleave(cols).view(1, -1, 1) - v.unsqueeze(1)
+    inv = 1.0 / det2.clamp_min(tiny).unsqueeze(1)
+    d2 = (c2.unsqueeze(1) * du * du - 2 * b.unsqueeze(1) * du * dv + a2.unsqueeze(1) * dv * dv) * inv
+    return log_norm.unsqueeze(1) - 0.5 * d2
+
+
 class GaussianCLIPHead(nn.Module):
     """Embeds padded batches of Gaussians into an open_clip embedding space.
 
@@ -79,7 +112,8 @@ class GaussianCLIPHead(nn.Module):
         heads = rc.num_heads(dim, _trunk_heads(trunk))
         self.stem = SplatStem(config.stem, dim)
         self.resampler = PerceiverResampler(dim, config.num_tokens, rc.depth, heads, rc.mlp_ratio, width=width,
-                                            norm_tokens=rc.attn_dim is None)
+                                            norm_tokens=rc.attn_dim is None, output_norm=rc.output_norm,
+                                            spatial_bias=rc.spatial_bias)
         self.slots = slot_grid(config.num_tokens, tuple(trunk.grid_size))
         self._slot_pos_cache: tuple[tuple, torch.Tensor] | None = None
 
@@ -119,10 +153,13 @@ class GaussianCLIPHead(nn.Module):
         scal = scalar_features(params, sizes)
         shared = self.resampler.shared(self.stem.norm.weight.dtype)
         pad = ~mask
+        rc = self.config.resampler
+        bias = spatial_log_overlap(params, sizes, self.slots, rc.spatial_sigma) if rc.spatial_bias else None
         if step >= b:
-            x = self.resampler(self.stem.project(scal), pad, shared)
+            x = self.resampler(self.stem.project(scal), pad, shared, bias)
         else:
-            x = torch.cat([self.resampler(self.stem.project(scal[i:i + step]), pad[i:i + step], shared)
+            x = torch.cat([self.resampler(self.stem.project(scal[i:i + step]), pad[i:i + step], shared,
+                                          None if bias is None else bias[i:i + step])
                            for i in range(0, b, step)])
         if self.config.resampler.add_pos_embed:
             x = x + self.slot_pos_embed().to(x.dtype)

@@ -53,6 +53,11 @@ class CrossAttentionBlock(nn.Module):
         hidden = int(round(dim * mlp_ratio))
         self.ff = (nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
                    if hidden > 0 else None)
+        self.bias_scale: nn.Parameter | None = None
+
+    def enable_spatial_bias(self) -> None:
+        """Add the learned per-head scale of the spatial attention bias (starting at 1)."""
+        self.bias_scale = nn.Parameter(torch.ones(self.heads))
 
     def shared(self, latents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """For latents ``(K, D)`` shared by the batch: ``(normed latents, q (K, D), latent kv (K, 2D))``."""
@@ -60,7 +65,8 @@ class CrossAttentionBlock(nn.Module):
         return lat, self.q(lat), self.kv(lat)
 
     def forward(self, latents: torch.Tensor, tokens: torch.Tensor, keep: torch.Tensor | None,
-                shared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                shared: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             latents: ``(B, K, D)``, or ``(K, D)`` shared by the whole batch
@@ -69,6 +75,7 @@ class CrossAttentionBlock(nn.Module):
             keep: ``(B, N + K)`` bool, True for the keys to attend to (real
                 Gaussians and the latents), or None for all of them.
             shared: :meth:`shared` of ``(K, D)`` latents, if already computed.
+            bias: ``(B, K, N)`` spatial log-overlaps (used when the block has a ``bias_scale``).
 
         Returns:
             ``(B, K, D)`` updated latents.
@@ -86,6 +93,12 @@ class CrossAttentionBlock(nn.Module):
         kv = torch.cat([self.kv(self.norm_tokens(tokens)), kv_lat.expand(b, k, 2 * d)], 1)  # (B, N + K, 2D)
         key, value = kv.view(b, n + k, 2, h, hd).permute(2, 0, 3, 1, 4)
         attn_mask = None if keep is None else keep[:, None, None, :]
+        if bias is not None and self.bias_scale is not None:
+            add = bias.unsqueeze(1) * self.bias_scale.view(1, h, 1, 1).to(bias.dtype)  # (B, h, K, N)
+            add = torch.cat([add, add.new_zeros(b, h, k, k)], -1)
+            if attn_mask is not None:
+                add = add.masked_fill(~attn_mask, float("-inf"))
+            attn_mask = add.to(q.dtype)
         x = F.scaled_dot_product_attention(q, key, value, attn_mask=attn_mask)
         latents = latents + self.out(x.transpose(1, 2).reshape(b, k, d))
         return latents if self.ff is None else latents + self.ff(latents)
@@ -103,7 +116,8 @@ class PerceiverResampler(nn.Module):
     """
 
     def __init__(self, dim: int, num_tokens: int, depth: int, heads: int, mlp_ratio: float,
-                 width: int | None = None, norm_tokens: bool = True) -> None:
+                 width: int | None = None, norm_tokens: bool = True, output_norm: bool = True,
+                 spatial_bias: bool = False) -> None:
         super().__init__()
         width = dim if width is None else width
         self.num_tokens = num_tokens
@@ -112,7 +126,10 @@ class PerceiverResampler(nn.Module):
         self.latents = nn.Parameter(torch.randn(num_tokens, dim) * dim ** -0.5)
         self.layers = nn.ModuleList(CrossAttentionBlock(dim, heads, mlp_ratio, norm_tokens) for _ in range(depth))
         self.proj = nn.Linear(dim, width) if width != dim else nn.Identity()
-        self.norm = nn.LayerNorm(width)
+        self.norm = nn.LayerNorm(width) if output_norm else nn.Identity()
+        if spatial_bias:
+            for layer in self.layers:
+                layer.enable_spatial_bias()
 
     def shared(self, dtype: torch.dtype | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """``(latents (K, dim), first layer's shared q / kv)``: input-independent, computed once per batch.
@@ -123,12 +140,14 @@ class PerceiverResampler(nn.Module):
         return latents, self.layers[0].shared(latents)
 
     def forward(self, tokens: torch.Tensor, key_padding_mask: torch.Tensor | None = None,
-                shared: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None) -> torch.Tensor:
+                shared: tuple[torch.Tensor, tuple[torch.Tensor, ...]] | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             tokens: ``(B, N, dim)``.
             key_padding_mask: ``(B, N)`` bool, True where ``tokens`` is padding (ignored), or None.
             shared: :meth:`shared` (computed here if None).
+            bias: ``(B, K, N)`` spatial log-overlaps for layers with a spatial bias, or None.
 
         Returns:
             ``(B, K, width)``.
@@ -141,5 +160,5 @@ class PerceiverResampler(nn.Module):
         latents, first = self.shared(tokens.dtype) if shared is None else shared
         for i, layer in enumerate(self.layers):
             # The first layer's latents are the learned (K, dim) ones, broadcast over the batch.
-            latents = layer(latents, tokens, keep, first if i == 0 else None)
+            latents = layer(latents, tokens, keep, first if i == 0 else None, bias)
         return self.norm(self.proj(latents))

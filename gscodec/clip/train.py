@@ -78,6 +78,20 @@ class TrainConfig:
         cache_targets: keep teacher (or text) embeddings per dataset index (map-style data).
         checkpoint_every: save a checkpoint every this many steps (0: only at the end when a directory is set).
         checkpoint_dir: folder for ``last.pt``.
+        contrast_weight: distillation: weight of an added InfoNCE term that makes each head embedding closer
+            to its own teacher embedding than to the batch's others (what retrieval@1 measures); 0: off.
+        contrast_temperature: its temperature (cosine units).
+        token_weight: distillation: weight of a token-level loss, the squared error between the resampled
+            tokens (plus slot positions) and the teacher's patch embedding of the same pixels (its first,
+            linear layer, resampled to the slot grid; plus positions), relative to the targets' mean square.
+            Needs the teacher inputs (``images``) in the batch.
+        embed_weight: distillation: weight of the embedding loss (``2 - 2 cos``); 0 with ``contrast_weight``
+            0 skips the trunk altogether (token-level training only: several times cheaper).
+        gaussian_dropout: fraction of real Gaussians masked out at random in each training batch (regularizer).
+        eval_every: call the ``evaluate`` function given to :meth:`Trainer.run` every this many steps (and at
+            the end); 0: only at the end when one is given.
+        select_metric: with ``evaluate``, restore at the end the head of the evaluation where this metric (a
+            key of its dict, higher is better) was best; ``""``: keep the last head.
 
     Under ``torchrun`` every process uses the same config; ``batch_size`` and
     ``workers`` are per process.
@@ -101,6 +115,13 @@ class TrainConfig:
     cache_targets: bool = True
     checkpoint_every: int = 0
     checkpoint_dir: str | None = None
+    contrast_weight: float = 0.0
+    contrast_temperature: float = 0.05
+    token_weight: float = 0.0
+    embed_weight: float = 1.0
+    gaussian_dropout: float = 0.0
+    eval_every: int = 0
+    select_metric: str = ""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -111,6 +132,16 @@ class TrainConfig:
             raise ValueError(f"batch_size must be positive, got {self.batch_size}")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if not 0.0 <= self.gaussian_dropout < 1.0:
+            raise ValueError(f"gaussian_dropout must be in [0, 1), got {self.gaussian_dropout}")
+        if self.token_weight < 0 or self.embed_weight < 0 or self.contrast_weight < 0:
+            raise ValueError("loss weights must be non-negative")
+        if self.stage == "distill" and self.token_weight == self.embed_weight == self.contrast_weight == 0:
+            raise ValueError("every distillation loss weight is 0")
+        if self.contrast_temperature <= 0:
+            raise ValueError(f"contrast_temperature must be positive, got {self.contrast_temperature}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be non-negative, got {self.eval_every}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
 
 
@@ -209,6 +240,8 @@ class Trainer:
         if not self.iterable and len(dataset) == 0:  # type: ignore[arg-type]
             raise DataError("the training set is empty")
         if self.world_size > 1:
+            if config.token_weight > 0:
+                raise ValueError("the token-level loss runs in one process (it calls the head directly)")
             self._split_data()
         per_rank = None if self.iterable else math.ceil(len(dataset) / self.world_size)  # type: ignore[arg-type]
         self.steps_per_epoch = None if per_rank is None else math.ceil(per_rank / config.batch_size)
@@ -240,6 +273,8 @@ class Trainer:
         self._batches: Iterator[SplatBatch | None] | None = None
         self.last_loss = float("nan")
         self.resumed_total_steps: int | None = None
+        self.history: list[dict[str, Any]] = []
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
 
     def _amp_dtype(self) -> torch.dtype | None:
         p = self.config.precision
@@ -311,6 +346,8 @@ class Trainer:
         return torch.stack([self._cache[k] for k in idx]).to(self.device)
 
     def _teacher_targets(self, batch: SplatBatch) -> torch.Tensor:
+        if batch.targets is not None:  # cached by the distillation set: the teacher does not run
+            return batch.targets.to(self.device, torch.float32)
         if batch.images is None:
             raise DataError("distillation needs the original images (teacher inputs) with every .gsi")
 
@@ -319,6 +356,22 @@ class Trainer:
                 return self.clip.model.encode_image(batch.images[rows].to(self.device), normalize=True).float()
 
         return self._cached(batch, compute)
+
+    @torch.no_grad()
+    def _token_targets(self, batch: SplatBatch) -> torch.Tensor:
+        """``(B, K, width)``: the teacher's patch embedding of the batch's images on the slot grid, plus the
+        slot positions (what :meth:`GaussianCLIPHead.tokens` should produce)."""
+        if batch.images is None:
+            raise DataError("token-level distillation needs the teacher inputs (images) in every batch")
+        visual = self.clip.model.visual
+        grid = visual.conv1(batch.images.to(self.device, visual.conv1.weight.dtype)).float()  # (B, width, gh, gw)
+        rows, cols = self.head.slots
+        if tuple(grid.shape[-2:]) != (rows, cols):
+            grid = F.interpolate(grid, size=(rows, cols), mode="area")
+        tokens = grid.flatten(2).transpose(1, 2)
+        if self.head.config.resampler.add_pos_embed:
+            tokens = tokens + self.head.slot_pos_embed().float()
+        return tokens
 
     def _text_targets(self, batch: SplatBatch) -> torch.Tensor:
         if batch.captions is None:
@@ -339,12 +392,38 @@ class Trainer:
     def loss(self, batch: SplatBatch) -> torch.Tensor:
         """The stage's loss for one batch (on the trainer's device)."""
         b = batch.to(self.device, non_blocking=True)
+        mask = b.mask
+        p = self.config.gaussian_dropout
+        if p > 0 and self.model.training:
+            keep = torch.rand(mask.shape, device=mask.device) >= p
+            keep[:, 0] = True  # at least one Gaussian per image
+            mask = mask & keep
+        cfg = self.config
+        if cfg.stage == "distill":
+            need_emb = cfg.embed_weight > 0 or cfg.contrast_weight > 0
+            with self._autocast():
+                if self.world_size > 1:  # through DistributedDataParallel (no token loss there)
+                    tokens, emb = None, F.normalize(self.model(b.params, mask, b.sizes).float(), dim=-1)
+                else:
+                    tokens = self.head.tokens(b.params, mask, b.sizes)
+                    emb = F.normalize(self.head.encode_tokens(tokens).float(), dim=-1) if need_emb else None
+            loss = torch.zeros((), device=self.device)
+            if cfg.token_weight > 0 and tokens is not None:
+                target_tokens = self._token_targets(b)
+                err = (tokens.float() - target_tokens).pow(2).sum(-1).mean()
+                loss = loss + cfg.token_weight * err / target_tokens.pow(2).sum(-1).mean().clamp_min(1e-12)
+            if emb is not None:
+                target = self._teacher_targets(batch)
+                if cfg.embed_weight > 0:
+                    loss = loss + cfg.embed_weight * (emb - target).pow(2).sum(-1).mean()
+                if cfg.contrast_weight > 0 and len(emb) > 1:
+                    logits = emb @ target.T / cfg.contrast_temperature
+                    loss = loss + cfg.contrast_weight * F.cross_entropy(
+                        logits, torch.arange(len(emb), device=emb.device))
+            return loss
         with self._autocast():
-            emb = self.model(b.params, b.mask, b.sizes)
+            emb = self.model(b.params, mask, b.sizes)
         emb = F.normalize(emb.float(), dim=-1)
-        if self.config.stage == "distill":
-            target = self._teacher_targets(batch)
-            return (emb - target).pow(2).sum(-1).mean()
         text = self._text_targets(batch)
         model = self.clip.model
         bias = getattr(model, "logit_bias", None)
@@ -388,16 +467,39 @@ class Trainer:
         self._last_batch_size = len(batch)
         return self.last_loss
 
-    def run(self, until: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None) -> dict:
+    def _evaluate(self, evaluate: Callable[[GaussianCLIPHead], dict[str, float]], start: float) -> dict[str, Any]:
+        self.head.eval()
+        with torch.no_grad():
+            result = {"step": self.step, "seconds": time.perf_counter() - start, **evaluate(self.head)}
+        self.history.append(result)
+        metric = self.config.select_metric
+        if metric:
+            if metric not in result:
+                raise ClipHeadError(f"select_metric {metric!r} is not among the evaluation's keys "
+                                    f"{sorted(result)}")
+            if self.best is None or result[metric] > self.best[0]:
+                self.best = (float(result[metric]), self.step,
+                             {k: v.detach().clone() for k, v in self.head.state_dict().items()})
+        return result
+
+    def run(self, until: int | None = None, progress: Callable[[dict[str, Any]], None] | None = None,
+            evaluate: Callable[[GaussianCLIPHead], dict[str, float]] | None = None) -> dict:
         """Train up to step ``until`` (default: the total), saving checkpoints as configured.
 
+        ``evaluate(head) -> {metric: value}`` (held-out metrics) runs every
+        ``eval_every`` steps and after the last; each result (with ``step`` and
+        ``seconds``) goes to :attr:`history` and to ``progress`` as ``"eval"``.
+        With ``select_metric`` the best evaluated head is restored at the end.
+
         Returns a summary: ``steps``, ``loss`` (last), ``mean_loss`` (of this
-        call), ``seconds``, ``images``.
+        call), ``seconds``, ``images``, and with ``evaluate`` ``eval`` (the
+        last result) and ``best_step``.
         """
         end = min(self.total_steps, until if until is not None else self.total_steps)
         start = time.perf_counter()
         images, losses = 0, []
         cfg = self.config
+        last_eval = None
         while self.step < end:
             t0 = time.perf_counter()
             loss = self.train_step()
@@ -408,13 +510,28 @@ class Trainer:
                 progress({"step": self.step, "total": self.total_steps, "loss": loss,
                           "lr": self.scheduler.get_last_lr()[0], "images_per_s": self._last_batch_size / max(dt, 1e-9),
                           "epoch": self.epoch, "seconds": time.perf_counter() - start})
+            if evaluate is not None and cfg.eval_every and self.step % cfg.eval_every == 0 and self.step < end:
+                last_eval = self._evaluate(evaluate, start)
+                if progress is not None:
+                    progress({"step": self.step, "total": self.total_steps, "eval": last_eval})
             if cfg.checkpoint_dir and cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
-        if cfg.checkpoint_dir and self.step >= self.total_steps:
+        train_seconds = time.perf_counter() - start
+        out: dict[str, Any] = {}
+        if cfg.checkpoint_dir and self.step >= self.total_steps:  # the last state, before any best is restored
             self.save_checkpoint(Path(cfg.checkpoint_dir) / "last.pt")
+        if evaluate is not None:
+            last_eval = self._evaluate(evaluate, start)
+            if progress is not None:
+                progress({"step": self.step, "total": self.total_steps, "eval": last_eval})
+            out["eval"] = last_eval
+            out["best_step"] = self.step
+            if self.best is not None and self.best[1] != self.step:
+                self.head.load_state_dict(self.best[2])
+                out["best_step"] = self.best[1]
         self.head.eval()
         return {"steps": self.step, "loss": self.last_loss, "mean_loss": sum(losses) / max(1, len(losses)),
-                "seconds": time.perf_counter() - start, "images": images}
+                "seconds": time.perf_counter() - start, "train_seconds": train_seconds, "images": images, **out}
 
     # --- checkpoints --------------------------------------------------------------------------------------
 
