@@ -143,6 +143,45 @@ def test_encoder_round_trips_through_the_spec_decoder(seed: int) -> None:
         assert used >= len(coded) and (raw_bits + 7) // 8 == len(raw)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_numba_decoder_matches_the_spec_text_on_damaged_streams(seed: int) -> None:
+    """Random coded bytes, shorter than what the Gaussians read (the decoder reads far past their end, the
+    zero bytes there included) and random raw bits: the same symbols, bytes and bits consumed as the spec's text."""
+    rng = np.random.default_rng(seed)
+    coded = rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8).tobytes()
+    raw = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    n, p, shift = 120, int(rng.integers(0, 5)), int(rng.integers(0, 32))
+    got = decode_symbols(coded, raw, n, 2 * p, shift)
+    try:
+        want = spec_decode(coded, raw, n, p, shift)
+    except TruncatedError:  # the spec's reader stops at the first raw bit past the end; compare up to it
+        assert got[4] > 8 * len(raw)
+        return
+    assert [int(v) for v in got[0]] == want[0] and [int(v) for v in got[1]] == want[1]
+    np.testing.assert_array_equal(got[2], want[2])
+    assert (got[3], got[4]) == (want[3], want[4])
+
+
+def test_numba_decoder_reads_zeros_past_the_coded_bytes() -> None:
+    """Eight coded bytes and a thousand Gaussians: the decoder reads over a thousand zero bytes past the end,
+    several times its padding, exactly as the spec's text does."""
+    coded, raw, n = b"\xff" * 8, b"\0" * 1000, 1000
+    got = decode_symbols(coded, raw, n, 0, 0)
+    want = spec_decode(coded, raw, n, 0, 0)
+    assert got[3] == want[3] > 1000 and got[4] == want[4]
+    np.testing.assert_array_equal(got[2], want[2])
+    assert [int(v) for v in got[0]] == want[0]
+
+
+def test_adaptation_by_one_shift_is_the_spec_update() -> None:
+    """The decoder's ``P + ((T - P) >> s)``, ``T = 2**s - 1`` after a 1, is the spec's ``P - (P >> s)``
+    (and ``T = 65536`` after a 0 its ``P + ((65536 - P) >> s)``) for every ``P`` and shift."""
+    p = np.arange(1, 65536, dtype=np.int64)
+    for s in range(1, 7):
+        np.testing.assert_array_equal(p + (((1 << s) - 1 - p) >> s), p - (p >> s))
+        np.testing.assert_array_equal(p + ((65536 - p) >> s), p + ((65536 - p) >> s))
+
+
 QUANTIZATIONS = [Quantization(), Quantization(position_bits=0, scale_bits=12, shear_bits=10, color_bits=11,
                                               chroma_bits=11, color_transform=COLOR_RGB),
                  Quantization(position_bits=4, scale_bits=4, shear_bits=2, color_bits=3, chroma_bits=2)]
