@@ -13,9 +13,10 @@ import torch
 import gscodec
 from gscodec.format import HeaderError, ParameterError, StreamError, TruncatedError, UnsupportedVersionError
 from gscodec.format.header import HEADER_SIZE
-from gscodec.format.payload import parse_quantized, parse_quantized_v2
+from gscodec.format.payload import _dequantize, dequantized, parse_quantized, parse_quantized_v2
 from gscodec.format.rangecoder import choose_delta_shift, decode_symbols, encode_symbols
-from gscodec.quantize import COLOR_RGB, Quantization, QuantizedGaussians, morton_encode, quantize
+from gscodec.quantize import (COLOR_RGB, COLOR_YCOCG, Quantization, QuantizedGaussians, dequantize, fields_to_params,
+                              grid_positions, morton_encode, quantize)
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 
@@ -180,6 +181,30 @@ def test_adaptation_by_one_shift_is_the_spec_update() -> None:
     for s in range(1, 7):
         np.testing.assert_array_equal(p + (((1 << s) - 1 - p) >> s), p - (p >> s))
         np.testing.assert_array_equal(p + ((65536 - p) >> s), p + ((65536 - p) >> s))
+
+
+@pytest.mark.parametrize("transform", [COLOR_RGB, COLOR_YCOCG])
+def test_decoder_dequantization_is_the_normative_arithmetic(transform: int) -> None:
+    """The decoder's one-pass dequantization gives quantize.dequantize's float32 values bit for bit (NaN and
+    infinities included), for fitted-like codes and for any codes, offsets and steps a file may hold."""
+    rng = np.random.default_rng(transform)
+    n = 20000
+    codes = np.concatenate([rng.integers(-300, 300, (6, n // 2)), rng.integers(-(2**32) + 1, 2**32, (6, n // 2))], 1)
+    ix, iy = rng.integers(0, 16384 * 16, n), rng.integers(0, 16384 * 16, n)
+    for offsets, steps in ((np.array([0.5, -0.25, 0.0, 0.4, 0.0, 0.01]), Quantization().steps()),
+                           (rng.standard_normal(6) * 50, np.exp(rng.uniform(-20, 3, 6))),
+                           (rng.standard_normal(6), np.exp(rng.uniform(-40, -20, 6)))):
+        o, st = np.asarray(offsets, np.float32), np.asarray(steps, np.float32)
+        means, chol, colors = _dequantize(codes, o, st, ix, iy, 3, transform == COLOR_YCOCG)
+        fields = o.astype(np.float64)[:, None] + st.astype(np.float64)[:, None] * codes.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want_chol, want_colors = fields_to_params(fields, transform)
+        for got, want in ((means, grid_positions(ix, iy, 3)), (chol, want_chol), (colors, want_colors)):
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    g = _gaussians(200, 150, 3000, 11)
+    qg = quantize(g, Quantization(color_transform=transform))
+    for name in ("means", "chol", "colors"):
+        np.testing.assert_array_equal(np.asarray(getattr(dequantized(qg), name)), np.asarray(getattr(dequantize(qg), name)))
 
 
 QUANTIZATIONS = [Quantization(), Quantization(position_bits=0, scale_bits=12, shear_bits=10, color_bits=11,
