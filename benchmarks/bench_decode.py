@@ -10,9 +10,13 @@ its two stages alone (and, for a quantized file, the parse of the same codes
 written as the other format version: version 1's zstd tokens against
 version 2's range coder), the previous render path (the autograd numba kernel
 through torch, then ``to_uint8``) and Pillow's JPEG decode. The ratio of each
-round is its .gsi time over its JPEG time; median and min are printed. The
-cold start (a fresh process importing gscodec, reading, rendering) is timed
-with the numba cache and with an empty one (compilation from scratch).
+round is its .gsi time over its JPEG time; median and min are printed. Beside
+the wall time, each call's CPU time (the process's, all threads) and its ratio
+to JPEG's: on a shared machine, other processes' load stretches the two-thread
+render's wall time far more than the one-thread JPEG decode's, the CPU time
+much less. The cold start (a fresh process importing gscodec, reading,
+rendering) is timed with the numba cache and with an empty one (compilation
+from scratch).
 """
 
 from __future__ import annotations
@@ -115,21 +119,26 @@ def main() -> None:
     for fn in fns.values():
         fn()  # warm-up: numba cache load, allocator
     times: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.repeats):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             fn()
+            cpu[name].append(1e3 * (time.process_time() - start_cpu))
             times[name].append(1e3 * (time.perf_counter() - start))
-    jpeg = times["Pillow JPEG"]
+    jpeg, jpeg_cpu = times["Pillow JPEG"], cpu["Pillow JPEG"]
     print(f"photo {args.photo} at {w}x{h}; .gsi: {g.count} Gaussians, {len(gsi_bytes)} bytes, {psnr:.2f} dB; "
           f"JPEG q{args.jpeg_quality}: {len(jpeg_bytes)} bytes; {args.repeats} interleaved rounds; "
           f"numba threads {__import__('numba').get_num_threads()}; load average {os.getloadavg()[0]:.1f}")
-    print("| decoder | median ms | min ms | ratio to JPEG, median (min) of rounds |")
-    print("| --- | --- | --- | --- |")
+    print("| decoder | median ms | min ms | ratio to JPEG, median (min) of rounds | CPU ms, all threads, median | "
+          "CPU ratio to JPEG, median |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, ts in times.items():
         ratios = [a / b for a, b in zip(ts, jpeg)]
+        cpu_ratios = [a / b for a, b in zip(cpu[name], jpeg_cpu)]
         print(f"| {name} | {statistics.median(ts):.2f} | {min(ts):.2f} | "
-              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}x) |")
+              f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}x) | {statistics.median(cpu[name]):.2f} | "
+              f"{statistics.median(cpu_ratios):.2f}x |")
     if not args.no_cold:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "image.gsi"

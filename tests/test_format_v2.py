@@ -13,9 +13,10 @@ import torch
 import gscodec
 from gscodec.format import HeaderError, ParameterError, StreamError, TruncatedError, UnsupportedVersionError
 from gscodec.format.header import HEADER_SIZE
-from gscodec.format.payload import parse_quantized, parse_quantized_v2
+from gscodec.format.payload import _dequantize, dequantized, parse_quantized, parse_quantized_v2
 from gscodec.format.rangecoder import choose_delta_shift, decode_symbols, encode_symbols
-from gscodec.quantize import COLOR_RGB, Quantization, QuantizedGaussians, morton_encode, quantize
+from gscodec.quantize import (COLOR_RGB, COLOR_YCOCG, Quantization, QuantizedGaussians, dequantize, fields_to_params,
+                              grid_positions, morton_encode, quantize)
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 
@@ -141,6 +142,69 @@ def test_encoder_round_trips_through_the_spec_decoder(seed: int) -> None:
         assert d == [int(v) for v in deltas] and f == [int(v) for v in fractions]
         np.testing.assert_array_equal(q, codes)
         assert used >= len(coded) and (raw_bits + 7) // 8 == len(raw)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numba_decoder_matches_the_spec_text_on_damaged_streams(seed: int) -> None:
+    """Random coded bytes, shorter than what the Gaussians read (the decoder reads far past their end, the
+    zero bytes there included) and random raw bits: the same symbols, bytes and bits consumed as the spec's text."""
+    rng = np.random.default_rng(seed)
+    coded = rng.integers(0, 256, int(rng.integers(0, 40)), dtype=np.uint8).tobytes()
+    raw = rng.integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    n, p, shift = 120, int(rng.integers(0, 5)), int(rng.integers(0, 32))
+    got = decode_symbols(coded, raw, n, 2 * p, shift)
+    try:
+        want = spec_decode(coded, raw, n, p, shift)
+    except TruncatedError:  # the spec's reader stops at the first raw bit past the end; compare up to it
+        assert got[4] > 8 * len(raw)
+        return
+    assert [int(v) for v in got[0]] == want[0] and [int(v) for v in got[1]] == want[1]
+    np.testing.assert_array_equal(got[2], want[2])
+    assert (got[3], got[4]) == (want[3], want[4])
+
+
+def test_numba_decoder_reads_zeros_past_the_coded_bytes() -> None:
+    """Eight coded bytes and a thousand Gaussians: the decoder reads over a thousand zero bytes past the end,
+    several times its padding, exactly as the spec's text does."""
+    coded, raw, n = b"\xff" * 8, b"\0" * 1000, 1000
+    got = decode_symbols(coded, raw, n, 0, 0)
+    want = spec_decode(coded, raw, n, 0, 0)
+    assert got[3] == want[3] > 1000 and got[4] == want[4]
+    np.testing.assert_array_equal(got[2], want[2])
+    assert [int(v) for v in got[0]] == want[0]
+
+
+def test_adaptation_by_one_shift_is_the_spec_update() -> None:
+    """The decoder's ``P + ((T - P) >> s)``, ``T = 2**s - 1`` after a 1, is the spec's ``P - (P >> s)``
+    (and ``T = 65536`` after a 0 its ``P + ((65536 - P) >> s)``) for every ``P`` and shift."""
+    p = np.arange(1, 65536, dtype=np.int64)
+    for s in range(1, 7):
+        np.testing.assert_array_equal(p + (((1 << s) - 1 - p) >> s), p - (p >> s))
+        np.testing.assert_array_equal(p + ((65536 - p) >> s), p + ((65536 - p) >> s))
+
+
+@pytest.mark.parametrize("transform", [COLOR_RGB, COLOR_YCOCG])
+def test_decoder_dequantization_is_the_normative_arithmetic(transform: int) -> None:
+    """The decoder's one-pass dequantization gives quantize.dequantize's float32 values bit for bit (NaN and
+    infinities included), for fitted-like codes and for any codes, offsets and steps a file may hold."""
+    rng = np.random.default_rng(transform)
+    n = 20000
+    codes = np.concatenate([rng.integers(-300, 300, (6, n // 2)), rng.integers(-(2**32) + 1, 2**32, (6, n // 2))], 1)
+    ix, iy = rng.integers(0, 16384 * 16, n), rng.integers(0, 16384 * 16, n)
+    for offsets, steps in ((np.array([0.5, -0.25, 0.0, 0.4, 0.0, 0.01]), Quantization().steps()),
+                           (rng.standard_normal(6) * 50, np.exp(rng.uniform(-20, 3, 6))),
+                           (rng.standard_normal(6), np.exp(rng.uniform(-40, -20, 6)))):
+        o, st = np.asarray(offsets, np.float32), np.asarray(steps, np.float32)
+        means, chol, colors = _dequantize(codes, o, st, ix, iy, 3, transform == COLOR_YCOCG)
+        fields = o.astype(np.float64)[:, None] + st.astype(np.float64)[:, None] * codes.astype(np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            want_chol, want_colors = fields_to_params(fields, transform)
+        for got, want in ((means, grid_positions(ix, iy, 3)), (chol, want_chol), (colors, want_colors)):
+            np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    g = _gaussians(200, 150, 3000, 11)
+    qg = quantize(g, Quantization(color_transform=transform))
+    for name in ("means", "chol", "colors"):
+        np.testing.assert_array_equal(np.asarray(getattr(dequantized(qg), name)), np.asarray(getattr(dequantize(qg), name)))
 
 
 QUANTIZATIONS = [Quantization(), Quantization(position_bits=0, scale_bits=12, shear_bits=10, color_bits=11,

@@ -243,3 +243,26 @@ def test_decompression_bomb_is_refused_unless_allowed() -> None:
         gscodec.render(bomb, backend="torch")
     assert gscodec.render(bomb, max_overlap=None).shape == (64, 64, 3)  # rendered on request
     assert gscodec.render(decompression_bomb(1000, color=1e-6)).shape == (64, 64, 3)  # under the budget: rendered
+
+
+def test_flush_to_zero_is_restored_on_every_thread() -> None:
+    """The decoder's recurrence kernels run with flush-to-zero set around each band's Gaussians: afterwards every
+    numba thread's SSE control register is as before, and denormals survive arithmetic again."""
+    from numba import njit, prange
+
+    from gscodec.raster.strips import MXCSR_FTZ, mxcsr
+
+    @njit(parallel=True)
+    def controls(n: int) -> np.ndarray:
+        out = np.empty(n, np.int64)
+        for i in prange(n):
+            out[i] = mxcsr()
+        return out
+
+    before = set(controls(64).tolist())
+    g = random_gaussians(300, 120, 200, 4)
+    render_numpy(*_arrays(g), 120, 200, uint8=True)
+    render_numpy(*_arrays(g), 120, 200)
+    after = set(controls(64).tolist())
+    assert after == before and not any(v & MXCSR_FTZ for v in after)
+    assert np.float32(1e-38) * np.float32(0.01) > 0

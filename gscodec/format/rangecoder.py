@@ -235,46 +235,128 @@ def choose_delta_shift(deltas: np.ndarray, fractions: np.ndarray, codes: np.ndar
 
 
 # ---- decoder -------------------------------------------------------------------------------------
+#
+# The decoder is one straight loop per run of Gaussians with the coder state in locals: helper functions
+# take no loops (an inlined loop that takes an array costs numba a reference-count increment and
+# decrement, atomic calls, per use), array indices are unsigned (no negative-index wraparound code), the
+# coded bytes carry :data:`_CODED_PAD` zero bytes (no end-of-input test per byte) and the raw bits are
+# read from 64-bit words at their bit position (no refill loop). The symbols are the same.
+
+_CODED_PAD = 512
+"""Zero bytes after the coded bytes: more than one Gaussian reads (2 bytes per decision at most, as ``R``
+stays at least ``2**8`` after a decision, and at most 237 decisions)."""
+_RAW_PAD = 64
+"""Zero bytes after the raw bits: more than one Gaussian reads past the last raw byte (at most 251 bits)
+before the decoder stops."""
+_NEXT_COUNT = np.array([min(c + 1, MAX_COUNT) << 16 for c in range(MAX_COUNT + 1)], dtype=np.int64)
+_CONTEXT_SOURCE = np.array(CONTEXT_SOURCE, dtype=np.int64)
+
 
 @njit(cache=True, inline="always")
-def _dec_bit(buf, size, pos, rng, code, model, at):  # pragma: no cover - compiled
-    """One adaptive bit; returns ``(bit, pos, rng, code)``."""
-    state = model[at]
-    bound = (rng >> 16) * (state & 0xFFFF)
+def _u(i: int) -> np.uintp:  # pragma: no cover - compiled
+    """An index as unsigned: numba then emits no negative-index wraparound."""
+    return np.uintp(i)
+
+
+@njit(cache=True, inline="always")
+def _dec_bit(buf, bpos, rng, code, model, at):  # pragma: no cover - compiled
+    """One adaptive bit (spec 7.7 ``DecodeBit``); returns ``(bit, bpos, rng, code)``.
+
+    The update is :func:`_adapted`'s as one arithmetic shift: ``P + ((T - P) >> shift)`` with ``T = 65536``
+    after a 0 and ``T = 2**shift - 1`` after a 1 (``floor((2**s - 1 - P) / 2**s) = -floor(P / 2**s)``)."""
+    state = model[_u(at)]
+    p = state & 0xFFFF
+    bound = (rng >> 16) * p
     bit = np.int64(code >= bound)
     code = code - bound if bit else code  # selects, not branches: LLVM emits conditional moves
     rng = rng - bound if bit else bound
-    model[at] = _adapted(state, bit)
+    c = state >> 16
+    shift = _SHIFT[_u(c)]
+    target = ((np.int64(1) << shift) - 1) if bit else np.int64(PROB_ONE)
+    model[_u(at)] = (p + ((target - p) >> shift)) | _NEXT_COUNT[_u(c)]
     while rng < _TOP:
         rng <<= 8
-        code = ((code << 8) | (np.int64(buf[pos]) if pos < size else 0)) & _MASK32
-        pos += 1
-    return bit, pos, rng, code
+        code = ((code << 8) | np.int64(buf[_u(bpos)])) & _MASK32
+        bpos += 1
+    return bit, bpos, rng, code
 
 
 @njit(cache=True, inline="always")
-def _dec_unary(buf, size, pos, rng, code, model, at):  # pragma: no cover - compiled
-    """A bit length: adaptive bits ``model[at + k]`` until a 0 or ``UNARY`` ones; returns ``(k, pos, rng, code)``."""
-    k = 0
-    while k < UNARY:
-        bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, at + k)
-        if not bit:
+def _raw_at(words, at, nbits):  # pragma: no cover - compiled
+    """``nbits`` (0..32) raw bits from bit position ``at``, least significant first (``words``: the raw
+    bytes as little-endian uint64, zero-padded)."""
+    w = _u(at >> 6)
+    off = np.uint64(at & 63)
+    lo = words[w] >> off
+    hi = (words[w + np.uintp(1)] << np.uint64(1)) << (np.uint64(63) - off)  # two shifts: off may be 0
+    return np.int64(lo | hi) & ((np.int64(1) << nbits) - 1)
+
+
+@njit(cache=True)
+def _decode_run(buf, size, words, raw_size, model, st, cls, fraction_bits, delta_shift, deltas, fractions,
+                codes, i0, i1):  # pragma: no cover - compiled
+    """Decode Gaussians ``i0 .. i1 - 1`` into the arrays; returns the index after the last one decoded.
+
+    ``st`` holds the coder state between runs: range, code, byte position in ``buf``, bytes skipped past
+    the end, raw bits consumed. Stops after a Gaussian whose raw bits run past ``raw_size`` bytes.
+    """
+    rng = st[0]
+    code = st[1]
+    bpos = st[2]
+    skipped = st[3]
+    raw_bits = st[4]
+    limit = 8 * raw_size
+    for i in range(i0, i1):
+        if bpos > size:  # every byte past the coded ones is 0: read them from the start of the padding
+            skipped += bpos - size
+            bpos = size
+        k = 0
+        while k < UNARY:
+            bit, bpos, rng, code = _dec_bit(buf, bpos, rng, code, model, D_UNARY + k)
+            if not bit:
+                break
+            k += 1
+        v = np.int64(k > 0)
+        if k >= 2:
+            bit, bpos, rng, code = _dec_bit(buf, bpos, rng, code, model, D_MANT + k)
+            v = (((v << 1) | bit) << (k - 2)) | _raw_at(words, raw_bits, k - 2)
+            raw_bits += k - 2
+        deltas[_u(i)] = np.uint64((v << delta_shift) | _raw_at(words, raw_bits, delta_shift))
+        raw_bits += delta_shift
+        fractions[_u(i)] = np.uint64(_raw_at(words, raw_bits, fraction_bits))
+        raw_bits += fraction_bits
+        prev_c0 = cls[0]
+        for f in range(FIELDS):
+            src = _CONTEXT_SOURCE[_u(f)]
+            c = prev_c0 if src < 0 else cls[_u(src)]
+            unary_at = F_UNARY + (f * FIELD_CLASSES + c) * UNARY
+            k = 0
+            while k < UNARY:  # written out twice: see the note above
+                bit, bpos, rng, code = _dec_bit(buf, bpos, rng, code, model, unary_at + k)
+                if not bit:
+                    break
+                k += 1
+            q = np.int64(0)
+            if k >= 1:
+                negative, bpos, rng, code = _dec_bit(buf, bpos, rng, code, model, F_SIGN + f * FIELD_CLASSES + c)
+                q = 1
+                if k >= 2:
+                    bit, bpos, rng, code = _dec_bit(buf, bpos, rng, code, model, F_MANT + f * 33 + k)
+                    q = (((q << 1) | bit) << (k - 2)) | _raw_at(words, raw_bits, k - 2)
+                    raw_bits += k - 2
+                if negative:
+                    q = -q
+            codes[_u(f), _u(i)] = q
+            cls[_u(f)] = _field_class(q)
+        if raw_bits > limit:
+            i1 = i + 1
             break
-        k += 1
-    return k, pos, rng, code
-
-
-@njit(cache=True, inline="always")
-def _dec_raw(raw, raw_size, rpos, acc, have, nbits):  # pragma: no cover - compiled
-    """``nbits`` (0..32) raw bits, least significant first; bytes past ``raw_size`` read as 0.
-
-    Returns ``(value, rpos, acc, have)``: ``acc`` holds ``have`` bits read ahead."""
-    while have < nbits:
-        acc |= (np.int64(raw[rpos]) if rpos < raw_size else 0) << have
-        rpos += 1
-        have += 8
-    v = acc & ((np.int64(1) << nbits) - 1)
-    return v, rpos, acc >> nbits, have - nbits
+    st[0] = rng
+    st[1] = code
+    st[2] = bpos
+    st[3] = skipped
+    st[4] = raw_bits
+    return i1
 
 
 @njit(cache=True)
@@ -285,9 +367,10 @@ def _grown(a: np.ndarray, size: int) -> np.ndarray:  # pragma: no cover - compil
 
 
 @njit(cache=True)
-def _decode(buf: np.ndarray, size: int, raw: np.ndarray, raw_size: int, n: int, fraction_bits: int,
+def _decode(buf: np.ndarray, size: int, words: np.ndarray, raw_size: int, n: int, fraction_bits: int,
             delta_shift: int):  # pragma: no cover - compiled
-    """Decode ``n`` Gaussians from the coded bytes ``buf[:size]`` and the raw bits ``raw[:raw_size]``.
+    """Decode ``n`` Gaussians from the coded bytes ``buf[:size]`` (zero-padded by :data:`_CODED_PAD`) and
+    the raw bits, ``raw_size`` bytes as zero-padded little-endian words ``words``.
 
     Returns uint64 deltas ``(N,)``, uint64 fractions ``(N,)``, int64 codes
     ``(6, N)``, the coded bytes consumed and the raw bits consumed. Stops
@@ -300,17 +383,12 @@ def _decode(buf: np.ndarray, size: int, raw: np.ndarray, raw_size: int, n: int, 
     fractions = np.empty(cap, dtype=np.uint64)
     codes = np.empty((FIELDS, cap), dtype=np.int64)
     cls = np.zeros(FIELDS, dtype=np.int64)
-    rng = np.int64(_MASK32)
-    code = np.int64(0)
-    pos = 0
-    for _ in range(4):
-        code = (code << 8) | (np.int64(buf[pos]) if pos < size else 0)
-        pos += 1
-    rpos = 0
-    acc = np.int64(0)
-    have = 0
-    raw_bits = 0
-    for i in range(n):
+    st = np.zeros(5, dtype=np.int64)
+    st[0] = _MASK32
+    st[1] = (np.int64(buf[0]) << 24) | (np.int64(buf[1]) << 16) | (np.int64(buf[2]) << 8) | np.int64(buf[3])
+    st[2] = 4
+    i = 0
+    while i < n:
         if i == cap:
             cap = min(2 * cap, n)
             deltas = _grown(deltas, cap)
@@ -318,45 +396,19 @@ def _decode(buf: np.ndarray, size: int, raw: np.ndarray, raw_size: int, n: int, 
             wider = np.empty((FIELDS, cap), dtype=np.int64)
             wider[:, :i] = codes
             codes = wider
-        k, pos, rng, code = _dec_unary(buf, size, pos, rng, code, model, D_UNARY)
-        v = np.int64(k > 0)
-        if k >= 2:
-            bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, D_MANT + k)
-            low, rpos, acc, have = _dec_raw(raw, raw_size, rpos, acc, have, k - 2)
-            v = (((v << 1) | bit) << (k - 2)) | low
-            raw_bits += k - 2
-        low, rpos, acc, have = _dec_raw(raw, raw_size, rpos, acc, have, delta_shift)
-        deltas[i] = np.uint64((v << delta_shift) | low)
-        fr, rpos, acc, have = _dec_raw(raw, raw_size, rpos, acc, have, fraction_bits)
-        fractions[i] = np.uint64(fr)
-        raw_bits += delta_shift + fraction_bits
-        prev_c0 = cls[0]
-        for f in range(FIELDS):
-            src = CONTEXT_SOURCE[f]
-            c = prev_c0 if src < 0 else cls[src]
-            unary_at = F_UNARY + (f * FIELD_CLASSES + c) * UNARY
-            k, pos, rng, code = _dec_unary(buf, size, pos, rng, code, model, unary_at)
-            q = np.int64(0)
-            if k >= 1:
-                negative, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, F_SIGN + f * FIELD_CLASSES + c)
-                q = 1
-                if k >= 2:
-                    bit, pos, rng, code = _dec_bit(buf, size, pos, rng, code, model, F_MANT + f * 33 + k)
-                    low, rpos, acc, have = _dec_raw(raw, raw_size, rpos, acc, have, k - 2)
-                    q = (((q << 1) | bit) << (k - 2)) | low
-                    raw_bits += k - 2
-                if negative:
-                    q = -q
-            codes[f, i] = q
-            cls[f] = _field_class(q)
-        if raw_bits > 8 * raw_size:
-            return deltas, fractions, codes, pos, raw_bits
-    return deltas, fractions, codes, pos, raw_bits
+        end = _decode_run(buf, size, words, raw_size, model, st, cls, fraction_bits, delta_shift, deltas,
+                          fractions, codes, i, cap)
+        if end < cap:
+            break
+        i = end
+    return deltas, fractions, codes, st[2] + st[3], st[4]
 
 
 def decode_symbols(coded: bytes, raw: bytes, count: int, fraction_bits: int, delta_shift: int
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Inverse of :func:`encode_symbols`: deltas, fractions, codes, coded bytes consumed, raw bits consumed."""
-    buf = np.frombuffer(coded, dtype=np.uint8) if len(coded) else np.zeros(1, dtype=np.uint8)
-    rbuf = np.frombuffer(raw, dtype=np.uint8) if len(raw) else np.zeros(1, dtype=np.uint8)
-    return _decode(buf, len(coded), rbuf, len(raw), count, fraction_bits, delta_shift)
+    buf = np.zeros(len(coded) + _CODED_PAD, dtype=np.uint8)
+    buf[: len(coded)] = np.frombuffer(coded, dtype=np.uint8)
+    words = np.zeros((len(raw) + _RAW_PAD + 7) // 8, dtype="<u8")
+    words.view(np.uint8)[: len(raw)] = np.frombuffer(raw, dtype=np.uint8)
+    return _decode(buf, len(coded), words, len(raw), count, fraction_bits, delta_shift)

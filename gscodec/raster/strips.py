@@ -23,6 +23,15 @@ three channel vectors of that row. The weight is computed in one of two ways:
   block), which keeps every product a normal float: denormals would cost
   hundreds of cycles each.
 
+  The decoder's variants (``*_recurrence_ftz``) step each vector as one chain
+  (``w(i + 1) = w(i) rho(i)``, ``rho(i + 2) = rho(i) K^2``: 4 vectors of state
+  instead of 8 for two strips, fewer spills) without the floors, under the
+  processor's flush-to-zero mode, which the caller sets (:func:`swap_mxcsr`):
+  a lane moving away from its ellipse then reaches 0 instead of a denormal.
+  Within the mask the weights are never near either floor, so only the
+  rounding of the chain differs (about 1e-5 relative, as before). The
+  training forward keeps the two-chain kernels.
+
 The ``strip2_*`` kernels draw two strips (adjacent column blocks, ``bstride``
 floats apart) over the same rows in one loop: half the calls and loop exits,
 and two independent vectors per step.
@@ -41,6 +50,8 @@ editing only this module, clear the ``__pycache__`` folder (or touch
 """
 
 from __future__ import annotations
+
+import platform
 
 import numpy as np
 from llvmlite import ir
@@ -139,7 +150,7 @@ def _vector_exp_neg_half(builder: ir.IRBuilder, d2: ir.Value) -> ir.Value:
     return builder.fmul(p, builder.bitcast(bits, _VEC))
 
 
-def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
+def _codegen(recurrence: bool, vectors: int, ftz: bool = False):  # type: ignore[no-untyped-def]
     def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
         acc_arg, aoff, bstride, z1_arg, zoff, nrows, row0, y, l21, l22, c0, c1, c2 = args
         fma = _vector_intrinsic(builder, "fma", 3)
@@ -220,12 +231,15 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         i0 = builder.phi(_I64)
         i0.add_incoming(ir.Constant(_I64, 0), entry)
         centre0 = row_centres(i0)
-        start = []  # per vector: w(i), w(i + 1), rho2(i), rho2(i + 1)
+        start = []  # per vector: w(i), w(i + 1), rho2(i), rho2(i + 1); with ftz: w(i), rho(i)
         for v in vs:
             z2, d2 = z2_d2(centre0, v)
             wa0 = _vector_exp_neg_half(builder, d2)
             # rho(i) = w(i + 1) / w(i) = exp(-(2 z2 + 1 / l22) / (2 l22)); rho2(i) = rho(i) rho(i + 1) = rho(i)^2 K
             rho = _vector_exp_neg_half(builder, builder.fmul(builder.fadd(builder.fadd(z2, z2), vinv), vinv))
+            if ftz:
+                start += [wa0, rho]
+                continue
             ra0 = builder.fmul(builder.fmul(rho, rho), k1)
             start += [wa0, builder.fmul(wa0, rho), ra0, builder.fmul(ra0, k2)]
         end = builder.add(i0, ir.Constant(_I64, RESTART))
@@ -240,14 +254,25 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
         state = [builder.phi(_VEC) for _ in start]
         for phi, value in zip(state, start):
             phi.add_incoming(value, restart)
-        accumulate(i, centre, [state[4 * v: 4 * v + 2] for v in vs])
-        centre.add_incoming(builder.fadd(centre, _const(2.0)), loop)
-        wfloor, rfloor = _const(2.0 ** -100), _const(2.0 ** -20)
         step = []
-        for v in vs:
-            wa, wb, ra, rb = state[4 * v: 4 * v + 4]
-            step += [builder.call(vmax, [builder.fmul(wa, ra), wfloor]), builder.call(vmax, [builder.fmul(wb, rb), wfloor]),
-                     builder.call(vmax, [builder.fmul(ra, k4), rfloor]), builder.call(vmax, [builder.fmul(rb, k4), rfloor])]
+        if ftz:  # one chain per vector: w(i + 1) = w(i) rho(i), w(i + 2) = w(i + 1) rho(i) K, rho(i + 2) = rho(i) K^2
+            weights = []
+            for v in vs:
+                wa, ra = state[2 * v: 2 * v + 2]
+                wb = builder.fmul(wa, ra)
+                weights.append([wa, wb])
+                step += [builder.fmul(wb, builder.fmul(ra, k1)), builder.fmul(ra, k2)]
+            accumulate(i, centre, weights)
+        else:
+            accumulate(i, centre, [state[4 * v: 4 * v + 2] for v in vs])
+            wfloor, rfloor = _const(2.0 ** -100), _const(2.0 ** -20)
+            for v in vs:
+                wa, wb, ra, rb = state[4 * v: 4 * v + 4]
+                step += [builder.call(vmax, [builder.fmul(wa, ra), wfloor]),
+                         builder.call(vmax, [builder.fmul(wb, rb), wfloor]),
+                         builder.call(vmax, [builder.fmul(ra, k4), rfloor]),
+                         builder.call(vmax, [builder.fmul(rb, k4), rfloor])]
+        centre.add_incoming(builder.fadd(centre, _const(2.0)), loop)
         for phi, value in zip(state, step):
             phi.add_incoming(value, loop)
         nxt = builder.add(i, two)
@@ -263,7 +288,7 @@ def _codegen(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
     return codegen
 
 
-def _strip_intrinsic(recurrence: bool, vectors: int):  # type: ignore[no-untyped-def]
+def _strip_intrinsic(recurrence: bool, vectors: int, ftz: bool = False):  # type: ignore[no-untyped-def]
     def typer(typingctx, acc, aoff, bstride, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2):  # type: ignore[no-untyped-def]
         args = (acc, aoff, bstride, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
         ok = (isinstance(acc, types.Array) and acc.dtype == types.float32 and acc.layout == "C"
@@ -272,9 +297,9 @@ def _strip_intrinsic(recurrence: bool, vectors: int):  # type: ignore[no-untyped
               and all(t == types.float32 for t in (y, l21, l22, c0, c1, c2)))
         if not ok:
             return None
-        return types.void(*args), _codegen(recurrence, vectors)
+        return types.void(*args), _codegen(recurrence, vectors, ftz)
 
-    typer.__name__ = f"strip{vectors}_{'recurrence' if recurrence else 'exact'}"
+    typer.__name__ = f"strip{vectors}_{'recurrence' if recurrence else 'exact'}{'_ftz' if ftz else ''}"
     return intrinsic(typer)
 
 
@@ -282,6 +307,54 @@ strip_exact = _strip_intrinsic(False, 1)
 strip_recurrence = _strip_intrinsic(True, 1)
 strip2_exact = _strip_intrinsic(False, 2)
 strip2_recurrence = _strip_intrinsic(True, 2)
+strip_recurrence_ftz = _strip_intrinsic(True, 1, True)
+strip2_recurrence_ftz = _strip_intrinsic(True, 2, True)
+
+MXCSR_FTZ = 0x8000
+"""The flush-to-zero bit of the x86 SSE control register: results below ``2**-126`` become 0."""
+MXCSR_SUPPORTED = platform.machine().lower() in ("x86_64", "amd64")
+"""Whether this machine has the register (x86-64); elsewhere :func:`mxcsr` reads 0, :func:`swap_mxcsr` does
+nothing and the decoder keeps the kernels with floors."""
+
+
+def _mxcsr_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    if not MXCSR_SUPPORTED:
+        return ir.Constant(_I64, 0)
+    i8p = ir.IntType(8).as_pointer()
+    fnty = ir.FunctionType(ir.VoidType(), [i8p])
+    slot = cgutils.alloca_once(builder, _I32)
+    builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.stmxcsr"),
+                 [builder.bitcast(slot, i8p)])
+    old = builder.load(slot)
+    builder.store(builder.trunc(args[0], _I32), slot)
+    builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse.ldmxcsr"),
+                 [builder.bitcast(slot, i8p)])
+    return builder.zext(old, _I64)
+
+
+def _mxcsr_read_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+    if not MXCSR_SUPPORTED:
+        return ir.Constant(_I64, 0)
+    i8p = ir.IntType(8).as_pointer()
+    slot = cgutils.alloca_once(builder, _I32)
+    builder.call(cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p]),
+                                                "llvm.x86.sse.stmxcsr"), [builder.bitcast(slot, i8p)])
+    return builder.zext(builder.load(slot), _I64)
+
+
+@intrinsic
+def mxcsr(typingctx):  # type: ignore[no-untyped-def]
+    """``mxcsr()``: this thread's SSE control register, as int64."""
+    return types.int64(), _mxcsr_read_codegen
+
+
+@intrinsic
+def swap_mxcsr(typingctx, value):  # type: ignore[no-untyped-def]
+    """``swap_mxcsr(value)``: set this thread's SSE control register (rounding, flush-to-zero) to ``value``
+    (int64); returns the value it had. Only x86-64 has it."""
+    if value != types.int64:
+        return None
+    return types.int64(types.int64), _mxcsr_codegen
 
 
 def _grad_codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
@@ -422,13 +495,19 @@ _DOC = """Add one Gaussian to {what} of a scratch over ``nrows`` rows ({how}).
 for _fn, _what, _second in ((strip_exact, "one strip of 8 columns", ", ``bstride`` unused"),
                             (strip_recurrence, "one strip of 8 columns", ", ``bstride`` unused"),
                             (strip2_exact, "two strips of 8 columns", ", the second ``bstride`` floats on"),
-                            (strip2_recurrence, "two strips of 8 columns", ", the second ``bstride`` floats on")):
-    _how = ("weights by the row recurrence; needs ``|l22| >= MIN_RECURRENCE_L22``" if _fn in (strip_recurrence, strip2_recurrence)
-            else "weights from the polynomial in every row")
+                            (strip2_recurrence, "two strips of 8 columns", ", the second ``bstride`` floats on"),
+                            (strip_recurrence_ftz, "one strip of 8 columns", ", ``bstride`` unused"),
+                            (strip2_recurrence_ftz, "two strips of 8 columns", ", the second ``bstride`` floats on")):
+    _how = ("weights from the polynomial in every row" if _fn in (strip_exact, strip2_exact)
+            else "weights by the row recurrence; needs ``|l22| >= MIN_RECURRENCE_L22``")
+    if _fn in (strip_recurrence_ftz, strip2_recurrence_ftz):
+        _how += (", one chain per vector and no floors; the caller sets flush-to-zero (:func:`swap_mxcsr`, "
+                 ":data:`MXCSR_FTZ`)")
     _fn.__doc__ = _DOC.format(what=_what, how=_how, second=_second)
 
 key_caches_on_sources(globals())
 
-__all__ = ["CHANNEL_STRIDE", "EXP_POLY", "GRAD_SUMS", "LANES", "MIN_RECURRENCE_L22", "RESTART", "ROW_STRIDE", "exp_neg_half", "pack_rgb8",
-           "strip2_exact",
-           "strip2_recurrence", "strip_exact", "strip_grad", "strip_recurrence"]
+__all__ = ["CHANNEL_STRIDE", "EXP_POLY", "GRAD_SUMS", "LANES", "MIN_RECURRENCE_L22", "MXCSR_FTZ", "MXCSR_SUPPORTED",
+           "RESTART", "ROW_STRIDE", "exp_neg_half", "mxcsr", "pack_rgb8", "strip2_exact", "strip2_recurrence",
+           "strip2_recurrence_ftz", "strip_exact", "strip_grad", "strip_recurrence", "strip_recurrence_ftz",
+           "swap_mxcsr"]
