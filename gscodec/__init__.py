@@ -10,9 +10,9 @@ Library use::
 """
 
 from .format import (GsiError, GsiFile, GsiInfo, Mode, decode, encode, peek, read, write)
-from .gaussians import GaussianImage, InvalidGaussiansError
+from .gaussians import GaussianImage, GaussianTensors, InvalidGaussiansError
 from .quantize import Quantization, dequantize, quantize, snap
-from .render import RenderBudgetError, render, render_float
+from .render import RenderBudgetError, render, render_float, render_tensor
 
 
 def register_pillow() -> None:
@@ -35,8 +35,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "GaussianImage", "GsiError", "GsiFile", "GsiInfo", "InvalidGaussiansError", "Mode", "Quantization",
+    "GaussianImage", "GaussianTensors", "GsiError", "GsiFile", "GsiInfo", "InvalidGaussiansError", "Mode", "Quantization",
     "RenderBudgetError",
     "decode", "dequantize", "encode", "encode_image", "peek", "quantize", "read", "register_pillow", "render",
-    "render_float", "snap", "write",
+    "render_float", "render_tensor", "snap", "write",
 ]

@@ -54,7 +54,7 @@ class DataError(ClipHeadError):
 
 def gaussians_to_params(g: GaussianImage) -> torch.Tensor:
     """``(N, 8)`` float32 ``x, y, l11, l21, l22, r, g, b`` of a :class:`GaussianImage`."""
-    return torch.cat([g.means, g.chol, g.colors], 1)
+    return torch.from_numpy(g.params())
 
 
 def sample_from_gaussians(g: GaussianImage, key: str = "", index: int = -1) -> dict[str, Any]:
