@@ -6,11 +6,12 @@ Library use::
     f = gscodec.read("photo.gsi")          # GsiFile: header, metadata, gaussians
     pixels = gscodec.render(f.gaussians)   # (H, W, 3) uint8
     gscodec.write(f, "copy.gsi")           # the same Gaussians, metadata, mode and version
-    data = gscodec.encode_image("photo.jpg", bpp=0.5)   # `.gsi` bytes, as `gsi encode` writes them
+    data = gscodec.encode_image("photo.jpg", quality=75)   # `.gsi` bytes, as `gsi encode` writes them
 
 Importing the package loads numpy and nothing heavier. Reading, writing and
 rendering need only numpy, zstandard, numba and Pillow (the core install;
-numba loads on the first payload decode or render); :func:`encode_image`, the CLIP head (:mod:`gscodec.clip`) and
+numba loads on the first payload decode or render); :func:`encode_image`, the
+datasets of :mod:`gscodec.datasets`, the CLIP head (:mod:`gscodec.clip`) and
 GPU rendering import torch (the ``encode``, ``clip`` and ``gpu`` extras).
 """
 
@@ -28,13 +29,19 @@ from .quantize import Quantization, dequantize, quantize, snap
 from .render import RenderBudgetError, render, render_float, render_tensor
 
 _LAZY: dict[str, str] = {
-    # torch: the encoder (the fitter)
+    "quality_settings": "presets",
+    "gsi_decoder": "wds", "gsi_handler": "wds",
+    # torch: the encoder (the fitter) and the datasets
     "encode_image": "encoder", "EncodeError": "encoder",
+    "GsiImageDataset": "datasets",
 }
 """Public names imported from their module on first use, so that ``import gscodec`` stays light."""
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time these load lazily (PEP 562)
+    from .datasets import GsiImageDataset
     from .encoder import EncodeError, encode_image
+    from .presets import quality_settings
+    from .wds import gsi_decoder, gsi_handler
 
 
 def register_pillow() -> None:
@@ -60,8 +67,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
-    "EncodeError", "GaussianImage", "GaussianTensors", "GsiError", "GsiFile", "GsiInfo",
+    "EncodeError", "GaussianImage", "GaussianTensors", "GsiError", "GsiFile", "GsiImageDataset", "GsiInfo",
     "InvalidGaussiansError", "Mode", "Quantization", "RenderBudgetError",
-    "decode", "dequantize", "encode", "encode_image", "peek", "quantize", "read",
+    "decode", "dequantize", "encode", "encode_image", "gsi_decoder", "gsi_handler", "peek", "quality_settings", "quantize", "read",
     "register_pillow", "render", "render_float", "render_tensor", "snap", "write",
 ]

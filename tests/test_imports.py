@@ -70,7 +70,7 @@ gscodec.write(f, Path(sys.argv[2]) / "copy.gsi")
 gscodec.register_pillow()
 from PIL import Image
 Image.open(vectors / "small-quantized.gsi").load()
-gscodec.read(vectors / "small-float16.gsi")
+gscodec.gsi_decoder(".gsi", (vectors / "small-float16.gsi").read_bytes())
 seen["read, render, write, Pillow, wds"] = sorted(m for m in ("torch", "numba") if m in sys.modules)
 from gscodec_cli.main import cli
 view = ["view", str(vectors / "small-v2.gsi"), "-o", sys.argv[2] + "/v.png"]
