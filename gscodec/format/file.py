@@ -17,8 +17,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..files import open_regular
-from ..gaussians import GaussianImage
-from ..gaussians import InvalidGaussiansError
+from ..gaussians import GaussianImage, InvalidGaussiansError
 from ..quantize import Quantization, QuantizedGaussians, dequantize, morton_encode, quantize
 from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
 from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSIONS, Header, Mode, max_payload_bytes, parse_header
@@ -37,7 +36,9 @@ class GsiFile:
         gaussians: the decoded (dequantized) Gaussians.
         metadata: the file's key/value metadata, in file order.
         quantized: the integer codes a quantized file stores (``None`` for a
-            float file). :func:`write` stores these codes again, so writing a
+            float file or a ``GsiFile`` built by hand, which is quantized with
+            the default :class:`~gscodec.Quantization` unless one is given).
+            :func:`write` stores these codes again, so writing a
             read file keeps its Gaussians bit for bit (in Morton order, the
             order this writer stores, where the file had another).
     """
@@ -76,7 +77,7 @@ def encode(
     """Serialize Gaussians to `.gsi` bytes.
 
     In quantized mode (the default) the Gaussians are quantized with
-    ``quantization`` (default :class:`Quantization()`; unless already
+    ``quantization`` (default ``Quantization()``; unless already
     :class:`QuantizedGaussians`) and stored in Morton order; float modes keep
     the given order. ``version``: ``None`` writes the spec's writer rule
     (section 2): a quantized file as version 2 when its payload is smaller than
