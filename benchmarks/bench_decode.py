@@ -97,7 +97,7 @@ def main() -> None:
         return gscodec.render(gscodec.decode(gsi_bytes).gaussians)
 
     def previous() -> np.ndarray:
-        return to_uint8(rasterize_sum(g.means, g.chol, g.colors, g.width, g.height, backend="cpu"))
+        return to_uint8(rasterize_sum(*g.tensors(), g.width, g.height, backend="cpu"))
 
     def decode_jpeg() -> np.ndarray:
         with Image.open(io.BytesIO(jpeg_bytes)) as im:

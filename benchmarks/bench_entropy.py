@@ -111,7 +111,7 @@ def predictor_bits(qg: QuantizedGaussians) -> dict[str, np.ndarray]:
 
 def same_decode(a: bytes, b: bytes) -> bool:
     ga, gb = gscodec.decode(a).gaussians, gscodec.decode(b).gaussians
-    return all(np.array_equal(getattr(ga, t).numpy(), getattr(gb, t).numpy()) for t in ("means", "chol", "colors"))
+    return all(np.array_equal(getattr(ga, t), getattr(gb, t)) for t in ("means", "chol", "colors"))
 
 
 def parse_time(data: bytes, repeats: int) -> tuple[float, float]:

@@ -386,7 +386,7 @@ def section_decode(ctx: Context) -> None:
     def padded(attr: str, width: int) -> torch.Tensor:
         t = torch.zeros(len(batch), n, width)
         for i, g in enumerate(batch):
-            t[i, :g.count] = getattr(g, attr)
+            t[i, :g.count] = torch.from_numpy(getattr(g, attr))
         return t.to(ctx.device)
 
     means, chol, colors = padded("means", 2), padded("chol", 3), padded("colors", 3)

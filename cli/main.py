@@ -29,7 +29,7 @@ from .clip_commands import classify, train_head  # noqa: E402
 from .common import (STDIO, binary_stdin, binary_stdout, display_path, echo_json, echo_tsv,  # noqa: E402
                      err_console, error_text, human_bytes, info_console, out_console, printable, safe, same_file,
                      stdout_is_terminal, unwritable, verbosity, verbosity_options)
-from .device import cli_device, device_option  # noqa: E402
+from .device import cli_device, device_option, render_device  # noqa: E402
 from .serve import serve  # noqa: E402
 from .signals import Terminated, sigterm_unwinds  # noqa: E402
 from .verify import verify  # noqa: E402
@@ -188,7 +188,7 @@ def view(file: Path, output: Path | None, image_format: str | None, width: int |
         raise click.BadParameter(f"{printable(file)} does not exist", param_hint="'FILE|-'")
     else:
         name, source = str(file), file
-    dev = cli_device(device)
+    dev = render_device(device)
     info = info_console()
     start = time.perf_counter()
     try:
@@ -574,10 +574,15 @@ cli.add_command(serve)
 
 def main() -> None:
     """Console entry point of ``gsi``."""
+    from gscodec.extras import MissingDependencyError
+
     try:
         cli(prog_name="gsi")
     except KeyboardInterrupt:  # outside click's own handling (e.g. while importing)
         raise SystemExit(130) from None
+    except MissingDependencyError as exc:  # a command of an extra that is not installed (the core has no torch)
+        err_console().print(f"[red]error:[/] {safe(str(exc))}")
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

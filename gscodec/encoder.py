@@ -32,15 +32,18 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from . import __version__
-from .files import error_text
-from .fit import FitConfig, FitResult, fit, fit_batch
-from .fit.effort import DEFAULT_EFFORT, effort_row
-from .format import GsiError
-from .format import encode as encode_gsi
-from .imageio import image_to_rgb8, load_image, resize_for_clip
-from .limits import MAX_DIMENSION, MAX_FIT_PIXELS, MAX_GAUSSIANS
-from .presets import PRESETS, quality_settings, resolve_preset
-from .quantize import Quantization
+from .extras import require
+
+require("encode", "encoding (the fitter)")
+from .files import error_text  # noqa: E402
+from .fit import FitConfig, FitResult, fit, fit_batch  # noqa: E402
+from .fit.effort import DEFAULT_EFFORT, effort_row  # noqa: E402
+from .format import GsiError  # noqa: E402
+from .format import encode as encode_gsi  # noqa: E402
+from .imageio import image_to_rgb8, load_image, resize_for_clip  # noqa: E402
+from .limits import MAX_DIMENSION, MAX_FIT_PIXELS, MAX_GAUSSIANS  # noqa: E402
+from .presets import PRESETS, quality_settings, resolve_preset  # noqa: E402
+from .quantize import Quantization  # noqa: E402
 
 if TYPE_CHECKING:
     from PIL import Image

@@ -13,21 +13,26 @@ averaged over channels. That implementation needs the shorter side to exceed
 :data:`MS_SSIM_MIN_SIDE` (160 px: 4 halvings of an 11-px window) whatever the
 ``weights``, so smaller images get ``nan`` rather than a number from a
 different (fewer-scale) metric that would not average with the others.
+
+:func:`psnr_u8` needs numpy only; the others import torch when called.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+from .extras import MissingDependencyError
+
+if TYPE_CHECKING:
+    import torch
 
 MS_SSIM_MIN_SIDE = 161
 """Smallest shorter side (px) for which MS-SSIM is computed; smaller images give ``nan``."""
 
 
-class MissingDependencyError(ImportError):
-    """An optional package the benchmark needs is not installed."""
 
 
 def _check(a: np.ndarray, b: np.ndarray) -> None:
@@ -42,11 +47,13 @@ def psnr_u8(decoded: np.ndarray, original: np.ndarray) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
 
 
-def psnr(a, b) -> float:
+def psnr(a: Any, b: Any) -> float:
     """PSNR in dB (peak 1.0) of ``a`` against ``b``; both ``(H, W, 3)`` floats in [0, 1] or uint8.
 
     ``a`` (a render) is clamped to [0, 1]; ``inf`` for identical images.
     """
+    import torch
+
     from .fit.targets import as_target  # lazily: the fitter imports this module
 
     ta = a.detach().float().cpu() if isinstance(a, torch.Tensor) and a.is_floating_point() else as_target(a)
@@ -55,8 +62,10 @@ def psnr(a, b) -> float:
     return math.inf if mse == 0 else 10.0 * math.log10(1.0 / mse)
 
 
-def psnr_batch(render: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def psnr_batch(render: "torch.Tensor", targets: "torch.Tensor") -> "torch.Tensor":
     """``(B,)`` float64 PSNR (peak 1) of the clamped ``(B, H, W, 3)`` renders against the targets."""
+    import torch
+
     mse = ((render.clamp(0, 1) - targets) ** 2).double().mean((1, 2, 3))
     return 10.0 * torch.log10(1.0 / mse)
 
@@ -69,7 +78,10 @@ def ms_ssim(decoded: np.ndarray, original: np.ndarray) -> float:
     try:
         from pytorch_msssim import ms_ssim as _ms_ssim
     except ImportError as exc:
-        raise MissingDependencyError(f"MS-SSIM needs pytorch-msssim (pip install pytorch-msssim): {exc}") from None
+        raise MissingDependencyError(f"MS-SSIM needs pytorch-msssim (pip install pytorch-msssim or "
+                                     f"'gscodec[bench]'): {exc}") from None
+
+    import torch
 
     def tensor(x: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(x, dtype=np.float32)).permute(2, 0, 1)[None]

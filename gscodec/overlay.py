@@ -16,10 +16,10 @@ def ellipse_outlines(g: GaussianImage, sigma: float = 1.0, points: int = 48) -> 
     """
     t = np.linspace(0.0, 2.0 * np.pi, points, endpoint=False)
     circle = np.stack([np.cos(t), np.sin(t)])  # (2, points)
-    chol = g.chol.double().numpy()
+    chol = g.chol.astype(np.float64)
     lower = np.zeros((g.count, 2, 2))
     lower[:, 0, 0], lower[:, 1, 0], lower[:, 1, 1] = chol[:, 0], chol[:, 1], chol[:, 2]
-    return g.means.double().numpy()[:, None, :] + sigma * np.einsum("nij,jp->npi", lower, circle)
+    return g.means.astype(np.float64)[:, None, :] + sigma * np.einsum("nij,jp->npi", lower, circle)
 
 
 def draw_ellipses(pixels: np.ndarray, g: GaussianImage, sigma: float = 1.0,

@@ -9,11 +9,12 @@ Gaussian is first convolved with a small Gaussian (:func:`downscaled`), the
 anti-aliasing a resize filter would give (point-sampling sharp Gaussians at a
 fraction of their size aliases).
 
-Writing: ``im.save("x.gsi", points=900, quality="auto", effort=5)`` runs the
+Writing: ``im.save("x.gsi", quality=75)`` or ``im.save("x.gsi", points=900, quality="auto", effort=5)`` runs the
 fitter (:func:`gscodec.fit.fit`) on the image converted as ``gsi encode``
 converts files (alpha composited on white, EXIF orientation applied, 16-bit
 and greyscale to 8-bit RGB; see :func:`encode_pixels`) and writes the file
-``gsi encode --points N --quantization Q --effort E`` writes for the same pixels. Other keyword arguments
+``gsi encode --points N --quantization Q --effort E`` (``gsi encode -q 75`` for ``quality=75``) writes for the
+same pixels. Other keyword arguments
 are ignored, as Pillow's own plugins ignore the options of other formats.
 
 Errors are Pillow's, and the library's: a file that is not a valid `.gsi`
@@ -186,22 +187,31 @@ class GsiDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
-def encode_pixels(image: Image.Image, points: int = 900, quality: str = "auto", effort: int | None = None,
-                  source: str = "") -> bytes:
-    """The `.gsi` bytes ``gsi encode --points --quantization --effort`` writes for ``image``, with its metadata
+def encode_pixels(image: Image.Image, points: int | None = None, quality: str | float = "auto",
+                  effort: int | None = None, source: str = "") -> bytes:
+    """The `.gsi` bytes ``gsi encode --points --quantization --effort`` (or ``-q`` for a number) writes for
+    ``image``, with its metadata
     (:func:`gscodec.encode_image` of the loaded image; ``source`` names it in the metadata).
 
-    Raises ``ValueError`` for a bad option or an image over the fitter's pixel limit.
+    ``quality``: a number ``0..100`` (``gsi encode -q``: the Gaussian density and quantization of
+    :func:`gscodec.presets.quality_settings`; not with ``points``) or a preset name (``--quantization``);
+    ``points`` defaults to 900 with a preset name. Raises ``ValueError`` for a bad option or an image
+    over the fitter's pixel limit.
     """
     from .encoder import encode_image
     from .limits import MAX_GAUSSIANS
 
-    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or not 1 <= points <= MAX_GAUSSIANS:
+    if points is not None and (isinstance(points, bool) or not isinstance(points, (int, np.integer))
+                               or not 1 <= points <= MAX_GAUSSIANS):
         raise ValueError(f"points must be an integer in 1..{MAX_GAUSSIANS}, got {points!r}")
+    if isinstance(quality, bool) or not isinstance(quality, (str, int, float, np.integer, np.floating)):
+        raise ValueError(f"quality is 0..100 or a preset name (auto, low, medium, high, max, float16, float32), "
+                         f"got {quality!r}")
     if not isinstance(quality, str):
-        raise ValueError(f"quality is a preset name (auto, low, medium, high, max, float16, float32), got {quality!r}")
+        quality = float(quality) if isinstance(quality, (float, np.floating)) else int(quality)
     image.load()
-    return encode_image(image, points=int(points), quality=quality, effort=effort, source=source)
+    return encode_image(image, points=None if points is None else int(points), quality=quality, effort=effort,
+                        source=source)
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:

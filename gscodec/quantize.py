@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from .gaussians import GaussianImage
 from .limits import MAX_POSITION_FRACTION_BITS
@@ -133,8 +132,8 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
 
 def _to_fields(g: GaussianImage, color_transform: int) -> np.ndarray:
     """``(6, N)`` float64 attribute fields of ``g``."""
-    chol = g.chol.double().numpy()
-    rgb = g.colors.double().numpy()
+    chol = g.chol.astype(np.float64)
+    rgb = g.colors.astype(np.float64)
     l11, l21, l22 = chol[:, 0], chol[:, 1], chol[:, 2]
     if color_transform == COLOR_YCOCG:
         r, gg, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
@@ -166,7 +165,7 @@ def grid_positions(ix: np.ndarray, iy: np.ndarray, position_bits: int) -> np.nda
 def grid_coordinates(g: GaussianImage, position_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """``(ix, iy)`` int64 ``(N,)``: the means on the ``2**-position_bits`` px grid, clamped to the image."""
     grid = 2**position_bits
-    means = g.means.double().numpy()
+    means = g.means.astype(np.float64)
     ix = np.clip(np.rint(means[:, 0] * grid), 0, g.width * grid).astype(np.int64)
     iy = np.clip(np.rint(means[:, 1] * grid), 0, g.height * grid).astype(np.int64)
     return ix, iy
@@ -201,7 +200,7 @@ def dequantize(qg: QuantizedGaussians) -> GaussianImage:
     fields = qg.offsets.astype(np.float64)[:, None] + qg.steps.astype(np.float64)[:, None] * qg.codes.astype(np.float64)
     chol, colors = fields_to_params(fields, qg.color_transform)
     means = grid_positions(qg.ix, qg.iy, qg.position_bits)
-    return GaussianImage(qg.width, qg.height, torch.from_numpy(means), torch.from_numpy(chol), torch.from_numpy(colors))
+    return GaussianImage(qg.width, qg.height, means, chol, colors)
 
 
 def snap(g: GaussianImage, q: Quantization = Quantization()) -> GaussianImage:

@@ -106,7 +106,7 @@ def test_fit_improves_well_above_init() -> None:
     assert res.psnr > 30.0
     assert res.seconds > 0
     # the reported PSNR is the PSNR of a fresh render
-    render = rasterize_sum(res.gaussians.means, res.gaussians.chol, res.gaussians.colors, 48, 40, backend=BACKEND)
+    render = rasterize_sum(*res.gaussians.tensors(), 48, 40, backend=BACKEND)
     assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
 
 
@@ -164,7 +164,7 @@ def test_densify_reaches_budget_from_partial_init() -> None:
     res = fit(target, FitConfig(points=120, iterations=80, init_fraction=0.5, check_every=10, quantization=None,
                                 backend=BACKEND))
     assert res.gaussians.count == 120
-    assert bool((res.gaussians.colors.abs().sum(1) > 0).all())
+    assert bool((np.abs(res.gaussians.colors).sum(1) > 0).all())
 
 
 def test_target_psnr_stops_early() -> None:
@@ -213,7 +213,7 @@ def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
     g = res.gaussians
     assert g.count == 60
     assert g.equal(snap(g, q))  # idempotent: exactly what the file decodes to
-    render = rasterize_sum(g.means, g.chol, g.colors, g.width, g.height, backend=BACKEND)
+    render = rasterize_sum(*g.tensors(), g.width, g.height, backend=BACKEND)
     assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
     assert res.psnr <= res.psnr_unquantized + 0.05
     assert res.psnr > res.psnr_unquantized - 2.0
@@ -229,7 +229,7 @@ def test_auto_quantization_is_chosen_per_image_from_its_float_psnr() -> None:
         g = r.gaussians
         assert r.quantization == preset_for_density(g.count / (g.width * g.height), r.psnr_unquantized)
         assert g.equal(snap(g, r.quantization))  # the file must be written with r.quantization
-        render = rasterize_sum(g.means, g.chol, g.colors, g.width, g.height, backend=BACKEND)
+        render = rasterize_sum(*g.tensors(), g.width, g.height, backend=BACKEND)
         assert psnr(render, image) == pytest.approx(r.psnr, abs=1e-3)
     assert results[0].psnr_unquantized > COLOR_BITS_BY_PSNR[0][0] > results[1].psnr_unquantized
     assert results[0].quantization.color_bits > results[1].quantization.color_bits

@@ -61,8 +61,8 @@ def test_serve_serves_nothing_else(server: str, path: str) -> None:
 def test_ellipse_outlines_lie_on_the_sigma_contour() -> None:
     g = gscodec.decode((VECTORS / "small-quantized.gsi").read_bytes()).gaussians
     pts = ellipse_outlines(g, sigma=2.0, points=16)
-    chol = g.chol.double().numpy()
-    d = pts - g.means.double().numpy()[:, None, :]
+    chol = g.chol.astype(np.float64)
+    d = pts - g.means.astype(np.float64)[:, None, :]
     z1 = d[..., 0] / chol[:, None, 0]
     z2 = (d[..., 1] - chol[:, None, 1] * z1) / chol[:, None, 2]
     np.testing.assert_allclose(z1**2 + z2**2, 4.0, rtol=1e-9)

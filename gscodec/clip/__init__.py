@@ -13,6 +13,9 @@ Library use::
     emb = embed_files(head, ["cat.gsi"])                     # (1, E), L2-normalized
 """
 
+from ..extras import require
+
+require("clip", "the CLIP head (gscodec.clip)", ("torch", "open_clip"))
 from .config import ClipHeadError, ConfigError, HeadConfig, ResamplerConfig, StemConfig
 from .data import (DataError, GsiDataset, GsiTarDataset, SplatBatch, batch_from_gaussians, collate_splats,
                    gaussians_to_params, open_dataset)

@@ -55,7 +55,7 @@ class DataError(ClipHeadError):
 
 def gaussians_to_params(g: GaussianImage) -> torch.Tensor:
     """``(N, 8)`` float32 ``x, y, l11, l21, l22, r, g, b`` of a :class:`GaussianImage`."""
-    return torch.cat([torch.as_tensor(g.means), torch.as_tensor(g.chol), torch.as_tensor(g.colors)], 1).float()
+    return torch.from_numpy(g.params())
 
 
 def sample_from_gaussians(g: GaussianImage, key: str = "", index: int = -1) -> dict[str, Any]:

@@ -37,7 +37,8 @@ def _code_steps(q: Quantization, steps: np.ndarray) -> torch.Tensor:
 
 def _loss(g: GaussianImage, target: torch.Tensor, colors: torch.Tensor, backend: str) -> torch.Tensor:
     dev = target.device  # g is on the CPU (GaussianImage); the render runs where the target is
-    img = rasterize_sum(g.means.to(dev), g.chol.to(dev), colors.to(dev), g.width, g.height, backend=backend)
+    means, chol, _ = g.tensors(dev)
+    img = rasterize_sum(means, chol, colors.to(dev), g.width, g.height, backend=backend)
     return 0.5 * ((img.clamp(0.0, 1.0) - target) ** 2).sum()
 
 
@@ -69,15 +70,16 @@ def refine_color_codes(
     codes = qg.codes.copy()
     unit = _code_steps(q, qg.steps).cpu()
     moves = torch.cat([unit, -unit])  # (6, 3): +1 then -1 in each colour field
-    footprint = (math.pi * g.chol[:, 0] * g.chol[:, 2])[:, None]
+    chol = g.tensors().chol
+    footprint = (math.pi * chol[:, 0] * chol[:, 2])[:, None]
     quad = 0.5 * footprint * (moves**2).sum(1)[None, :]
     rng = np.random.default_rng(seed)
     best = g
     with torch.no_grad():
-        best_loss = float(_loss(g, target, g.colors, backend))
+        best_loss = float(_loss(g, target, g.tensors().colors, backend))
     current = g
     for _ in range(sweeps):
-        colors = current.colors.clone().requires_grad_(True)
+        colors = current.tensors().colors.clone().requires_grad_(True)
         loss = _loss(current, target, colors, backend)
         (grad,) = torch.autograd.grad(loss, colors)
         grad = grad.cpu()
@@ -96,7 +98,7 @@ def refine_color_codes(
                          qg.offsets, qg.steps, codes.copy())
         current = snap(dequantize(trial), q)  # re-centres the offsets, so the file holds exactly these values
     with torch.no_grad():
-        final = float(_loss(current, target, current.colors, backend))
+        final = float(_loss(current, target, current.tensors().colors, backend))
     return current if final < best_loss else best
 
 

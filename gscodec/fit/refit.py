@@ -25,6 +25,7 @@ closer to the target, so the refit can only help.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from ..gaussians import GaussianImage
@@ -45,9 +46,10 @@ def _padded(gs: list[GaussianImage]) -> tuple[torch.Tensor, torch.Tensor, torch.
     chol = torch.ones((len(gs), n_max, 3))
     colors = torch.zeros((len(gs), n_max, 3))
     for i, g in enumerate(gs):
-        means[i, : g.count] = g.means
-        chol[i, : g.count] = g.chol
-        colors[i, : g.count] = g.colors
+        t = g.tensors()
+        means[i, : g.count] = t.means
+        chol[i, : g.count] = t.chol
+        colors[i, : g.count] = t.colors
     return means, chol, colors, counts
 
 
@@ -141,8 +143,9 @@ def quantize_refit(
     float_chol = torch.ones_like(chol)
     for i, g in enumerate(gs):
         order = torch.from_numpy(morton_order(g, q.position_bits))
-        colors[i, : g.count] = g.colors[order]
-        float_chol[i, : g.count] = g.chol[order]
+        t = g.tensors()
+        colors[i, : g.count] = t.colors[order]
+        float_chol[i, : g.count] = t.chol[order]
     base = plain
     if shape_iters > 0:
         # positions on the grid, shapes and colours still free: let them absorb the position error
@@ -162,7 +165,7 @@ def quantize_refit(
         refit = []
         for i, p in enumerate(base):
             r = snap(GaussianImage(p.width, p.height, p.means, p.chol, colors[i, : p.count]), q)
-            if not (torch.equal(r.means, p.means) and torch.equal(r.chol, p.chol)):
+            if not (np.array_equal(r.means, p.means) and np.array_equal(r.chol, p.chol)):
                 r = p  # geometry moved (should not happen): keep the snap without the colour refit
             refit.append(r)
     p_refit = psnr_batch(render_batch(refit, backend), targets)

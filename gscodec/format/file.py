@@ -1,33 +1,52 @@
-"""`.gsi` files: bytes <-> :class:`GsiFile`, and atomic reads and writes of paths and file objects."""
+"""`.gsi` files: bytes <-> :class:`GsiFile`, and atomic reads and writes of paths and file objects.
+
+The payload codecs (:mod:`.payload`, compiled with numba) are imported on the
+first :func:`encode` or :func:`decode`, so :func:`peek` (``gsi info``) reads a
+header and its metadata with numpy alone.
+"""
 
 from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO, Union
 
+import numpy as np
+
 from ..atomic import write_atomic
 from ..files import open_regular
-from ..gaussians import GaussianImage
-from ..quantize import Quantization, QuantizedGaussians, dequantize, quantize
+from ..gaussians import GaussianImage, InvalidGaussiansError
+from ..quantize import Quantization, QuantizedGaussians, dequantize, morton_encode, quantize
 from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
 from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSIONS, Header, Mode, max_payload_bytes, parse_header
 from .metadata import pack_metadata, parse_metadata
 from .errors import ParameterError
-from .payload import decode_float, decode_quantized, encode_float, encode_quantized, encode_quantized_v2
 
 PathOrFile = Union[str, os.PathLike, BinaryIO]
 
 
 @dataclass(frozen=True, eq=False)
 class GsiFile:
-    """A decoded `.gsi` file: its header, metadata and Gaussians."""
+    """A decoded `.gsi` file: its header, metadata and Gaussians.
+
+    Attributes:
+        header: the parsed header (version, mode, size, count, lengths).
+        gaussians: the decoded (dequantized) Gaussians.
+        metadata: the file's key/value metadata, in file order.
+        quantized: the integer codes a quantized file stores (``None`` for a
+            float file or a ``GsiFile`` built by hand, which is quantized with
+            the default :class:`~gscodec.Quantization` unless one is given).
+            :func:`write` stores these codes again, so writing a
+            read file keeps its Gaussians bit for bit (in Morton order, the
+            order this writer stores, where the file had another).
+    """
 
     header: Header
     gaussians: GaussianImage
     metadata: dict[str, str] = field(default_factory=dict)
+    quantized: QuantizedGaussians | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -48,25 +67,39 @@ def _mode(mode: Mode | str | int) -> Mode:
 
 
 def encode(
-    gaussians: GaussianImage | QuantizedGaussians,
+    gaussians: GaussianImage | QuantizedGaussians | GsiFile,
     *,
-    mode: Mode | str = Mode.QUANTIZED,
-    quantization: Quantization = Quantization(),
+    mode: Mode | str | None = None,
+    quantization: Quantization | None = None,
     metadata: dict[str, str] | None = None,
     version: int | None = None,
 ) -> bytes:
     """Serialize Gaussians to `.gsi` bytes.
 
-    In quantized mode the Gaussians are quantized with ``quantization`` (unless
-    already :class:`QuantizedGaussians`) and stored in Morton order; float modes
-    keep the given order. ``version``: ``None`` writes the spec's writer rule
+    In quantized mode (the default) the Gaussians are quantized with
+    ``quantization`` (default ``Quantization()``; unless already
+    :class:`QuantizedGaussians`) and stored in Morton order; float modes keep
+    the given order. ``version``: ``None`` writes the spec's writer rule
     (section 2): a quantized file as version 2 when its payload is smaller than
     version 1's, else version 1, and float files as version 1; ``1`` or ``2``
-    forces that version (version 2 holds only quantized files). Raises
-    :class:`~gscodec.format.errors.GsiError` subclasses for what the format
-    cannot hold.
+    forces that version (version 2 holds only quantized files).
+
+    A :class:`GsiFile` (from :func:`read` or :func:`decode`) is written as it
+    was read: its metadata, mode and version, and in quantized mode its integer
+    codes, so the same Gaussians come back; each argument given overrides that
+    part (a ``quantization`` re-quantizes the decoded Gaussians, ``metadata={}``
+    drops the metadata). Raises :class:`~gscodec.format.errors.GsiError`
+    subclasses for what the format cannot hold.
     """
-    mode = _mode(mode)
+    if isinstance(gaussians, GsiFile):
+        gaussians, mode, quantization, metadata, version = _as_written(gaussians, mode, quantization, metadata,
+                                                                       version)
+    from .payload import encode_float  # numba: loaded on first use
+
+    mode = _mode(Mode.QUANTIZED if mode is None else mode)
+    quantization = Quantization() if quantization is None else quantization
+    if not isinstance(gaussians, (GaussianImage, QuantizedGaussians)):
+        raise TypeError(f"need a GaussianImage, QuantizedGaussians or GsiFile, got {type(gaussians).__name__}")
     if version is not None and version not in VERSIONS:
         raise ValueError(f"unknown format version {version!r}; valid: {', '.join(map(str, VERSIONS))}")
     if version == 2 and mode != Mode.QUANTIZED:
@@ -91,8 +124,33 @@ def encode(
     return body + zlib.crc32(body).to_bytes(CHECKSUM_SIZE, "little")
 
 
+def _as_written(f: GsiFile, mode: Mode | str | None, quantization: Quantization | None,
+                metadata: dict[str, str] | None, version: int | None
+                ) -> tuple[GaussianImage | QuantizedGaussians, Mode, Quantization | None, dict[str, str], int | None]:
+    """:func:`encode`'s arguments for writing ``f`` back: its own mode, codes, metadata and version unless given."""
+    mode = f.header.mode if mode is None else _mode(mode)
+    same_mode = mode == f.header.mode
+    source: GaussianImage | QuantizedGaussians = f.gaussians
+    if mode == Mode.QUANTIZED and quantization is None and f.quantized is not None:
+        source = _morton_sorted(f.quantized)  # the stored codes: no second rounding
+    if version is None and same_mode and (quantization is None or mode != Mode.QUANTIZED):
+        version = f.header.version
+    return source, mode, quantization, dict(f.metadata) if metadata is None else metadata, version
+
+
+def _morton_sorted(qg: QuantizedGaussians) -> QuantizedGaussians:
+    """``qg`` in the writer's order (stable by Morton code of the grid positions): a valid file may store the
+    Gaussians of one pixel in another order of their fractions, which this writer does not produce."""
+    order = np.argsort(morton_encode(qg.ix, qg.iy), kind="stable")
+    if np.array_equal(order, np.arange(qg.count)):
+        return qg
+    return replace(qg, ix=qg.ix[order], iy=qg.iy[order], codes=qg.codes[:, order])
+
+
 def _quantized_payload(qg: QuantizedGaussians, version: int | None) -> tuple[int, bytes]:
     """The version and payload of ``qg``: ``version`` if given, else the smaller of the two (version 1 on a tie)."""
+    from .payload import encode_quantized, encode_quantized_v2
+
     if version == 1:
         return 1, encode_quantized(qg)
     v2 = encode_quantized_v2(qg)
@@ -117,11 +175,18 @@ def decode(data: bytes | bytearray | memoryview) -> GsiFile:
     meta_end = HEADER_SIZE + header.metadata_length
     metadata = parse_metadata(bytes(view[HEADER_SIZE:meta_end]))
     payload = view[meta_end:body_end]
-    if header.mode == Mode.QUANTIZED:
-        gaussians = decode_quantized(payload, header.width, header.height, header.count, header.version)
-    else:
-        gaussians = decode_float(payload, header.mode, header.width, header.height, header.count)
-    return GsiFile(header, gaussians, metadata)
+    from .payload import decode_float, parse_quantized, parse_quantized_v2  # numba: loaded on first use
+
+    if header.mode != Mode.QUANTIZED:
+        return GsiFile(header, decode_float(payload, header.mode, header.width, header.height, header.count), metadata)
+    parse = parse_quantized_v2 if header.version == 2 else parse_quantized
+    qg = parse(payload, header.width, header.height, header.count)
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            gaussians = dequantize(qg)
+        except InvalidGaussiansError as exc:
+            raise ParameterError(f"decoded parameters are invalid: {exc}") from None
+    return GsiFile(header, gaussians, metadata, qg)
 
 
 def _check_size(size: int, header: Header) -> None:
@@ -173,15 +238,16 @@ def _peek(fh: BinaryIO, size: int | None) -> GsiInfo:
 
 
 def write(
-    gaussians: GaussianImage | QuantizedGaussians,
+    gaussians: GaussianImage | QuantizedGaussians | GsiFile,
     dest: PathOrFile,
     *,
-    mode: Mode | str = Mode.QUANTIZED,
-    quantization: Quantization = Quantization(),
+    mode: Mode | str | None = None,
+    quantization: Quantization | None = None,
     metadata: dict[str, str] | None = None,
     version: int | None = None,
 ) -> int:
-    """Write a `.gsi` file (``version`` as in :func:`encode`); returns its size in bytes.
+    """Write a `.gsi` file (arguments as in :func:`encode`: a :class:`GsiFile` keeps its metadata, mode, version
+    and codes); returns its size in bytes.
 
     A path is written atomically: to a temporary file in the same folder, flushed
     to disk, then renamed over ``dest``, so readers never see a partial file and a

@@ -17,7 +17,6 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import torch
 from numba import njit
 
 from ..gaussians import GaussianImage, InvalidGaussiansError
@@ -70,7 +69,7 @@ def encode_float(g: GaussianImage, mode: Mode) -> bytes:
     """Payload of ``g`` in a float mode, Gaussians in their given order."""
     dtype = _FLOAT_DTYPES[mode]
     with np.errstate(over="ignore"):
-        fields = np.ascontiguousarray(torch.cat([g.means, g.chol, g.colors], dim=1).numpy().T.astype(dtype))
+        fields = np.ascontiguousarray(g.params().T.astype(dtype))
     if mode == Mode.FLOAT16 and not np.isfinite(fields).all():
         raise ParameterError("a parameter is too large for float16 storage; use FLOAT32 or QUANTIZED")
     chunks = [np.ascontiguousarray(f.view(np.uint8).reshape(-1, dtype.itemsize).T).tobytes() for f in fields]
@@ -83,7 +82,7 @@ def decode_float(data: memoryview, mode: Mode, width: int, height: int, count: i
     raw = unpack_frames(data, 8 * count * dtype.itemsize)
     planes = np.frombuffer(raw, dtype=np.uint8).reshape(8, dtype.itemsize, count)
     fields = np.ascontiguousarray(planes.transpose(0, 2, 1)).view(dtype).reshape(8, count).astype(np.float32)
-    t = torch.from_numpy(np.ascontiguousarray(fields.T))
+    t = np.ascontiguousarray(fields.T)
     return _validated(width, height, t[:, 0:2], t[:, 2:5], t[:, 5:8])
 
 

@@ -5,11 +5,17 @@ Backends:
     ``"cpu"``: numba kernels over each Gaussian's footprint (:mod:`gscodec.raster.cpu`).
     ``"cuda"``: Triton kernels (:mod:`gscodec.raster.triton`).
     ``"auto"``: ``"cuda"`` for CUDA tensors, ``"cpu"`` otherwise.
+
+Importing this package does not import torch; decoding without torch goes
+through :func:`gscodec.raster.forward.render_numpy`.
 """
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported by the backends, when one is called
+    import torch
 
 BACKENDS = ("auto", "torch", "cpu", "cuda")
 

@@ -286,7 +286,7 @@ def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
 
     # 16 frames (the limit), cut inside fields, of every kind: zstd-compressed, raw-block, RLE-block, empty
     g = _random_gaussians(20, 16, 12, 4)
-    raw = float_raw(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), "<f4")
+    raw = float_raw(g.means, g.chol, g.colors, "<f4")
     pieces = cut(raw, [7, 7, 50, 99, 130, 131, 200, 201, 250, 300, 301, 302, 333, 380, 381])
     frames = []
     for i, piece in enumerate(pieces):
@@ -305,7 +305,7 @@ def valid_vectors() -> list[tuple[str, bytes, str, list[tuple[int, int]]]]:
                 "and without Single_Segment_flag, RLE blocks, an empty frame", []))
 
     g = _random_gaussians(24, 24, 100, 7)
-    raw = float_raw(g.means.numpy(), g.chol.numpy(), g.colors.numpy(), "<f4")
+    raw = float_raw(g.means, g.chol, g.colors, "<f4")
     out.append(("window-small-float32",
                 float_file(24, 24, g.means, g.chol, g.colors,
                            frames=[raw_frame(raw, single_segment=False, fcs_flag=1, window_exp=0)]),
@@ -458,9 +458,9 @@ def describe(name: str, data: bytes, note: str, sizes: list[tuple[int, int]]) ->
         "header": {"version": h.version, "mode": int(h.mode), "width": h.width, "height": h.height,
                    "count": h.count, "metadata_length": h.metadata_length, "payload_length": h.payload_length},
         "metadata": f.metadata,
-        "means": _hex(g.means.numpy()),
-        "chol": _hex(g.chol.numpy()),
-        "colors": _hex(g.colors.numpy()),
+        "means": _hex(g.means),
+        "chol": _hex(g.chol),
+        "colors": _hex(g.colors),
         "decoded_sha256": hashlib.sha256(pixels.tobytes()).hexdigest(),
         "decoded_png": f"{name}.png",
         "renders": renders,
