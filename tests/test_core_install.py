@@ -92,7 +92,7 @@ def test_core_installs_reads_and_renders_without_torch(tmp_path: Path) -> None:
     info = subprocess.run([str(gsi), "info", "--json", str(VECTORS / "small-v2.gsi")], capture_output=True,
                           text=True, timeout=300, env=env, cwd=tmp_path)
     assert info.returncode == 0, info.stdout + info.stderr
-    assert json.loads(info.stdout)[0]["gaussians"] == 64
+    assert json.loads(info.stdout)["records"][0]["gaussians"] == 64
     view = subprocess.run([str(gsi), "view", str(VECTORS / "small-v2.gsi"), "-o", str(out / "v.png")],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert view.returncode == 0, view.stdout + view.stderr
