@@ -246,8 +246,8 @@ _CODED_PAD = 512
 """Zero bytes after the coded bytes: more than one Gaussian reads (2 bytes per decision at most, as ``R``
 stays at least ``2**8`` after a decision, and at most 237 decisions)."""
 _RAW_PAD = 64
-"""Zero bytes after the raw bits: more than one Gaussian reads past the last raw byte (at most 251 bits)
-before the decoder stops."""
+"""Zero bytes after the raw bits: more than one Gaussian reads past the last raw byte before the decoder
+stops (at most 249 bits: 30 + 31 + 8 for the position, 30 per field)."""
 _NEXT_COUNT = np.array([min(c + 1, MAX_COUNT) << 16 for c in range(MAX_COUNT + 1)], dtype=np.int64)
 _CONTEXT_SOURCE = np.array(CONTEXT_SOURCE, dtype=np.int64)
 

@@ -215,18 +215,19 @@ def _draw(
 ) -> None:
     """One strip (``two``: two adjacent ones, ``block`` floats apart) by the kernel for its weights (``ftz``: the
     decoder's recurrence kernels, flush-to-zero set)."""
-    if two and recurrence and ftz:
-        strip2_recurrence_ftz(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
-    elif recurrence and ftz:
-        strip_recurrence_ftz(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
-    elif two and recurrence:
-        strip2_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
-    elif two:
+    if two and not recurrence:
         strip2_exact(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
-    elif recurrence:
-        strip_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
-    else:
+    elif not recurrence:
         strip_exact(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    elif ftz:  # a constant where inlined, so numba keeps only one pair of recurrence kernels (compile time)
+        if two:
+            strip2_recurrence_ftz(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+        else:
+            strip_recurrence_ftz(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    elif two:
+        strip2_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
+    else:
+        strip_recurrence(acc, aoff, block, z1s, zoff, nrows, row0, y, l21, l22, c0, c1, c2)
 
 
 @njit(cache=True, inline="always")
