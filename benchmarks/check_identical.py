@@ -32,7 +32,7 @@ ENCODE_CASES: dict[str, list[str]] = {
     "density-0.06": ["--density", "0.06"],
     "bpp-0.8": ["--bpp", "0.8"],
     "psnr-24": ["--psnr", "24", "--density", "0.05"],
-    "float16": ["--points", "300", "--quality", "float16"],
+    "float16": ["--points", "300", "--quantization", "float16"],
     "effort-3": ["--effort", "3", "--points", "300"],
     "effort-5": ["--effort", "5"],
 }

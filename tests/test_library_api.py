@@ -114,6 +114,20 @@ def test_write_of_a_file_from_the_encoder_is_byte_identical(tmp_path: Path) -> N
     assert buf.getvalue() == data
 
 
+def test_decode_dequantizes_in_the_decoders_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """decode keeps the stored codes and still dequantizes with the payload's one numba pass (not numpy's)."""
+    from gscodec.format import payload
+
+    calls = []
+    original = payload.dequantized
+    monkeypatch.setattr(payload, "dequantized", lambda qg: calls.append(qg) or original(qg))
+    for name in ("small-v2.gsi", "small-quantized.gsi"):
+        f = gscodec.read(VECTORS / name)
+        assert calls[-1] is f.quantized
+        assert f.gaussians.equal(gscodec.dequantize(f.quantized))
+    assert len(calls) == 2
+
+
 def test_write_overrides_of_a_file(tmp_path: Path) -> None:
     f = gscodec.decode(gscodec.encode(random_gaussians(50, 32, 24, seed=5), metadata={"a": "1"}, version=1))
     assert gscodec.decode(gscodec.encode(f, metadata={})).metadata == {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..atomic import write_atomic
 from ..files import open_regular
-from ..gaussians import GaussianImage, InvalidGaussiansError
+from ..gaussians import GaussianImage
 from ..quantize import Quantization, QuantizedGaussians, dequantize, morton_encode, quantize
 from .errors import ChecksumError, TrailingDataError, TruncatedError, WriteError
 from .header import CHECKSUM_SIZE, HEADER_SIZE, VERSIONS, Header, Mode, max_payload_bytes, parse_header
@@ -175,18 +175,13 @@ def decode(data: bytes | bytearray | memoryview) -> GsiFile:
     meta_end = HEADER_SIZE + header.metadata_length
     metadata = parse_metadata(bytes(view[HEADER_SIZE:meta_end]))
     payload = view[meta_end:body_end]
-    from .payload import decode_float, parse_quantized, parse_quantized_v2  # numba: loaded on first use
+    from .payload import decode_float, dequantized, parse_quantized, parse_quantized_v2  # numba: on first use
 
     if header.mode != Mode.QUANTIZED:
         return GsiFile(header, decode_float(payload, header.mode, header.width, header.height, header.count), metadata)
     parse = parse_quantized_v2 if header.version == 2 else parse_quantized
     qg = parse(payload, header.width, header.height, header.count)
-    with np.errstate(over="ignore", invalid="ignore"):
-        try:
-            gaussians = dequantize(qg)
-        except InvalidGaussiansError as exc:
-            raise ParameterError(f"decoded parameters are invalid: {exc}") from None
-    return GsiFile(header, gaussians, metadata, qg)
+    return GsiFile(header, dequantized(qg), metadata, qg)  # payload.decode_quantized's steps, keeping the codes
 
 
 def _check_size(size: int, header: Header) -> None:
