@@ -162,9 +162,7 @@ def refine_position_codes(
         if loss >= best_loss:
             break
         best, best_loss, grad = trial, loss, trial_grad
-    order = torch.from_numpy(morton_order(best, q.position_bits))
-    return GaussianImage(g.width, g.height, torch.as_tensor(best.means)[order], torch.as_tensor(best.chol)[order],
-                         torch.as_tensor(best.colors)[order])
+    return best.permuted(morton_order(best, q.position_bits))
 
 
 def refine_shape_codes(
