@@ -81,11 +81,31 @@ def sample_pixels(p: torch.Tensor, k: int, generator: torch.Generator) -> torch.
     if float(flat.sum()) <= 0:
         flat = torch.ones_like(flat)
     positive = int((flat > 0).sum())
-    idx = torch.multinomial(flat, k, replacement=k > positive, generator=generator)
+    if k > positive:
+        idx = torch.multinomial(flat, k, replacement=True, generator=generator)
+    else:
+        idx = _draw_distinct(flat, k, generator)
     jitter = torch.rand((k, 2), generator=generator, dtype=torch.float64, device="cpu")
     x = (idx % w).double() + jitter[:, 0]
     y = torch.div(idx, w, rounding_mode="floor").double() + jitter[:, 1]
     return torch.stack([x, y], 1).float().to(p.device)
+
+
+def _draw_distinct(weights: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """``(k,)`` distinct indices drawn one after another in proportion to ``weights`` (float64, at least ``k``
+    of them positive) among those not drawn yet: draws with replacement by the inverse CDF, each repeat
+    dropped, which is the same distribution as ``torch.multinomial`` without replacement, at a fraction of its
+    cost (a cumulative sum and ``k log n`` searches instead of a pass over all ``n`` weights per draw)."""
+    cdf = torch.cumsum(weights, 0).numpy()
+    total = cdf[-1]
+    drawn = np.empty(0, dtype=np.int64)
+    while True:
+        u = torch.rand(k + k // 4 + 16, generator=generator, dtype=torch.float64).numpy()
+        more = np.minimum(np.searchsorted(cdf, u * total, side="right"), len(cdf) - 1)
+        drawn = np.concatenate([drawn, more])
+        _, first = np.unique(drawn, return_index=True)
+        if len(first) >= k:
+            return torch.from_numpy(drawn[np.sort(first)[:k]])
 
 
 def _lookup(img: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ from ..presets import preset_for_density
 from ..quantize import Quantization
 from ..raster import rasterize_sum
 from ..raster.cpu import squared_error_grad, target_blocks
-from .adam import adam_step
+from .adam import adam_step, fused_adam
 from .placement import fit_device, on_device
 from .effort import DEFAULT_EFFORT, effort_row
 from .targets import as_target
@@ -275,15 +275,42 @@ class _State:
         return (self.p["means"][i, :n].clone(), _chol(self.p["shape"][i, :n]), self.p["colors"][i, :n].clone(), n)
 
 
-def _adam(
-    state: _State, grads: dict[str, torch.Tensor], lrs: dict[str, torch.Tensor], betas: tuple[float, float]
-) -> None:
-    """One Adam step of every group; ``lrs`` broadcast per image ``(B, 1, 1)``; padding slots stay put."""
-    valid = (torch.arange(state.steps.shape[1])[None, :] < state.counts[:, None])[..., None]
+def _adam(state: _State, g_means: torch.Tensor, g_chol: torch.Tensor, chol: torch.Tensor, g_colors: torch.Tensor,
+          lrs: np.ndarray, betas: tuple[float, float], reg: float, bounds: np.ndarray) -> None:
+    """One Adam step of every group, then the clamps: positions to the image, log-scales to
+    ``bounds[2:4]``, shears to ``bounds[4]``. ``g_*``: loss gradients w.r.t. the means, the Cholesky factors
+    ``chol`` of the current shapes and the colours; ``lrs (B, 3)`` the rates of means, shape and colours;
+    ``reg`` an L1 weight on the colours. Padding slots stay put."""
+    if state.p["means"].device.type == "cpu":  # one numba pass instead of some 60 small torch ops
+        b, n = g_means.shape[:2]
+        flat = [state.p[k].view(b, -1).numpy() for k in state.GROUPS]
+        moments = [x[k].view(b, -1).numpy() for k in state.GROUPS for x in (state.m, state.v)]
+        fused_adam(*flat, g_means.numpy(), g_chol.numpy(), g_colors.numpy(), *moments,
+                   state.steps.view(b, n).numpy(), state.counts.numpy(), lrs, betas[0], betas[1], reg, bounds)
+    else:
+        _adam_torch(state, g_means, g_chol, chol, g_colors, lrs, betas, reg, bounds)
+
+
+def _adam_torch(state: _State, g_means: torch.Tensor, g_chol: torch.Tensor, chol: torch.Tensor,
+                g_colors: torch.Tensor, lrs: np.ndarray, betas: tuple[float, float], reg: float,
+                bounds: np.ndarray) -> None:
+    """:func:`_adam` in torch operations, on any device."""
+    if reg > 0:
+        g_colors = g_colors + reg * torch.sign(state.p["colors"])
+    grads = {"means": g_means, "shape": shape_grad(g_chol, chol, state.p["shape"]), "colors": g_colors}
+    valid = (torch.arange(state.steps.shape[1], device=g_means.device)[None, :]
+             < state.counts.to(g_means.device)[:, None])[..., None]
     state.steps += valid.float()
     t = state.steps.clamp_min(1)
-    for k in state.GROUPS:
-        adam_step(state.p[k], grads[k], state.m[k], state.v[k], lrs[k] * valid, t, betas)
+    rates = torch.from_numpy(lrs).float().to(g_means.device)
+    for j, k in enumerate(state.GROUPS):
+        adam_step(state.p[k], grads[k], state.m[k], state.v[k], rates[:, j, None, None] * valid, t, betas)
+    hi = torch.tensor([float(bounds[0]), float(bounds[1])], device=g_means.device)
+    state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi), torch.zeros_like(hi))
+    sh = state.p["shape"]
+    sh[..., 0].clamp_(float(bounds[2]), float(bounds[3]))
+    sh[..., 2].clamp_(float(bounds[2]), float(bounds[3]))
+    sh[..., 1].clamp_(-float(bounds[4]), float(bounds[4]))
 
 
 def learning_rates(cfg: FitConfig, points: int, width: int, height: int) -> tuple[float, float, float]:
@@ -444,12 +471,10 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     pos = np.zeros(b)
     rate = np.full(b, 1.0 / max(n_iter, 1))
     anneal_steps = max(1, round(cfg.anneal * n_iter))
-    lo_means = torch.zeros(2)
-    hi_means = torch.tensor([float(w), float(h)])
-    lo_log, hi_log = math.log(MIN_SCALE), math.log(2.0 * max(w, h))
+    bounds = np.array([w, h, math.log(MIN_SCALE), math.log(2.0 * max(w, h)), SHEAR_LIMIT])
     scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
     reg = cfg.lambda_reg * scale_grad
-    lr_means, lr_shape, lr_colors = learning_rates(cfg, n_total, w, h)
+    rates = np.array([learning_rates(cfg, n_total, w, h)])
     coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
     coarse_w, coarse_h = _Level.size(w, h, cfg.coarse_factor)
     if n_total > COARSE_MAX_DENSITY * coarse_w * coarse_h:  # too dense to draw at the coarse size
@@ -508,19 +533,9 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
             pos, rate = pos[:rows][keep_np], rate[:rows][keep_np]
             # every image's render and gradients are its own: those of the images that continue are rows of these
             chol, g_means, g_chol, g_colors = chol[keep], g_means[keep], g_chol[keep], g_colors[keep]
-        if reg > 0:
-            g_colors = g_colors + reg * torch.sign(state.p["colors"])
-        g_shape = shape_grad(g_chol, chol, state.p["shape"])
         frac = np.minimum(pos, 1.0)
-        decay = torch.from_numpy(cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac)))
-        decay = decay.float().view(-1, 1, 1).to(targets.device)
-        lrs = {"means": lr_means * decay, "shape": lr_shape * decay, "colors": lr_colors * decay}
-        _adam(state, {"means": g_means, "shape": g_shape, "colors": g_colors}, lrs, cfg.betas)
-        state.p["means"] = torch.maximum(torch.minimum(state.p["means"], hi_means), lo_means)
-        sh = state.p["shape"]
-        sh[..., 0].clamp_(lo_log, hi_log)
-        sh[..., 2].clamp_(lo_log, hi_log)
-        sh[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
+        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + np.cos(np.pi * frac))
+        _adam(state, g_means, g_chol, chol, g_colors, decay[:, None] * rates, cfg.betas, reg, bounds)
         pos = pos + rate
     return results  # type: ignore[return-value]
 
