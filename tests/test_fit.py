@@ -207,9 +207,9 @@ def test_fit_batch_rejects_mixed_sizes() -> None:
 def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
     target = synthetic()
     q = Quantization()
-    # without the shape fine-tune, which goes on training and may end above the float fit
+    # without the shape fine-tune and the grid sweeps, which go on training and may end above the float fit
     res = fit(target, FitConfig(points=60, iterations=120, check_every=10, quantization=q, refit_shape_iters=0,
-                                backend=BACKEND))
+                                grid_sweeps=0, backend=BACKEND))
     g = res.gaussians
     assert g.count == 60
     assert g.equal(snap(g, q))  # idempotent: exactly what the file decodes to
@@ -217,6 +217,26 @@ def test_quantized_result_is_snapped_and_psnr_is_honest() -> None:
     assert psnr(render, target) == pytest.approx(res.psnr, abs=1e-3)
     assert res.psnr <= res.psnr_unquantized + 0.05
     assert res.psnr > res.psnr_unquantized - 2.0
+
+
+def test_spare_gaussians_are_fitted_and_the_faintest_dropped() -> None:
+    target = synthetic()
+    cfg = FitConfig(points=60, iterations=40, check_every=10, quantization=None, spare=0.5, backend=BACKEND)
+    res = fit(target, cfg)
+    assert res.gaussians.count == 60  # the file holds ``points``, whatever the spare
+    # a tiny image caps the fit at its pixel count (48 < 40 * 1.5): it still keeps ``points``
+    tiny = fit(target[:6, :8], FitConfig(points=40, iterations=10, quantization=None, spare=0.5, backend=BACKEND))
+    assert tiny.gaussians.count == 40
+    from gscodec.fit.optimize import _keep_strongest
+
+    colors = torch.tensor([[0.1, 0, 0], [1.0, 0, 0], [0.0, 0.2, 0], [0.0, 0.0, 0.0]])
+    chol = torch.tensor([[1.0, 0, 1.0], [0.5, 0, 0.5], [4.0, 0.3, 4.0], [9.0, 0, 9.0]])
+    kept = _keep_strongest({"means": torch.arange(8.0).view(4, 2), "chol": chol, "colors": colors, "iterations": 3}, 2)
+    # energies 0.01, 0.25, 0.64, 0: the two strongest, in their order
+    assert kept["means"].tolist() == [[2.0, 3.0], [4.0, 5.0]] and kept["iterations"] == 3
+    for bad in (-0.1, 5.0):
+        with pytest.raises(ValueError, match="spare"):
+            FitConfig(spare=bad)
 
 
 def test_auto_quantization_is_chosen_per_image_from_its_float_psnr() -> None:
