@@ -56,9 +56,10 @@ _BYTES_PER_ELEMENT = 34
 
 
 def timing_config(points: int, iterations: int, init: str = "adaptive") -> FitConfig:
-    """A fit that is only the Adam loop at full size: all Gaussians placed at init, no events, no quantized end."""
-    return FitConfig(points=points, iterations=iterations, init=init, init_fraction=1.0, events=0, coarse=0.0,
-                     quantization=None, final_color_iters=0, patience=1 << 30, backend="cpu")
+    """A fit that is only the Adam loop at full size: all Gaussians placed at init, no spare ones, no events,
+    no quantized end."""
+    return FitConfig(points=points, spare=0.0, iterations=iterations, init=init, init_fraction=1.0, events=0,
+                     coarse=0.0, quantization=None, final_color_iters=0, patience=1 << 30, backend="cpu")
 
 
 def initial_params(target: torch.Tensor, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
