@@ -334,3 +334,15 @@ def test_shape_code_refinement_lowers_the_error_and_stays_on_the_grid() -> None:
     assert torch.equal(torch.as_tensor(refined.means), torch.as_tensor(rounded.means))
     assert torch.equal(torch.as_tensor(refined.colors), torch.as_tensor(rounded.colors))
     assert torch.equal(torch.as_tensor(snap(refined, q).chol), torch.as_tensor(refined.chol))
+
+
+def test_shape_code_refinement_needs_morton_order() -> None:
+    from gscodec.fit.codes import refine_shape_codes
+    from gscodec.quantize import Quantization, snap
+
+    q = Quantization(position_bits=2)
+    means = torch.tensor([[30.0, 20.0], [2.0, 3.0]])  # the far one first: not Morton order
+    g = snap(GaussianImage(40, 32, means, torch.tensor([[2.0, 0.0, 2.0]] * 2), torch.full((2, 3), 0.3)), q)
+    unordered = g.permuted(np.array([1, 0])) if g.means[0, 0] < g.means[1, 0] else g
+    with pytest.raises(ValueError, match="Morton"):
+        refine_shape_codes(unordered, torch.zeros(32, 40, 3), q, sweeps=2)
