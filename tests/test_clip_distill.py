@@ -259,8 +259,9 @@ def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path):
         Image.fromarray(np.roll(photo, 17 * i, axis=1)).save(tmp_path / f"p{i}.png")
     paths = sorted(tmp_path.glob("*.png"))
     clip, info = train_ssl_teacher(paths, "gsi-tiny-vit", steps=3, batch_size=4, short_side=48, val_photos=paths[:1],
-                                   log=lambda m: None)
+                                   patch_dropout=0.5, log=lambda m: None)
     assert info["steps"] == 3 and set(info["view_accuracy_after"]) == {"train", "val"}
+    assert isinstance(clip.model.visual.patch_dropout, torch.nn.Identity)  # dropout only while training
     assert not clip.model.training and 0.0 <= view_accuracy(clip, [photo], n=4) <= 1.0
     # a time limit ends the run, and the schedule reaches its end by then, however many steps were asked for
     _, info = train_ssl_teacher(paths, "gsi-tiny-vit", steps=10**6, batch_size=4, max_seconds=0.5, short_side=48,
