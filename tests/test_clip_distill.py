@@ -246,7 +246,7 @@ def test_fidelity_metrics_and_simclr_pieces():
     assert collate_splats([None]) is None
 
 
-def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path):
+def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path, capsys):
     from gscodec.clip.ssl_teacher import _lr_factor, shrink_photo, train_ssl_teacher, view_accuracy
 
     assert _lr_factor(0.0) < _lr_factor(0.04) < _lr_factor(0.05) == pytest.approx(1.0)  # warm-up
@@ -267,3 +267,8 @@ def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path):
     _, info = train_ssl_teacher(paths, "gsi-tiny-vit", steps=10**6, batch_size=4, max_seconds=0.5, short_side=48,
                                 log=lambda m: None)
     assert 1 <= info["steps"] < 10**6 and info["seconds"] < 30
+    from gscodec.clip.ssl_teacher import main, save_teacher
+
+    save_teacher(clip, tmp_path / "t.pt")
+    main([str(tmp_path), str(tmp_path / "t.pt"), "--model", "gsi-tiny-vit", "--view-accuracy", "--short-side", "48"])
+    assert "view accuracy" in capsys.readouterr().out

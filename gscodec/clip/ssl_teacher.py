@@ -78,6 +78,13 @@ def shrink_photo(photo: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(Image.fromarray(photo).resize(size, Image.LANCZOS))
 
 
+def load_pool(photos: Sequence[str | os.PathLike], short_side: int | None = 384) -> list[np.ndarray]:
+    """The photos as ``(H, W, 3)`` uint8 arrays, each through :func:`shrink_photo` (``None``: full size)."""
+    from ..imageio import load_image
+
+    return [shrink_photo(load_image(p), short_side) if short_side else load_image(p) for p in photos]
+
+
 def _view_batch(clip: ClipBundle, pool: Sequence[np.ndarray], n: int,
                 rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Two ``(n, 3, S, S)`` preprocessed batches: the paired views of ``n`` crops of random photos of ``pool``."""
@@ -126,16 +133,10 @@ def train_ssl_teacher(photos: Sequence[str | os.PathLike], model_name: str = "gs
     seconds, losses, and :func:`view_accuracy` before and after on ``photos`` (``"train"``) and on
     ``val_photos`` (``"val"``).
     """
-    from ..imageio import load_image
-
     torch.manual_seed(seed)
     clip = load_clip(model_name, "none")
     model = clip.model
-
-    def load(paths: Sequence[str | os.PathLike]) -> list[np.ndarray]:
-        return [shrink_photo(load_image(p), short_side) if short_side else load_image(p) for p in paths]
-
-    pool, val_pool = load(photos), load(val_photos)
+    pool, val_pool = load_pool(photos, short_side), load_pool(val_photos, short_side)
     if not pool:
         raise ValueError("no photos to train the teacher on")
     pools = {"train": pool, **({"val": val_pool} if val_pool else {})}
@@ -196,17 +197,20 @@ def save_teacher(clip: ClipBundle, path: str | os.PathLike) -> Path:
     return path
 
 
-__all__ = ["nt_xent", "save_teacher", "shrink_photo", "simclr_views", "train_ssl_teacher", "view_accuracy"]
+__all__ = ["load_pool", "nt_xent", "save_teacher", "shrink_photo", "simclr_views", "train_ssl_teacher", "view_accuracy"]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m gscodec.clip.ssl_teacher PHOTOS OUT.pt``: train and save a SimCLR teacher."""
+    """``python -m gscodec.clip.ssl_teacher PHOTOS OUT.pt``: train and save a SimCLR teacher; with
+    ``--view-accuracy`` measure an existing one (``OUT.pt``, or ``none`` for random weights) on PHOTOS."""
     import argparse
     import json
 
     ap = argparse.ArgumentParser(description="Train a small open_clip ViT image tower with SimCLR on photos.")
     ap.add_argument("photos", type=Path, help="folder of (training) photos")
-    ap.add_argument("out", type=Path, help="checkpoint to write (.pt)")
+    ap.add_argument("out", type=Path, help="checkpoint to write (.pt); with --view-accuracy, to measure")
+    ap.add_argument("--view-accuracy", action="store_true",
+                    help="train nothing: print the view accuracy of OUT (none: random weights, --seed) on PHOTOS")
     ap.add_argument("--model", default="gsi-small-vit")
     ap.add_argument("--steps", type=int, default=400, help="steps at most")
     ap.add_argument("--batch-size", type=int, default=64)
@@ -223,6 +227,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.view_accuracy:
+        torch.manual_seed(args.seed)
+        clip = load_clip(args.model, "none" if str(args.out) == "none" else str(args.out))
+        pool, n = load_pool(list_photos(args.photos), args.short_side or None), 256
+        print(f"{args.out}: view accuracy {100 * view_accuracy(clip, pool, n):.1f}% on the {len(pool)} photos of "
+              f"{args.photos} (chance {100 / (2 * n - 1):.1f}%)")
+        return
     clip, info = train_ssl_teacher(list_photos(args.photos), args.model, steps=args.steps,
                                    batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
                                    seed=args.seed, max_seconds=args.max_seconds, short_side=args.short_side or None,
