@@ -129,8 +129,8 @@ def train_ssl_teacher(photos: Sequence[str | os.PathLike], model_name: str = "gs
     max_seconds``: with a time limit the learning rate still decays to its end before the run stops.
     ``short_side``: photos are downsampled once so that their shorter side is at most this many pixels
     (views are cut from them; ``None``: full size). ``patch_dropout``: the fraction of patch tokens dropped at
-    random in training (FLIP; 0.5 nearly halves a step's cost; evaluation sees every token). Returns the bundle (eval mode) and a summary: steps,
-    seconds, losses, and :func:`view_accuracy` before and after on ``photos`` (``"train"``) and on
+    random in training (FLIP; evaluation sees every token). Returns the bundle (eval mode) and a summary:
+    steps, seconds, losses, and :func:`view_accuracy` before and after on ``photos`` (``"train"``) and on
     ``val_photos`` (``"val"``).
     """
     torch.manual_seed(seed)
@@ -155,12 +155,14 @@ def train_ssl_teacher(photos: Sequence[str | os.PathLike], model_name: str = "gs
     model.train()
     start = time.perf_counter()
     losses: list[float] = []
-    step, progress = 0, 0.0
-    while progress < 1.0:
-        elapsed = time.perf_counter() - start
-        progress = max(step / steps, elapsed / max_seconds if max_seconds else 0.0)
+    step = 0
+
+    def progress() -> float:
+        return max(step / steps, (time.perf_counter() - start) / max_seconds if max_seconds else 0.0)
+
+    while progress() < 1.0:
         for group in opt.param_groups:
-            group["lr"] = lr * _lr_factor(progress)
+            group["lr"] = lr * _lr_factor(progress())
         a, b = _view_batch(clip, pool, batch_size, rng)
         loss = nt_xent(model.encode_image(a, normalize=True), model.encode_image(b, normalize=True), temperature)
         opt.zero_grad(set_to_none=True)
@@ -169,8 +171,7 @@ def train_ssl_teacher(photos: Sequence[str | os.PathLike], model_name: str = "gs
         opt.step()
         losses.append(float(loss.detach()))
         step += 1
-        progress = max(step / steps, (time.perf_counter() - start) / max_seconds if max_seconds else 0.0)
-        if step % 10 == 0 or progress >= 1.0:
+        if step % 10 == 0 or progress() >= 1.0:
             log(f"  ssl step {step}  loss {np.mean(losses[-10:]):.3f}  lr {opt.param_groups[0]['lr']:.2e}  "
                 f"{time.perf_counter() - start:.0f} s")
     seconds = time.perf_counter() - start
