@@ -56,7 +56,7 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def teacher_bundle(name: str, args: argparse.Namespace, train_photos: list[Path]):
+def teacher_bundle(name: str, args: argparse.Namespace, train_photos: list[Path], val_photos: list[Path]):
     """``(head, clip, note)`` for teacher ``name`` (a fresh head of ``args.head_config`` on it)."""
     if name == "random":
         torch.manual_seed(args.seed)
@@ -69,15 +69,18 @@ def teacher_bundle(name: str, args: argparse.Namespace, train_photos: list[Path]
 
             log(f"training the SimCLR teacher on {len(train_photos)} photos for up to {args.ssl_seconds:.0f} s")
             clip, info = train_ssl_teacher(train_photos, "gsi-small-vit", steps=args.ssl_steps,
-                                           max_seconds=args.ssl_seconds, seed=args.seed, log=log)
+                                           max_seconds=args.ssl_seconds, seed=args.seed, val_photos=val_photos,
+                                           log=log)
             save_teacher(clip, path)
             Path(path).with_suffix(".json").write_text(json.dumps(info, indent=1))
         info = json.loads(Path(path).with_suffix(".json").read_text()) if Path(path).with_suffix(".json").is_file() \
             else {}
         torch.manual_seed(args.seed)
         head, clip = create_head(args.head_config, pretrained=str(path))
-        note = f"{clip.model_name} trained with SimCLR here ({path}; {info.get('steps', '?')} steps, " \
-               f"{info.get('seconds', 0) / 60:.0f} min)"
+        acc = info.get("view_accuracy_after", {})
+        note = f"{clip.model_name} trained with SimCLR here ({path}; {info.get('steps', '?')} steps of " \
+               f"{info.get('batch_size', '?')}, {info.get('seconds', 0) / 60:.0f} min" + \
+               "".join(f"; {k} view accuracy {100 * v:.1f}%" for k, v in acc.items()) + ")"
         return head, clip, note
     raise SystemExit(f"unknown teacher {name!r} (random, simclr)")
 
@@ -140,8 +143,9 @@ def main() -> None:
     ap.add_argument("--head-config", default="gsi-small-spatial")
     ap.add_argument("--teachers", default="random,simclr")
     ap.add_argument("--ssl-teacher", type=Path, help="SimCLR teacher checkpoint (trained when missing)")
-    ap.add_argument("--ssl-seconds", type=float, default=1200)
-    ap.add_argument("--ssl-steps", type=int, default=400)
+    ap.add_argument("--ssl-seconds", type=float, default=840, help="SimCLR training time limit (its schedule "
+                    "decays by then)")
+    ap.add_argument("--ssl-steps", type=int, default=400, help="SimCLR steps at most")
     ap.add_argument("--size", type=int, default=64, help="crop size (the teacher's input size)")
     ap.add_argument("--points", type=int, default=150, help="Gaussians per crop")
     ap.add_argument("--effort", type=int, default=1, help="fitter effort")
@@ -196,7 +200,7 @@ def main() -> None:
                                 "held": [p.name for p in held_photos]},
                      "held_psnr": held_psnr}
     for teacher_name in args.teachers.split(","):
-        head0, clip, note = teacher_bundle(teacher_name, args, train_photos)
+        head0, clip, note = teacher_bundle(teacher_name, args, train_photos, val_photos)
         tid = f"{teacher_name}-s{args.seed}"
         log(f"\n== teacher {teacher_name}: {note}")
         t0 = time.perf_counter()

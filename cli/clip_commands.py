@@ -121,6 +121,13 @@ def _device(device: str) -> str:
 @click.option("--resume", type=click.Path(dir_okay=False, path_type=Path),
               help="Continue from this checkpoint (same data, options and number of processes; --steps may be "
                    "raised to train on). Under torchrun every process loads it.")
+@click.option("--eval-data", multiple=True, metavar="DATA",
+              help="Held-out data (repeatable; .gsi files or folders with their original images next to them, a "
+                   "CSV path,image, or tar shards of KEY.gsi + KEY.png/.jpg): the head against the teacher on the "
+                   "original images, every --eval-every steps and at the end.")
+@click.option("--eval-every", type=click.IntRange(1), metavar="N",
+              help="Held-out metrics (cosine, retrieval@1, zero-shot agreement on the ImageNet-1k classes with "
+                   "the simple templates) every N steps, on stderr and in the --json record; needs --eval-data.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout (docs/json.md): one record, the head written.")
@@ -132,7 +139,7 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
                steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
                warmup: int | None, trainable_blocks: int | None, workers: int, device: str, precision: str,
                seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
-               cache_dir: str | None, as_json: bool) -> None:
+               eval_data: tuple[str, ...], eval_every: int | None, cache_dir: str | None, as_json: bool) -> None:
     """Train a CLIP head that embeds .gsi files straight from their Gaussians.
 
     DATA is .gsi files or folders (searched recursively), a CSV, or tar shards.
@@ -152,6 +159,12 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     the teacher's name and weights tag in the metadata. With --checkpoint-dir,
     an interrupted run continues exactly with --resume DIR/last.pt.
 
+    --eval-data with --eval-every N measures the head on held-out data every
+    N steps and at the end (the teacher embeds each original image once):
+    the mean cosine between the head's and the teacher's embeddings,
+    retrieval@1 (is the nearest teacher embedding the image's own?) and
+    zero-shot agreement (the same ImageNet-1k class chosen from both).
+
     Under torchrun (WORLD_SIZE > 1) the head trains data-parallel with
     DistributedDataParallel (gloo on CPU, NCCL with one GPU per process):
     each process reads its own tar shards (give at least one per process) or
@@ -168,6 +181,7 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
           -o head.safetensors --steps 20000 --checkpoint-dir ckpt/
       gsi train-head 'shards/*.tar' --stage contrastive --steps 5000 -o head.safetensors
       gsi train-head splats/ -o tiny.safetensors --head-config gsi-tiny --pretrained none
+      gsi train-head 'train-*.tar' --eval-data 'val-*.tar' --eval-every 100 --steps 1000 -o head.safetensors
       torchrun --nproc-per-node 4 -m gscodec_cli.main train-head 'gsi-shards/*.tar' --stage contrastive \\
           --init-head head-s1.safetensors --steps 5000 --checkpoint-dir ckpt/ -o head.safetensors
     """
@@ -179,6 +193,8 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
         env = distributed.env_info()
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
+    if eval_every is not None and not eval_data:
+        raise click.UsageError("--eval-every needs --eval-data (the held-out .gsi files and their original images)")
     dev = _device(device)
     if env.world_size > 1:
         if dev == "cuda":  # one GPU per process
@@ -192,7 +208,7 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     try:
         _train_head(data, output, stage, head_config, init_head, model, pretrained, num_tokens, images, steps,
                     epochs, batch_size, lr, weight_decay, warmup, trainable_blocks, workers, dev, precision, seed,
-                    checkpoint_dir, checkpoint_every, resume, cache_dir, as_json)
+                    checkpoint_dir, checkpoint_every, resume, eval_data, eval_every, cache_dir, as_json)
         distributed.barrier()  # no rank tears the group down while a peer still uses it (gloo aborts that peer)
     finally:
         distributed.shutdown()
@@ -203,7 +219,7 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                 steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
                 warmup: int | None, trainable_blocks: int | None, workers: int, dev: str, precision: str,
                 seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
-                cache_dir: str | None, as_json: bool) -> None:
+                eval_data: tuple[str, ...], eval_every: int | None, cache_dir: str | None, as_json: bool) -> None:
     """The body of ``train-head`` in one process (of one or of a torchrun job: only rank 0 prints and writes)."""
     import torch
     from rich.console import Console
@@ -240,7 +256,9 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                           lr=lr or _STAGE_LR[stage], weight_decay=weight_decay, warmup_steps=warmup,
                           seed=seed, workers=workers, precision=precision, trainable_blocks=trainable_blocks,
                           calibrate=init_head is None, checkpoint_every=checkpoint_every if checkpoint_dir else 0,
-                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None)
+                          checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
+                          eval_every=eval_every or 0)
+        evaluate = _held_out_evaluator(eval_data, clip, seed, info) if eval_data and main else None
         trainer = Trainer(head, clip, dataset, cfg, device=dev)
         if resume is not None:
             trainer.resume(resume)
@@ -258,7 +276,7 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
         info.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
                    f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
                    f"{100 * summary['fraction_of_head']:.1f}% of the head)")
-        result = _run_with_progress(trainer, info, show=main)
+        result = _run_with_progress(trainer, info, show=main, evaluate=evaluate)
         digests = trainer.rank_digests()
         images_seen = sum(distributed.all_gather_object(result["images"]))
         if len(set(digests)) > 1:
@@ -284,7 +302,8 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
            "images_per_s": round(images_seen / max(result["seconds"], 1e-9), 2),
            "trainable": summary["trainable"], "trainable_fraction_model": round(summary["fraction_of_model"], 4),
            "trainable_fraction_head": round(summary["fraction_of_head"], 4),
-           "world_size": world, "parameter_digests": digests}
+           "world_size": world, "parameter_digests": digests,
+           "evaluations": [_eval_record(e) for e in trainer.history]}
     if as_json:
         echo_json("train-head", [row], {"heads": 1, "steps": trainer.step, "seconds": row["seconds"],
                                         "world_size": world}, ok=True)
@@ -294,11 +313,39 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                f"{result['loss']:.4f}{speed}{sync}")
 
 
-def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
+def _held_out_evaluator(eval_data: tuple[str, ...], clip: Any, seed: int, info: Any) -> Any:
+    """``evaluate(head) -> metrics`` over ``--eval-data`` (:func:`gscodec.clip.fidelity.evaluator`), with the
+    ImageNet-1k zero-shot classifier of the teacher's text tower (simple templates)."""
+    from gscodec.clip import open_dataset
+    from gscodec.clip.fidelity import evaluator
+    from gscodec.clip.zeroshot import get_templates, imagenet_classnames, text_classifier
+
+    data = open_dataset(list(eval_data), image_transform=clip.preprocess, shuffle_buffer=0, seed=seed)
+    with info.status("embedding the ImageNet-1k class prompts for the held-out agreement...", spinner="dots"):
+        classifier = text_classifier(clip, imagenet_classnames(), get_templates("simple")).cpu()
+    return evaluator(data, classifier, clip=clip)
+
+
+def _eval_record(result: dict) -> dict:
+    """One held-out evaluation of :attr:`Trainer.history` as a --json object (docs/json.md)."""
+    return {"step": result["step"], "seconds": round(result["seconds"], 2), "images": int(result["gallery"]),
+            "cosine": result["cosine"], "retrieval_at_1": result["retrieval@1"],
+            "zero_shot_agreement": result["zero_shot_agreement"]}
+
+
+def _eval_line(info: dict) -> str:
+    """The stderr line of one held-out evaluation (a ``progress`` dict with ``"eval"``)."""
+    e = info["eval"]
+    return (f"step {info['step']}/{info['total']}: held-out cosine {e['cosine']:.4f}, retrieval@1 "
+            f"{100 * e['retrieval@1']:.1f}%, zero-shot agreement {100 * e['zero_shot_agreement']:.1f}% "
+            f"({int(e['gallery'])} images)")
+
+
+def _run_with_progress(trainer: Any, err: Any, show: bool = True, evaluate: Any = None) -> dict:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
         TimeRemainingColumn
 
-    if not show:  # the other ranks of a torchrun job: rank 0 shows the progress
+    if not show:  # the other ranks of a torchrun job: rank 0 shows the progress and evaluates
         try:
             return trainer.run()
         except KeyboardInterrupt:
@@ -313,13 +360,16 @@ def _run_with_progress(trainer: Any, err: Any, show: bool = True) -> dict:
         smooth: dict[str, float] = {}
 
         def update(info: dict) -> None:
+            if "eval" in info:
+                progress.console.print(_eval_line(info))
+                return
             for key in ("loss", "images_per_s"):
                 smooth[key] = info[key] if key not in smooth else 0.9 * smooth[key] + 0.1 * info[key]
             progress.update(task, completed=info["step"], loss=f"{smooth['loss']:.4f}",
                             speed=f"{smooth['images_per_s']:.1f}")
 
         try:
-            return trainer.run(progress=update)
+            return trainer.run(progress=update, evaluate=evaluate)
         except KeyboardInterrupt:
             if trainer.world_size > 1:  # the other processes may be gone: no collective checkpoint now
                 if trainer.config.checkpoint_dir:

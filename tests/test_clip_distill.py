@@ -244,3 +244,31 @@ def test_fidelity_metrics_and_simclr_pieces():
     va, vb = simclr_views(photo, 16, np.random.default_rng(0))
     assert va.shape == vb.shape == (16, 16, 3)
     assert collate_splats([None]) is None
+
+
+def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path, capsys):
+    from gscodec.clip.ssl_teacher import _lr_factor, shrink_photo, train_ssl_teacher, view_accuracy
+
+    assert _lr_factor(0.0) < _lr_factor(0.04) < _lr_factor(0.05) == pytest.approx(1.0)  # warm-up
+    assert _lr_factor(0.525) == pytest.approx(0.51) and _lr_factor(1.0) == pytest.approx(0.02)  # cosine to the floor
+    photo = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
+    assert shrink_photo(photo, 30).shape == (30, 40, 3) and shrink_photo(photo, 200) is photo
+    from PIL import Image
+
+    for i in range(2):
+        Image.fromarray(np.roll(photo, 17 * i, axis=1)).save(tmp_path / f"p{i}.png")
+    paths = sorted(tmp_path.glob("*.png"))
+    clip, info = train_ssl_teacher(paths, "gsi-tiny-vit", steps=3, batch_size=4, short_side=48, val_photos=paths[:1],
+                                   patch_dropout=0.5, log=lambda m: None)
+    assert info["steps"] == 3 and set(info["view_accuracy_after"]) == {"train", "val"}
+    assert isinstance(clip.model.visual.patch_dropout, torch.nn.Identity)  # dropout only while training
+    assert not clip.model.training and 0.0 <= view_accuracy(clip, [photo], n=4) <= 1.0
+    # a time limit ends the run, and the schedule reaches its end by then, however many steps were asked for
+    _, info = train_ssl_teacher(paths, "gsi-tiny-vit", steps=10**6, batch_size=4, max_seconds=0.5, short_side=48,
+                                log=lambda m: None)
+    assert 1 <= info["steps"] < 10**6 and info["seconds"] < 30
+    from gscodec.clip.ssl_teacher import main, save_teacher
+
+    save_teacher(clip, tmp_path / "t.pt")
+    main([str(tmp_path), str(tmp_path / "t.pt"), "--model", "gsi-tiny-vit", "--view-accuracy", "--short-side", "48"])
+    assert "view accuracy" in capsys.readouterr().out
