@@ -42,7 +42,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Mapping
 
-DEFAULT_EFFORT = 5
+DEFAULT_EFFORT = 4
 """The level ``FitConfig`` and ``gsi encode`` use when none is given."""
 
 EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "refit_iters", "code_sweeps",
@@ -52,11 +52,11 @@ EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "
 
 _TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
     #     name         iters  coarse shape  cg  sweeps event final events until densify grid
-    1: ("lightning", (170,   0.55,  0,     10,  4,     3,    10,   4,     0.5,  3,      8)),
-    2: ("swift",     (240,   0.5,   20,    15,  6,     4,    12,   4,     0.5,  3,      8)),
-    3: ("quick",     (330,   0.4,   40,    20,  8,     4,    15,   6,     0.6,  4,      12)),
-    4: ("fast",      (450,   0.35,  70,    30,  12,    5,    20,   6,     0.6,  4,      16)),
-    5: ("default",   (600,   0.3,   110,   40,  16,    5,    20,   8,     0.7,  4,      16)),
+    1: ("lightning", (150,   0.55,  0,     10,  4,     3,    10,   4,     0.5,  3,      6)),
+    2: ("swift",     (190,   0.5,   20,    15,  6,     4,    12,   4,     0.5,  3,      8)),
+    3: ("quick",     (230,   0.45,  30,    20,  8,     4,    15,   5,     0.55, 4,      10)),
+    4: ("balanced",  (280,   0.4,   40,    20,  8,     4,    15,   6,     0.6,  4,      12)),
+    5: ("thorough",  (600,   0.3,   110,   40,  16,    5,    20,   8,     0.7,  4,      16)),
     6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20,   8,     0.7,  4,      24)),
     7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20,   8,     0.7,  4,      32)),
     8: ("slower",    (1300,  0.2,   250,   60,  32,    5,    30,   8,     0.7,  4,      32)),
