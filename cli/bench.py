@@ -134,7 +134,7 @@ def tables(summary: Any) -> list[Table]:
 @click.option("--jobs", type=click.IntRange(1, 256), default=1, show_default=True,
               help="Points measured in parallel (worker processes, one thread each).")
 @click.option("-e", "--effort", type=click.IntRange(1, 9), metavar="1..9",
-              help="gsi encoder effort (1 fastest, 9 slowest).  [default: 5]")
+              help="gsi encoder effort (1 fastest, 9 slowest).  [default: 4]")
 @click.option("--iterations", type=click.IntRange(0),
               help="Expert: fitter steps per gsi image, overriding the effort level's count.")
 @click.option("--json", "as_json", is_flag=True,

@@ -290,7 +290,7 @@ class QualityType(click.ParamType):
               help="Stop fitting once the written file should reach this PSNR (dB): the fit stops 0.35 dB above it, "
                    "the typical quantization loss. Not with --bpp.")
 @click.option("-e", "--effort", type=click.IntRange(1, 9), default=None, metavar="1..9",
-              help="Encoder effort: 1 fastest, 9 slowest and best (gscodec.fit.effort.EFFORTS).  [default: 5]")
+              help="Encoder effort: 1 fastest, 9 slowest and best (gscodec.fit.effort.EFFORTS).  [default: 4]")
 @click.option("--iterations", type=click.IntRange(0),
               help="Expert: optimizer steps per image, overriding the effort level's count (the rest of its "
                    "settings stay).")
@@ -364,7 +364,7 @@ def encode(inputs: tuple[str, ...], output_text: str | None, input_list: Path | 
       gsi encode cat.jpg                               # writes cat.gsi
       gsi encode cat.jpg -o small.gsi -q 40            # that file, at quality 40
       cat cat.png | gsi encode - -o - > cat.gsi        # standard input to standard output
-      gsi encode photos/ -o splats/ --effort 1       # fastest: about 3.7x faster than the default
+      gsi encode photos/ -o splats/ --effort 1       # fastest: about 2x faster than the default
       gsi encode photos/ -o splats/ --resize 224 --points 900
       gsi encode 'shots/**/*.png' -o out/ --density 0.02 --workers 2
       gsi encode photo.jpg --bpp 0.5            # rate control: about 0.5 bits per pixel

@@ -127,7 +127,7 @@ class EncoderSettings:
 
     def describe(self) -> str:
         """The settings that shape the file, as the canonical text its ``settings`` metadata records, e.g.
-        ``"points=900 effort=5 quantization=auto seed=0 format=auto"`` (the rate control that counts, the
+        ``"points=900 effort=4 quantization=auto seed=0 format=auto"`` (the rate control that counts, the
         effort level even when it is the default, then ``iterations``, ``resize`` and ``psnr`` when given).
         ``backend`` is left out: CPU and GPU fits of the same settings are the same request."""
         if self.bpp is not None:

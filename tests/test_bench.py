@@ -19,6 +19,7 @@ from gscodec.metrics import MS_SSIM_MIN_SIDE
 from gscodec.metrics import psnr_u8 as psnr
 from gscodec.bench.runner import run
 from gscodec.bench.store import FIELDS, PointStore
+from gscodec.fit.effort import DEFAULT_EFFORT
 from gscodec_cli.main import cli
 
 W, H = 48, 40
@@ -171,7 +172,7 @@ def test_results_files_follow_the_compressai_schema(first_run: tuple[Path, objec
     assert (outdir / "rd.pdf").read_bytes()[:5] == b"%PDF-"
     svg = (outdir / "rd.svg").read_text()
     assert "<svg" in svg and "2 image(s) at native resolution" in svg  # the title, as text
-    assert f"gsi effort 5 ({ITERATIONS} steps, auto quantization)" in svg and "jpeg via Pillow" in svg
+    assert f"gsi effort {DEFAULT_EFFORT} ({ITERATIONS} steps, auto quantization)" in svg and "jpeg via Pillow" in svg
 
 
 def test_averages_are_per_image_means_of_real_file_sizes(first_run: tuple[Path, object], photos: Path) -> None:

@@ -19,6 +19,7 @@ from click.testing import CliRunner, Result
 from PIL import Image
 
 import gscodec
+from gscodec.fit.effort import DEFAULT_EFFORT
 from gscodec.presets import quality_settings
 from gscodec_cli.main import cli
 
@@ -192,7 +193,7 @@ def test_quality_sets_density_and_is_recorded(runner: CliRunner, tmp_path: Path)
     chosen = quality_settings(40)
     f = gscodec.read(tmp_path / "q.gsi")
     assert f.header.count == round(chosen.density * 60 * 40)
-    assert f.metadata["settings"] == f"density={chosen.density:.6g} effort=5 iterations=5 quantization=auto seed=0 " \
+    assert f.metadata["settings"] == f"density={chosen.density:.6g} effort={DEFAULT_EFFORT} iterations=5 quantization=auto seed=0 " \
                                      "format=auto"
     assert "settings: density=" in result.stderr and "(-q 40)" in result.stderr  # -v names them
 
@@ -233,9 +234,9 @@ def test_same_settings_skip_other_settings_re_encode(runner: CliRunner, tmp_path
     for changed in (["--seed", "1"], ["--effort", "1"], ["--quantization", "high"], ["--format-version", "1"]):
         result = runner.invoke(cli, ["encode", str(img), "--points", "9", "--iterations", "5", *changed, "--json"])
         assert _doc(result)["records"][0]["stale"], changed
-    # the settings of the last run, written another way (--effort 5 is the default), are the same settings
+    # the settings of the last run, written another way (--effort DEFAULT_EFFORT is the default), are the same
     again = runner.invoke(cli, ["encode", str(img), "--points", "9", "--iterations", "5", "--format-version", "1",
-                                "--effort", "5", "--quantization", "auto", "--json"])
+                                "--effort", str(DEFAULT_EFFORT), "--quantization", "auto", "--json"])
     assert _doc(again)["records"][0]["status"] == "skipped"
 
 

@@ -92,3 +92,13 @@ def test_bench_codec_names_its_effort() -> None:
     assert make_codec("gsi", (0.01,), effort=2).description() != make_codec("gsi", (0.01,), effort=3).description()
     with pytest.raises(ValueError, match="effort"):
         make_codec("gsi", (0.01,), effort=12)
+
+
+@pytest.mark.parametrize("command", ["encode", "bench"])
+def test_help_states_the_default_level(command: str) -> None:
+    # the CLI keeps gscodec.fit (torch) out of its import, so the help text carries the number itself
+    result = CliRunner().invoke(cli, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    option = result.output.split("-e, --effort", 1)[1]
+    stated = option.split("[default: ", 1)[1].split("]", 1)[0]
+    assert stated == str(DEFAULT_EFFORT)

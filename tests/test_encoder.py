@@ -11,6 +11,7 @@ from PIL import Image
 
 import gscodec
 from gscodec.encoder import EncodeError, EncoderSettings, encode_image
+from gscodec.fit.effort import DEFAULT_EFFORT
 from gscodec_cli.main import cli
 
 PHOTO = Path(__file__).resolve().parent / "data" / "chelsea.png"
@@ -125,8 +126,8 @@ def test_a_quality_number_is_its_density_and_preset() -> None:
 
 
 def test_settings_text_names_what_shapes_the_file() -> None:
-    assert EncoderSettings().describe() == "points=900 effort=5 quantization=auto seed=0 format=auto"
-    assert EncoderSettings().describe() == EncoderSettings(effort=5, backend="cuda").describe()
+    assert EncoderSettings().describe() == f"points=900 effort={DEFAULT_EFFORT} quantization=auto seed=0 format=auto"
+    assert EncoderSettings().describe() == EncoderSettings(effort=DEFAULT_EFFORT, backend="cuda").describe()
     text = EncoderSettings(bpp=0.5, effort=2, iterations=30, resize=224, quality="high", seed=3,
                            format_version=1).describe()
     assert text == "bpp=0.5 effort=2 iterations=30 resize=224 quantization=high seed=3 format=1"

@@ -28,7 +28,7 @@ Schedule (fractions refer to ``FitConfig.iterations``; the effort level,
   quantization-aware end of :mod:`gscodec.fit.refit` when ``quantization`` is
   set.
 
-What the default level's speed came from (768x480 textured photo at 0.008
+What the fitter's speed came from (768x480 textured photo at 0.008
 Gaussians/px, 2949 Gaussians, against the former 600-step default: 11.9 s,
 27.57 dB): the decoder's strip renderer for the forward pass (4.4 to 1.7 ms
 per step), learning rates 1.5-3x higher (+0.25 dB at 300 steps), 420 steps
