@@ -94,4 +94,6 @@ def test_gpu_fitter_in_interpreter_matches_cpu_fitter(fits: dict) -> None:
 def test_gpu_fitter_renders_only_with_the_triton_backend(fits: dict) -> None:
     """Every render of the cuda fit (init, Adam steps, colour solves, refit, code search) went through Triton."""
     assert fits["cuda_calls"]["cpu"] == 0 and fits["cuda_calls"]["cuda"] > 30
-    assert fits["cpu_calls"]["cuda"] == 0 and fits["cpu_calls"]["cpu"] > 30
+    # the CPU fitter's Adam steps use the fused squared_error_grad, not rasterize_sum: only its init, colour
+    # solves, refit and code search render, fewer at lower efforts
+    assert fits["cpu_calls"]["cuda"] == 0 and fits["cpu_calls"]["cpu"] > 10
