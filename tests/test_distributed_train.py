@@ -146,6 +146,7 @@ def _exact_resume_worker(rank: int, shards: list[str], folder: str, port: int) -
         result = {"straight": straight.parameter_digest(), "resumed": resumed.parameter_digest(),
                   "losses": [straight.last_loss, resumed.last_loss], "shards": straight.dataset.rank_shards()}
         (Path(folder) / f"rank{rank}.json").write_text(json.dumps(result))
+        distributed.barrier()  # as train-head does: no rank tears gloo down while its peer still uses it
     finally:
         distributed.shutdown()
 
@@ -185,6 +186,7 @@ def _contrastive_worker(rank: int, folder: str, port: int, rows: list[int]) -> N
         clip_loss.backward()
         out = {"clip": float(clip_loss), "sigmoid": float(sig_loss), "grad": float(mine.grad.abs().sum())}
         (Path(folder) / f"loss{rank}.json").write_text(json.dumps(out))
+        distributed.barrier()
     finally:
         distributed.shutdown()
 
