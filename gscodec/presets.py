@@ -82,12 +82,12 @@ def resolve_preset(name: str) -> Quantization | str:
 
 QUALITY_ANCHOR = (10.0, 0.002)
 """``(quality, Gaussians per pixel)``: the low end of the measured densities, where the dev photos' files came
-out at 27.1 dB, about JPEG's 27.3 dB at quality 10 (``benchmarks/results/rd-dev/points.csv``)."""
+out at 27.3 dB, as JPEG's at quality 10 (``benchmarks/results/rd-dev/points.csv``, effort 4)."""
 
 QUALITY_PER_DOUBLING = 15.0
 """Quality steps per doubling of the density. On the dev photos each doubling from 0.002 to 0.03 Gaussians per
-pixel gained about 1.8 dB (27.1, 28.9, 30.9, 32.7 and 34.2 dB at 0.002-0.03), and the scale keeps
-quality 40-70 within about 0.7 dB of JPEG's PSNR at the same quality (30.9/31.6 dB at 40, 34.2/34.0 dB at 70)."""
+pixel gained about 1.7-1.8 dB (27.3, 29.1, 30.9, 32.7 and 34.0 dB at 0.002-0.03, effort 4), and the scale keeps
+quality 40-70 within about 0.7 dB of JPEG's PSNR at the same quality (30.9/31.6 dB at 40, 34.0/34.0 dB at 70)."""
 
 QUALITY_QUANTIZATION: tuple[tuple[float, str], ...] = ((95.0, "auto"), (100.0, "high"), (math.inf, "max"))
 """``(quality below which it applies, quantization preset)``: ``auto`` (the rate-distortion-best bits per image)
