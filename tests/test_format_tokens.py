@@ -76,3 +76,33 @@ def test_extra_bits_length_and_padding_are_checked() -> None:
         unpack_bits(good + b"\x00", nbits)
     with pytest.raises(StreamError):
         unpack_bits(bytes([good[0] | 0x80]), nbits)
+
+
+def _greedy_frames_reference(chunks: list[bytes]) -> bytes:
+    """The frame choice re-packing every candidate in full: merge the neighbours whose merge packs smallest."""
+    groups = [[c] for c in chunks]
+    best = pack_frames([b"".join(g) for g in groups])
+    while len(groups) > 1:
+        candidates = []
+        for i in range(len(groups) - 1):
+            merged = groups[:i] + [groups[i] + groups[i + 1]] + groups[i + 2:]
+            candidates.append((pack_frames([b"".join(g) for g in merged]), merged))
+        packed, merged = min(candidates, key=lambda c: len(c[0]))
+        if len(packed) >= len(best):
+            break
+        best, groups = packed, merged
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_best_frames_matches_the_plain_greedy_search(seed: int) -> None:
+    """Compressing each run of streams once picks the same frames, byte for byte, as re-packing every candidate."""
+    from gscodec.format.payload import _best_frames
+
+    rng = np.random.default_rng(seed)
+    chunks = []
+    for k in range(int(rng.integers(1, 8))):
+        n = int(rng.integers(0, 3000))
+        spread = int(rng.choice([2, 16, 256]))  # repetitive to noisy streams, so some merges pay and some do not
+        chunks.append(rng.integers(0, spread, n, dtype=np.uint8).tobytes())
+    assert _best_frames(chunks) == _greedy_frames_reference(chunks)

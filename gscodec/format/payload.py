@@ -25,7 +25,7 @@ from ..quantize import COLOR_RGB, COLOR_YCOCG, FIELD_NAMES, QuantizedGaussians, 
 from .errors import HeaderError, ParameterError, StreamError, TruncatedError
 from .header import Mode
 from .rangecoder import choose_delta_shift, decode_symbols
-from .streams import frames_end, pack_frames, unpack_frames
+from .streams import frame_compressor, frames_end, join_frames, unpack_frames
 from .tokens import CONFIGS, VALUE_BITS, choose_config, decode_streams, pack_bits, tokenize
 
 _FLOAT_DTYPES = {Mode.FLOAT32: np.dtype("<f4"), Mode.FLOAT16: np.dtype("<f2")}
@@ -49,20 +49,29 @@ def _best_frames(chunks: list[bytes]) -> bytes:
 
     Each zstd frame carries its own entropy tables: separate frames fit each
     stream's statistics, merged frames save the tables; the best cut depends on
-    the data, and decoders accept any.
+    the data, and decoders accept any. Frames are compressed independently, so
+    each run of chunks is compressed once (``frames[(i, j)]``: chunks ``i..j-1``).
     """
-    groups = [[c] for c in chunks]
-    best = pack_frames([b"".join(g) for g in groups])
-    while len(groups) > 1:
-        candidates = []
-        for i in range(len(groups) - 1):
-            merged = groups[:i] + [groups[i] + groups[i + 1]] + groups[i + 2 :]
-            candidates.append((pack_frames([b"".join(g) for g in merged]), merged))
-        packed, merged = min(candidates, key=lambda c: len(c[0]))
-        if len(packed) >= len(best):
+    compressor = frame_compressor()
+    frames: dict[tuple[int, int], bytes] = {}
+
+    def frame(run: tuple[int, int]) -> bytes:
+        if run not in frames:
+            frames[run] = compressor.compress(b"".join(chunks[run[0]:run[1]]))
+        return frames[run]
+
+    def size(runs: list[tuple[int, int]]) -> int:  # the packed payload's length
+        return 1 + 4 * len(runs) + sum(len(frame(r)) for r in runs)
+
+    runs = [(i, i + 1) for i in range(len(chunks))]
+    best = size(runs)
+    while len(runs) > 1:
+        candidates = [runs[:i] + [(runs[i][0], runs[i + 1][1])] + runs[i + 2:] for i in range(len(runs) - 1)]
+        merged = min(candidates, key=size)
+        if size(merged) >= best:
             break
-        best, groups = packed, merged
-    return best
+        best, runs = size(merged), merged
+    return join_frames([frame(r) for r in runs])
 
 
 def encode_float(g: GaussianImage, mode: Mode) -> bytes:

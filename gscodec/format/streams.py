@@ -20,15 +20,24 @@ _MAX_WINDOW = 1 << 27
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+def frame_compressor(level: int = ZSTD_LEVEL) -> zstandard.ZstdCompressor:
+    """The compressor of one slot's frame: content size declared, no checksum, no dictionary id."""
+    return zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False, write_dict_id=False)
+
+
+def join_frames(frames: list[bytes]) -> bytes:
+    """The frame table of already compressed ``frames``, then the frames back to back."""
+    if not 1 <= len(frames) <= MAX_FRAMES:
+        raise ValueError(f"need 1..{MAX_FRAMES} frames, got {len(frames)}")
+    return struct.pack(f"<B{len(frames)}I", len(frames), *(len(f) for f in frames)) + b"".join(frames)
+
+
 def pack_frames(chunks: list[bytes], level: int = ZSTD_LEVEL) -> bytes:
     """Compress each of ``chunks`` into its own zstd frame and prefix the frame table."""
     if not 1 <= len(chunks) <= MAX_FRAMES:
         raise ValueError(f"need 1..{MAX_FRAMES} chunks, got {len(chunks)}")
-    compressor = zstandard.ZstdCompressor(level=level, write_content_size=True, write_checksum=False,
-                                          write_dict_id=False)
-    frames = [compressor.compress(bytes(c)) for c in chunks]
-    table = struct.pack(f"<B{len(frames)}I", len(frames), *(len(f) for f in frames))
-    return table + b"".join(frames)
+    compressor = frame_compressor(level)
+    return join_frames([compressor.compress(bytes(c)) for c in chunks])
 
 
 def frames_end(data: memoryview) -> int:

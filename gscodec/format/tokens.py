@@ -76,20 +76,44 @@ def choose_config(values: np.ndarray) -> int:
     """The config whose tokens and extra bits have the fewest estimated bits for ``values`` ``(N,)``.
 
     The estimate is the order-0 entropy of the tokens plus the extra bits plus
-    4 bits per distinct token (a rough Huffman table cost).
+    4 bits per distinct token (a rough Huffman table cost). A value's token
+    depends only on the value below 128 (``2**MAX_SPLIT``), and above it on its
+    bit length and the two bits below its leading one, so every config is
+    scored from one histogram of those instead of tokenizing ``values`` again.
     """
+    v = np.asarray(values).astype(np.uint64)
+    small = v < np.uint64(1 << MAX_SPLIT)
+    small_counts = np.bincount(v[small].astype(np.int64), minlength=1 << MAX_SPLIT)
+    big = v[~small]
+    big_n = big_h = big_counts = np.zeros(0, dtype=np.int64)
+    if big.size:
+        n = np.frexp(big.astype(np.float64))[1] - 1  # exact below 2**53, and anything that large is refused
+        if int(n.max()) >= VALUE_BITS:
+            return CONFIGS[0]  # no config can code it; the caller's range check reports it
+        h = ((big >> (n - MAX_MANTISSA).astype(np.uint64)) & np.uint64((1 << MAX_MANTISSA) - 1)).astype(np.int64)
+        keys, big_counts = np.unique(n * (1 << MAX_MANTISSA) + h, return_counts=True)
+        big_n, big_h = keys >> MAX_MANTISSA, keys & ((1 << MAX_MANTISSA) - 1)
+    size = max(v.size, 1)
     best, best_cost = CONFIGS[0], float("inf")
     for config in CONFIGS:
-        try:
-            tokens, _, nbits = tokenize(values, config)
-        except ParameterError:
-            continue
-        counts = np.bincount(tokens, minlength=256)
+        s, m = config & 15, config >> 4
+        small_tokens, extra_small = _small_tokens(config)
+        big_tokens = (1 << s) + ((big_n - s) << m) + (big_h >> (MAX_MANTISSA - m))
+        counts = np.bincount(np.concatenate([small_tokens, big_tokens]),
+                             weights=np.concatenate([small_counts, big_counts]).astype(np.float64), minlength=256)
         counts = counts[counts > 0]
-        cost = float(-(counts * np.log2(counts / max(tokens.size, 1))).sum()) + int(nbits.sum()) + 4 * counts.size
+        extra = int((small_counts * extra_small).sum()) + int((big_counts * (big_n - m)).sum())
+        cost = float(-(counts * np.log2(counts / size)).sum()) + extra + 4 * counts.size
         if cost < best_cost:
             best, best_cost = config, cost
     return best
+
+
+@lru_cache(maxsize=None)
+def _small_tokens(config: int) -> tuple[np.ndarray, np.ndarray]:
+    """Token and extra-bit count of every value below ``2**MAX_SPLIT`` under ``config``."""
+    tokens, _, nbits = tokenize(np.arange(1 << MAX_SPLIT, dtype=np.uint64), config)
+    return tokens.astype(np.int64), nbits
 
 
 def extra_bit_counts(tokens: np.ndarray, config: int) -> np.ndarray:
