@@ -106,3 +106,39 @@ def test_best_frames_matches_the_plain_greedy_search(seed: int) -> None:
         spread = int(rng.choice([2, 16, 256]))  # repetitive to noisy streams, so some merges pay and some do not
         chunks.append(rng.integers(0, spread, n, dtype=np.uint8).tobytes())
     assert _best_frames(chunks) == _greedy_frames_reference(chunks)
+
+
+def _choose_config_reference(values: np.ndarray) -> int:
+    """The config choice by tokenizing ``values`` under every config."""
+    best, best_cost = CONFIGS[0], float("inf")
+    for config in CONFIGS:
+        try:
+            tokens, _, nbits = tokenize(values, config)
+        except ParameterError:
+            continue
+        counts = np.bincount(tokens, minlength=256)
+        counts = counts[counts > 0]
+        cost = float(-(counts * np.log2(counts / max(tokens.size, 1))).sum()) + int(nbits.sum()) + 4 * counts.size
+        if cost < best_cost:
+            best, best_cost = config, cost
+    return best
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_choose_config_matches_tokenizing_every_config(seed: int) -> None:
+    """Scoring configs from the histogram picks what tokenizing under each config picks."""
+    rng = np.random.default_rng(seed)
+    for kind in range(4):
+        n = int(rng.integers(0, 2000))
+        if kind == 0:
+            v = rng.geometric(rng.uniform(0.01, 0.9), n) - 1
+        elif kind == 1:
+            v = rng.integers(0, 2 ** int(rng.integers(1, 32)), n)
+        elif kind == 2:
+            v = np.abs(rng.normal(0, 10 ** rng.uniform(0, 6), n)).astype(np.int64)
+        else:
+            v = rng.integers(0, 300, n)
+        v = v.astype(np.uint64)
+        assert choose_config(v) == _choose_config_reference(v)
+    assert choose_config(np.array([2**40], dtype=np.uint64)) == _choose_config_reference(
+        np.array([2**40], dtype=np.uint64))  # too large for any config
