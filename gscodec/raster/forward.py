@@ -416,21 +416,47 @@ def residual_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndar
 def _batch_tasks(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, pads: np.ndarray, rows: np.ndarray,
                  width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """Bands of every image of a batch, ``tasks[t] = (image, lo, hi, first, last)``, and their Gaussians ``order``."""
-    nb = means.shape[0]
     nthreads = numba.get_num_threads()
     # with several images, fewer bands each still leave every thread busy
-    nbands = _band_count(height, max(1, -(-nthreads // nb)))
-    tasks, orders, offset = [], [], 0
+    nbands = _band_count(height, max(1, -(-nthreads // means.shape[0])))
+    return _batch_tasks_all(means, chol, counts.astype(np.int64), pads, rows, width, height, nbands)
+
+
+@njit(cache=True)
+def _batch_tasks_all(means: np.ndarray, chol: np.ndarray, counts: np.ndarray, pads: np.ndarray, rows: np.ndarray,
+                     width: int, height: int, nbands: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_batch_tasks` for ``nbands`` bands per image, in one compiled loop over the images."""
+    nb = means.shape[0]
+    all_bounds = []
+    all_starts = []
+    all_orders = []
+    ntasks = 0
+    norder = 0
     for b in range(nb):
-        k = int(counts[b])
+        k = counts[b]
         bounds = _band_bounds(means[b, :k], chol[b, :k], pads[b, :k], rows[b, :k], width, height, nbands)
         starts, order = _bin_bands(rows[b, :k], bounds)
+        all_bounds.append(bounds)
+        all_starts.append(starts)
+        all_orders.append(order)
+        ntasks += bounds.shape[0] - 1
+        norder += order.shape[0]
+    tasks = np.empty((ntasks, 5), dtype=np.int64)
+    orders = np.empty(norder, dtype=np.int64)
+    t = 0
+    offset = 0
+    for b in range(nb):
+        bounds, starts, order = all_bounds[b], all_starts[b], all_orders[b]
         for band in range(bounds.shape[0] - 1):
-            tasks.append((b, bounds[band], bounds[band + 1], offset + starts[band], offset + starts[band + 1]))
-        orders.append(order)
+            tasks[t, 0] = b
+            tasks[t, 1] = bounds[band]
+            tasks[t, 2] = bounds[band + 1]
+            tasks[t, 3] = offset + starts[band]
+            tasks[t, 4] = offset + starts[band + 1]
+            t += 1
+        orders[offset:offset + order.shape[0]] = order
         offset += order.shape[0]
-    return (np.array(tasks, dtype=np.int64).reshape(-1, 5),
-            np.concatenate(orders) if orders else np.empty(0, dtype=np.int64))
+    return tasks, orders
 
 
 def render_batch_prepared(means: np.ndarray, chol: np.ndarray, colors: np.ndarray, counts: np.ndarray,
