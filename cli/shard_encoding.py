@@ -341,6 +341,7 @@ def encode_sharded(inputs: tuple[str, ...], input_list: Path | None, outdir: Pat
                           "run the same command again to resume")
             raise click.exceptions.Exit(130) from None
         parts = distributed.all_gather_object(([o.as_dict() for o in outcomes], time.perf_counter() - start))
+        distributed.barrier()  # as train-head: no rank tears gloo down while a peer is still in the gather
         everything = [o for rows, _ in parts for o in rows]
         elapsed = max(seconds for _, seconds in parts)
         if not distributed.is_main():
