@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gscodec.fit import FitConfig, FitResult, fit, fit_batch, psnr
-from gscodec.fit.init import MIN_SCALE, adaptive_init, grid_init, mean_spacing, solve_colors
+from gscodec.fit.init import MIN_SCALE, adaptive_init, color_energy, grid_init, mean_spacing, solve_colors
 from gscodec.fit.optimize import _chol, _event, _shape, _State
 from gscodec.fit.refit import render_batch
 from gscodec.gaussians import GaussianImage
@@ -92,6 +92,68 @@ def test_solve_colors_recovers_linear_colours() -> None:
     solved = solve_colors(means, chol, start, target, 30, BACKEND, ridge=0.0)
     err = float(((rasterize_sum(means, chol, solved, w, h, backend=BACKEND) - target) ** 2).mean())
     assert err < 1e-4 * err0
+
+
+def _plain_cg(means, chol, colors, target, iters):  # type: ignore[no-untyped-def]
+    """The reference: unpreconditioned CG on the same normal equations (dense autograd products)."""
+    w, h = target.shape[2], target.shape[1]
+
+    def normal(c: torch.Tensor) -> torch.Tensor:
+        c = c.detach().requires_grad_(True)
+        img = rasterize_sum(means, chol, c, w, h, backend=BACKEND)
+        return torch.autograd.grad(img, c, img.detach())[0]
+
+    c0 = colors.detach().requires_grad_(True)
+    img0 = rasterize_sum(means, chol, c0, w, h, backend=BACKEND)
+    x = colors.clone()
+    r = torch.autograd.grad(img0, c0, target - img0.detach())[0]
+    p, rs = r.clone(), (r * r).sum()
+    for _ in range(iters):
+        ap = normal(p)
+        alpha = rs / (p * ap).sum()
+        x, r = x + alpha * p, r - alpha * ap
+        rs, rs_old = (r * r).sum(), rs
+        p = r + rs / rs_old * p
+    return x
+
+
+def _mixed_sizes(n: int, w: int, h: int, seed: int):  # type: ignore[no-untyped-def]
+    gen = torch.Generator().manual_seed(seed)
+    means = torch.rand(1, n, 2, generator=gen) * torch.tensor([w, h])
+    scales = 0.6 * 12.0 ** torch.rand(1, n, 2, generator=gen)  # 0.6 to 7 px: energies over two decades
+    chol = torch.stack([scales[..., 0], 0.3 * scales[..., 1] * (torch.rand(1, n, generator=gen) - 0.5),
+                        scales[..., 1]], -1)
+    return means, chol, torch.rand(1, n, 3, generator=gen)
+
+
+def test_color_energy_is_the_sum_of_squared_weights() -> None:
+    means, chol, _ = _mixed_sizes(12, 64, 64, 5)
+    means = torch.full_like(means, 32.25)  # away from the borders: the integral is the sum
+    ones = torch.zeros(1, 12, 3)
+    for k in range(12):
+        ones.zero_()
+        ones[0, k] = 1.0
+        img = rasterize_sum(means, chol, ones, 64, 64, backend=BACKEND)[..., 0]
+        if chol[0, k, 0] > 1.0 and chol[0, k, 2] > 1.0:  # larger than a pixel: the sum follows the integral
+            assert float((img * img).sum()) == pytest.approx(float(color_energy(chol[0, k])), rel=0.03)
+
+
+def test_solve_colors_preconditioned_beats_plain_cg() -> None:
+    """Gaussians of mixed sizes: 3 steps of the Jacobi-preconditioned solve leave less error than 3 plain CG steps."""
+    w, h = 96, 80
+    means, chol, true = _mixed_sizes(200, w, h, 7)
+    target = rasterize_sum(means, chol, true, w, h, backend=BACKEND).clamp(0, 1)
+    start = torch.zeros_like(true)
+
+    def err(c: torch.Tensor) -> float:
+        return float(((rasterize_sum(means, chol, c, w, h, backend=BACKEND) - target) ** 2).mean())
+
+    plain = err(_plain_cg(means, chol, start, target, 3))
+    pcg = err(solve_colors(means, chol, start, target, 3, BACKEND, ridge=0.0))
+    assert pcg < 0.6 * plain  # 2.5x less here; 2.5-9x on fits of photos
+    # and both converge to the same least-squares colours
+    assert err(solve_colors(means, chol, start, target, 60, BACKEND, ridge=0.0)) == pytest.approx(
+        err(_plain_cg(means, chol, start, target, 200)), rel=0.05, abs=1e-6)
 
 
 def test_fit_improves_well_above_init() -> None:

