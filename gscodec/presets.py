@@ -86,8 +86,8 @@ out at 27.3 dB, as JPEG's at quality 10 (``benchmarks/results/rd-dev/points.csv`
 
 QUALITY_PER_DOUBLING = 15.0
 """Quality steps per doubling of the density. On the dev photos each doubling from 0.002 to 0.03 Gaussians per
-pixel gained about 1.7-1.8 dB (27.3, 29.1, 30.9, 32.7 and 34.0 dB at 0.002-0.03, effort 4), and the scale keeps
-quality 40-70 within about 0.7 dB of JPEG's PSNR at the same quality (30.9/31.6 dB at 40, 34.0/34.0 dB at 70)."""
+pixel gained about 1.3-1.9 dB (27.3, 29.1, 31.0, 32.8 and 34.1 dB at 0.002-0.03, effort 4), and the scale keeps
+quality 40-70 within about 0.7 dB of JPEG's PSNR at the same quality (31.0/31.6 dB at 40, 34.1/34.0 dB at 70)."""
 
 QUALITY_QUANTIZATION: tuple[tuple[float, str], ...] = ((95.0, "auto"), (100.0, "high"), (math.inf, "max"))
 """``(quality below which it applies, quantization preset)``: ``auto`` (the rate-distortion-best bits per image)
