@@ -17,8 +17,8 @@ Fields of a row:
 * ``refit_iters``: conjugate-gradient steps of the colour refit for the snapped geometry
   (every colour solve is Jacobi-preconditioned, :func:`gscodec.fit.init.solve_colors`,
   which let levels 1-4 halve their CG counts: on 6 development photos at
-  level 4, -5.6% BD-rate with the former counts and -4.7% with half, 5-12%
-  faster);
+  level 4, -5.6% BD-rate with the former counts and -4.7% with half, about
+  6% faster);
 * ``code_sweeps``: sweeps of the colour-code refinement (:mod:`gscodec.fit.codes`);
 * ``event_color_iters``, ``final_color_iters``: conjugate-gradient colour steps
   after each densify/prune event and after the last Adam step;
