@@ -33,6 +33,9 @@ MIN_SCALE = 0.3
 """Smallest Cholesky diagonal (px) the fitter creates or optimizes to; smaller
 Gaussians fall between pixel centres and stop being trainable."""
 
+MIN_ENERGY = 0.05
+"""Floor of :func:`color_energy`: a Gaussian of :data:`MIN_SCALE` in both axes has about 0.28."""
+
 
 def grid_shape(n: int, width: int, height: int) -> tuple[int, int]:
     """Columns and rows ``(gx, gy)`` of the largest grid with ``gx * gy <= n`` and cells about square."""
@@ -300,9 +303,6 @@ def color_energy(chol: torch.Tensor) -> torch.Tensor:
     return (math.pi * chol[..., 0] * chol[..., 2]).abs().clamp_min(MIN_ENERGY)
 
 
-MIN_ENERGY = 0.05
-"""Floor of :func:`color_energy`: a Gaussian of :data:`MIN_SCALE` in both axes has about 0.28."""
-
 SHEAR_LIMIT = 6.0
 """Largest |l21 / l22| the optimizer allows."""
 
@@ -339,8 +339,8 @@ __all__ = [
     "MIN_SCALE",
     "SHEAR_LIMIT",
     "adaptive_init",
-    "color_energy",
     "chol_from_shape",
+    "color_energy",
     "density_scale",
     "grid_init",
     "grid_shape",
