@@ -37,7 +37,7 @@ from PIL import Image  # noqa: E402
 
 from gscodec.fit import FitConfig, fit  # noqa: E402
 from gscodec.fit.targets import as_target, resize_center_crop  # noqa: E402
-from gscodec.fit.optimize import learning_rates  # noqa: E402
+from gscodec.fit.optimize import color_l1_weight, learning_rates  # noqa: E402
 from gscodec.fit.init import (  # noqa: E402
     MIN_SCALE,
     SHEAR_LIMIT,
@@ -59,7 +59,8 @@ def timing_config(points: int, iterations: int, init: str = "adaptive") -> FitCo
     """A fit that is only the Adam loop at full size: all Gaussians placed at init, no spare ones, no events,
     no quantized end."""
     return FitConfig(points=points, spare=0.0, iterations=iterations, init=init, init_fraction=1.0, events=0,
-                     coarse=0.0, quantization=None, final_color_iters=0, patience=1 << 30, backend="cpu")
+                     coarse=0.0, quantization=None, final_color_iters=0, polish_iters=0, patience=1 << 30,
+                     backend="cpu")
 
 
 def initial_params(target: torch.Tensor, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,10 +117,10 @@ class DenseFitter:
         return dense_rasterize(self.means, chol_from_shape(self.shape), self.colors, self.w, self.h)
 
     def _reg(self) -> float:
-        return self.cfg.lambda_reg * self.h * self.w * 3
+        return color_l1_weight(self.cfg, self.w, self.h)
 
     def loss(self) -> torch.Tensor:
-        """Sum of squared errors + ``lambda_reg * H * W * 3 * sum |colors|`` (the fitter's loss, unnormalized)."""
+        """Sum of squared errors + ``color_l1_weight * sum |colors|`` (the fitter's loss, unnormalized)."""
         return ((self.render() - self.target) ** 2).sum() + self._reg() * self.colors.abs().sum()
 
     def backward(self) -> float:

@@ -16,6 +16,7 @@ from bench_dense_fit import DenseFitter, initial_params, load_image, timing_conf
 from gscodec.fit import fit  # noqa: E402
 from gscodec.fit.targets import as_target  # noqa: E402
 from gscodec.fit.init import chol_from_shape  # noqa: E402
+from gscodec.fit.optimize import color_l1_weight  # noqa: E402
 from gscodec.raster import rasterize_sum  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
@@ -40,7 +41,7 @@ def test_dense_loss_and_gradients_match_numba_step(image: np.ndarray) -> None:
     # the fitter's step: the same loss rendered by the numba kernels and their hand-written backward
     chol = chol_from_shape(dense.shape)
     render = rasterize_sum(dense.means, chol, dense.colors, dense.w, dense.h, backend="cpu")
-    reg = cfg.lambda_reg * dense.h * dense.w * 3
+    reg = color_l1_weight(cfg, dense.w, dense.h)
     loss_n = ((render - target) ** 2).sum() + reg * dense.colors.abs().sum()
     grads_n = torch.autograd.grad(loss_n, (dense.means, dense.shape, dense.colors))
     assert loss_d == pytest.approx(float(loss_n.detach()), rel=1e-5)

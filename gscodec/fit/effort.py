@@ -57,20 +57,20 @@ DEFAULT_EFFORT = 4
 
 EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "refit_iters", "code_sweeps",
                                    "event_color_iters", "final_color_iters", "events", "events_until",
-                                   "densify_events", "grid_sweeps")
+                                   "densify_events", "grid_sweeps", "polish_iters")
 """The :class:`gscodec.fit.FitConfig` fields an effort level sets, in the order of the table below."""
 
 _TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
-    #     name         iters  coarse shape  cg  sweeps event final events until densify grid
-    1: ("lightning", (120,   0.55,  0,     6,   4,     2,    6,    4,     0.5,  3,      6)),
-    2: ("swift",     (190,   0.5,   20,    8,   6,     2,    6,    4,     0.5,  3,      8)),
-    3: ("quick",     (230,   0.45,  30,    10,  8,     2,    8,    5,     0.55, 4,      10)),
-    4: ("balanced",  (280,   0.4,   40,    10,  8,     2,    8,    6,     0.6,  4,      12)),
-    5: ("thorough",  (600,   0.3,   110,   40,  16,    5,    20,   8,     0.7,  4,      16)),
-    6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20,   8,     0.7,  4,      24)),
-    7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20,   8,     0.7,  4,      32)),
-    8: ("slower",    (1300,  0.2,   250,   60,  32,    5,    30,   8,     0.7,  4,      32)),
-    9: ("placebo",   (1800,  0.15,  300,   80,  48,    5,    40,   16,    0.7,  6,      48)),
+    #     name         iters  coarse shape  cg  sweeps event final events until densify grid polish
+    1: ("lightning", (120,   0.55,  0,     6,   4,     2,    6,    4,     0.5,  3,      6,      0)),
+    2: ("swift",     (190,   0.5,   20,    8,   6,     2,    6,    4,     0.5,  3,      8,      20)),
+    3: ("quick",     (230,   0.45,  30,    10,  8,     2,    8,    5,     0.55, 4,      10,     40)),
+    4: ("balanced",  (280,   0.4,   40,    10,  8,     2,    8,    6,     0.6,  4,      12,     60)),
+    5: ("thorough",  (600,   0.3,   110,   40,  16,    5,    20,   8,     0.7,  4,      16,     100)),
+    6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20,   8,     0.7,  4,      24,     150)),
+    7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20,   8,     0.7,  4,      32,     200)),
+    8: ("slower",    (1300,  0.2,   250,   60,  32,    5,    30,   8,     0.7,  4,      32,     250)),
+    9: ("placebo",   (1800,  0.15,  300,   80,  48,    5,    40,   16,    0.7,  6,      48,     300)),
 }
 
 EFFORTS: Mapping[int, Mapping[str, float | int]] = MappingProxyType(

@@ -127,7 +127,10 @@ class FitConfig:
         lr_final: learning rate at the end of the cosine decay, relative (0.3 beat 0.1 by
             0.07-0.15 dB at 224x224 and at native resolution, issue #6).
         betas: Adam betas.
-        lambda_reg: weight of ``sum |colors|`` next to the per-pixel MSE.
+        lambda_reg: weight of ``sum |colors|`` next to the per-pixel MSE
+            (the paper's 1e-6), for fits of up to ``reg_points`` Gaussians.
+        reg_points: budgets above it scale ``lambda_reg`` by ``reg_points / points``
+            (:func:`color_l1_weight`).
         tau_th: luminance-aware pruning threshold on ``|colors|``.
         events: number of densify/prune events; ``events_until``: fraction of
             ``iterations`` by which they are done.
@@ -136,6 +139,10 @@ class FitConfig:
         error_blur: blur (px) of the squared-error map that new centres are sampled from.
         event_color_iters: conjugate-gradient colour steps after every event.
         final_color_iters: conjugate-gradient colour steps after the last Adam step.
+        polish_iters: Adam steps on all parameters once the spare Gaussians are
+            dropped, from fresh moments at small constant rates and without the
+            L1 term (:func:`gscodec.fit.refit.finetune`; positions at
+            :data:`POLISH_LR_MEANS`), each followed by as many colour steps again.
         color_solve_every, color_solve_iters: every this many steps (0: never)
             re-solve all colours by this many conjugate-gradient steps.
         check_every: steps between PSNR checks (early stop, target, progress).
@@ -179,6 +186,7 @@ class FitConfig:
     lr_shape_density: float = 0.008
     betas: tuple[float, float] = (0.9, 0.999)
     lambda_reg: float = 1e-6
+    reg_points: int = 720
     tau_th: float = 0.05
     events: int | None = None
     events_until: float | None = None
@@ -187,6 +195,7 @@ class FitConfig:
     error_blur: float = 1.0
     event_color_iters: int | None = None
     final_color_iters: int | None = None
+    polish_iters: int | None = None
     color_solve_every: int = 0
     color_solve_iters: int = 5
     check_every: int = 25
@@ -329,6 +338,21 @@ def learning_rates(cfg: FitConfig, points: int, width: int, height: int) -> tupl
     """Peak Adam rates ``(means in px, shape, colors)`` of a fit of ``points`` Gaussians to ``width`` x ``height``."""
     lr_shape = cfg.lr_shape * min(1.0, math.sqrt(cfg.lr_shape_density * width * height / max(points, 1)))
     return cfg.lr_means * mean_spacing(points, width, height), lr_shape, cfg.lr_colors
+
+
+def color_l1_weight(cfg: FitConfig, width: int, height: int) -> float:
+    """Weight of ``sum |colors|`` next to the fitter's loss, the unnormalized squared error ``MSE * H * W * 3``.
+
+    ``lambda_reg * H * W * 3``, times ``reg_points / points`` for budgets above
+    ``reg_points``. The L1 term pulls every colour towards zero by about its
+    weight over the colour's curvature ``2 pi l11 l22``; at a fixed weight that
+    bias grows with the Gaussian count (their sizes shrink), and at 0.03
+    Gaussians/px on a 768x512 photo it held the fit several dB below what the
+    Gaussians can reach. Scaled by the budget, the bias stays about what the
+    paper's weight gives at a few hundred Gaussians.
+    """
+    scale = min(1.0, cfg.reg_points / max(cfg.points, 1))
+    return cfg.lambda_reg * height * width * 3 * scale
 
 
 def _schedule(cfg: FitConfig) -> dict[int, tuple[bool, bool]]:
@@ -484,8 +508,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     rate = np.full(b, 1.0 / max(n_iter, 1))
     anneal_steps = max(1, round(cfg.anneal * n_iter))
     bounds = np.array([w, h, math.log(MIN_SCALE), math.log(2.0 * max(w, h)), SHEAR_LIMIT])
-    scale_grad = float(h * w * 3)  # loss = sum of squares / 3 per pixel: MSE * H W 3
-    reg = cfg.lambda_reg * scale_grad
+    reg = color_l1_weight(cfg, w, h)
     rates = np.array([learning_rates(cfg, n_total, w, h)])
     coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
     coarse_w, coarse_h = _Level.size(w, h, cfg.coarse_factor)
@@ -562,10 +585,14 @@ def _keep_strongest(result: dict, keep: int) -> dict:
     return {**result, "means": result["means"][idx], "chol": result["chol"][idx], "colors": result["colors"][idx]}
 
 
+POLISH_LR_MEANS = 0.02
+"""Adam rate of the positions in the polish (``FitConfig.polish_iters``), in units of the mean spacing."""
+
+
 def _finish(results: list[dict], targets: torch.Tensor,
             cfg: FitConfig) -> list[tuple[GaussianImage, float, float, Quantization | None]]:
     """Final colour solve, GaussianImages, quantization; per image (gaussians, psnr, psnr_unquantized, quantization)."""
-    from .refit import quantize_refit, render_batch
+    from .refit import finetune, quantize_refit, render_batch
 
     b, h, w, _ = targets.shape
     results = [_keep_strongest(r, min(cfg.points, h * w)) for r in results]
@@ -583,6 +610,12 @@ def _finish(results: list[dict], targets: torch.Tensor,
     means, chol, colors = padded("means", 0.5), padded("chol", 1.0), padded("colors", 0.0)
     if cfg.final_color_iters > 0:
         colors = solve_colors(means, chol, colors, targets, cfg.final_color_iters, cfg.backend, counts)
+    if cfg.polish_iters > 0:
+        lr_means = POLISH_LR_MEANS * mean_spacing(min(cfg.points, h * w), w, h)
+        means, chol, colors = finetune(means, chol, colors, targets, counts, cfg.polish_iters, cfg.backend,
+                                       lr_means=lr_means)
+        if cfg.final_color_iters > 0:
+            colors = solve_colors(means, chol, colors, targets, cfg.final_color_iters, cfg.backend, counts)
     gs = [
         GaussianImage(w, h, means[i, : counts[i]], chol[i, : counts[i]], colors[i, : counts[i]]) for i in range(b)
     ]
