@@ -408,3 +408,47 @@ def test_shape_code_refinement_needs_morton_order() -> None:
     unordered = g.permuted(np.array([1, 0])) if g.means[0, 0] < g.means[1, 0] else g
     with pytest.raises(ValueError, match="Morton"):
         refine_shape_codes(unordered, torch.zeros(32, 40, 3), q, sweeps=2)
+
+
+def test_color_l1_weight_is_the_papers_up_to_reg_points_then_scales_down() -> None:
+    from gscodec.fit.optimize import color_l1_weight
+
+    cfg = FitConfig(points=500, reg_points=720, lambda_reg=1e-6)
+    assert color_l1_weight(cfg, 64, 32) == pytest.approx(1e-6 * 64 * 32 * 3)
+    dense = replace(cfg, points=2880)
+    assert color_l1_weight(dense, 64, 32) == pytest.approx(1e-6 * 64 * 32 * 3 * 0.25)
+
+
+def test_scaled_l1_weight_reaches_the_fit() -> None:
+    # a strong L1 term biases every colour towards zero; scaled down for the budget it costs less
+    target = synthetic()
+    cfg = replace(FAST, points=300, lambda_reg=3e-4, final_color_iters=0, polish_iters=0, reg_points=10**6)
+    full = fit(target, cfg)
+    scaled = fit(target, replace(cfg, reg_points=30))
+    assert scaled.psnr > full.psnr + 0.5
+
+
+def test_finetune_moves_positions_only_when_asked_and_lowers_the_error() -> None:
+    from gscodec.fit.refit import finetune
+
+    target = synthetic()[None]
+    g = fit(target[0], replace(FAST, iterations=30, polish_iters=0)).gaussians
+    means, chol, colors = (t[None] for t in g.tensors())
+    counts = torch.tensor([g.count])
+
+    def sse(m, c, k) -> float:
+        return float(((rasterize_sum(m, c, k, 48, 40, counts) - target) ** 2).sum())
+
+    m0, c0, k0 = finetune(means, chol, colors, target, counts, 40)
+    assert torch.equal(m0, means) and sse(m0, c0, k0) < sse(means, chol, colors)
+    m1, c1, k1 = finetune(means, chol, colors, target, counts, 40, lr_means=0.05)
+    assert not torch.equal(m1, means)
+    assert sse(m1, c1, k1) < sse(m0, c0, k0)
+
+
+def test_polish_raises_the_float_fit() -> None:
+    target = synthetic()
+    plain = fit(target, replace(FAST, polish_iters=0))
+    polished = fit(target, replace(FAST, polish_iters=40))
+    assert polished.gaussians.count == plain.gaussians.count == FAST.points
+    assert polished.psnr > plain.psnr + 0.05
