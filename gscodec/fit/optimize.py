@@ -2,7 +2,8 @@
 
 Parametrization per Gaussian: ``means`` (px, clamped into the image after
 every step), ``shape = (log l11, shear = l21 / l22, log l22)`` and free
-``colors``. Loss per image: ``MSE + lambda_reg * sum |colors|``.
+``colors``. Loss per image: ``MSE + lambda_reg * sum |colors|``, the L1
+weight scaled down for large budgets (:func:`color_l1_weight`).
 
 Schedule (fractions refer to ``FitConfig.iterations``; the effort level,
 :mod:`gscodec.fit.effort`, sets the step counts):
@@ -24,8 +25,10 @@ Schedule (fractions refer to ``FitConfig.iterations``; the effort level,
   ``check_every`` steps (never a sync per step) for ``target_psnr`` (stop at
   once) and for plateaus after the last event (the image then runs the rest of
   its decay within ``anneal`` of the iterations and stops);
-* a final least-squares colour solve (``final_color_iters``), then the
-  quantization-aware end of :mod:`gscodec.fit.refit` when ``quantization`` is
+* the ``points`` Gaussians of most energy are kept (the fit runs ``spare``
+  more), a least-squares colour solve (``final_color_iters``), a polish of
+  ``polish_iters`` Adam steps on all parameters from fresh moments and another
+  colour solve, then the quantization-aware end of :mod:`gscodec.fit.refit` when ``quantization`` is
   set.
 
 What the fitter's speed came from (768x480 textured photo at 0.008
@@ -142,7 +145,7 @@ class FitConfig:
         polish_iters: Adam steps on all parameters once the spare Gaussians are
             dropped, from fresh moments at small constant rates and without the
             L1 term (:func:`gscodec.fit.refit.finetune`; positions at
-            :data:`POLISH_LR_MEANS`), each followed by as many colour steps again.
+            :data:`POLISH_LR_MEANS`), then ``final_color_iters`` colour steps again.
         color_solve_every, color_solve_iters: every this many steps (0: never)
             re-solve all colours by this many conjugate-gradient steps.
         check_every: steps between PSNR checks (early stop, target, progress).

@@ -104,9 +104,9 @@ def finetune(
             with torch.enable_grad():
                 img = rasterize_sum(x, c, k, w, h, counts, backend)
                 wrt = (c, k, x) if lr_means > 0 else (c, k)
-                grads_ = torch.autograd.grad(img, wrt, 2.0 * (img.detach() - targets))
-            g_chol, g_col = grads_[0], grads_[1]
-            g_means = grads_[2] if lr_means > 0 else None
+                got = torch.autograd.grad(img, wrt, 2.0 * (img.detach() - targets))
+            g_chol, g_col = got[0], got[1]
+            g_means = got[2] if lr_means > 0 else None
         grads = [shape_grad(g_chol, c.detach(), shape), g_col]
         if lr_means > 0:
             grads.append(g_means)
