@@ -65,7 +65,7 @@ def _normalise(m: torch.Tensor, uniform_share: float) -> torch.Tensor:
     """``(B, H, W)`` probability maps: ``(1 - u) * m / sum(m) + u / (H W)`` (uniform where ``m`` is all zero)."""
     b, h, w = m.shape
     flat = m.reshape(b, -1).clamp_min(0)
-    total = flat.sum(1, keepdim=True)
+    total = flat.sum(1, keepdim=True, dtype=torch.float64).to(flat.dtype)  # float64: no dependence on the threads
     uniform = torch.full_like(flat, 1.0 / (h * w))
     p = torch.where(total > 0, flat / total.clamp_min(1e-30), uniform)
     p = (1.0 - uniform_share) * p + uniform_share * uniform
