@@ -144,8 +144,7 @@ class FitConfig:
         final_color_iters: conjugate-gradient colour steps after the last Adam step.
         polish_iters: Adam steps on all parameters once the spare Gaussians are
             dropped, from fresh moments at small constant rates and without the
-            L1 term (:func:`gscodec.fit.refit.finetune`; positions at
-            :data:`POLISH_LR_MEANS`), then ``final_color_iters`` colour steps again.
+            L1 term (:func:`polish`), then ``final_color_iters`` colour steps again.
         color_solve_every, color_solve_iters: every this many steps (0: never)
             re-solve all colours by this many conjugate-gradient steps.
         check_every: steps between PSNR checks (early stop, target, progress).
@@ -588,14 +587,36 @@ def _keep_strongest(result: dict, keep: int) -> dict:
     return {**result, "means": result["means"][idx], "chol": result["chol"][idx], "colors": result["colors"][idx]}
 
 
-POLISH_LR_MEANS = 0.02
-"""Adam rate of the positions in the polish (``FitConfig.polish_iters``), in units of the mean spacing."""
+POLISH_RATES = (0.02, 0.03, 0.012)
+"""Adam rates of the polish (``FitConfig.polish_iters``): positions in units of the mean spacing, log-shapes and
+shear, colours (those of the quantization-aware shape fine-tune, :func:`gscodec.fit.refit.finetune_shapes`)."""
+
+
+def polish(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, targets: torch.Tensor,
+           counts: torch.Tensor, cfg: FitConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``cfg.polish_iters`` Adam steps on all parameters from fresh moments, at the constant :data:`POLISH_RATES`,
+    on the plain squared error (no L1 term); the fitter's own step (fused on the CPU).
+
+    ``means (B, N, 2)``, ``chol (B, N, 3)``, ``colors (B, N, 3)``: the slots ``k < counts[b]`` of every image;
+    ``targets (B, H, W, 3)``. Returns the new ``means``, ``chol`` and ``colors``.
+    """
+    b, h, w, _ = targets.shape
+    state = _State(means.clone(), _shape(chol), colors.clone(), counts)
+    level = _Level(targets, 1, cfg.backend)
+    spacing = mean_spacing(min(cfg.points, h * w), w, h)
+    lrs = np.tile(np.array([[POLISH_RATES[0] * spacing, POLISH_RATES[1], POLISH_RATES[2]]]), (b, 1))
+    bounds = np.array([w, h, math.log(MIN_SCALE), math.log(2.0 * max(w, h)), SHEAR_LIMIT])
+    for _ in range(cfg.polish_iters):
+        c = _chol(state.p["shape"])
+        _, g_means, g_chol, g_colors = level.step(state.p["means"], c, state.p["colors"], state.counts, cfg.backend)
+        _adam(state, g_means, g_chol, c, g_colors, lrs, cfg.betas, 0.0, bounds)
+    return state.p["means"], _chol(state.p["shape"]), state.p["colors"]
 
 
 def _finish(results: list[dict], targets: torch.Tensor,
             cfg: FitConfig) -> list[tuple[GaussianImage, float, float, Quantization | None]]:
     """Final colour solve, GaussianImages, quantization; per image (gaussians, psnr, psnr_unquantized, quantization)."""
-    from .refit import finetune, quantize_refit, render_batch
+    from .refit import quantize_refit, render_batch
 
     b, h, w, _ = targets.shape
     results = [_keep_strongest(r, min(cfg.points, h * w)) for r in results]
@@ -614,9 +635,7 @@ def _finish(results: list[dict], targets: torch.Tensor,
     if cfg.final_color_iters > 0:
         colors = solve_colors(means, chol, colors, targets, cfg.final_color_iters, cfg.backend, counts)
     if cfg.polish_iters > 0:
-        lr_means = POLISH_LR_MEANS * mean_spacing(min(cfg.points, h * w), w, h)
-        means, chol, colors = finetune(means, chol, colors, targets, counts, cfg.polish_iters, cfg.backend,
-                                       lr_means=lr_means)
+        means, chol, colors = polish(means, chol, colors, targets, counts, cfg)
         if cfg.final_color_iters > 0:
             colors = solve_colors(means, chol, colors, targets, cfg.final_color_iters, cfg.backend, counts)
     gs = [
@@ -681,4 +700,4 @@ def fit(image, config: FitConfig = FitConfig(), progress: Callable | None = None
     return fit_batch([image], config, progress)[0]
 
 
-__all__ = ["FitConfig", "FitResult", "fit", "fit_batch", "psnr"]
+__all__ = ["FitConfig", "FitResult", "color_l1_weight", "fit", "fit_batch", "polish", "psnr"]

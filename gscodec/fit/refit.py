@@ -8,7 +8,7 @@ least-squares problem. :func:`quantize_refit` therefore
 1. snaps the fit (:func:`gscodec.quantize.snap`: positions and shapes on the
    grid, Morton order),
 2. with the positions on the grid, runs a few Adam steps on the still-free
-   shapes and colours (:func:`finetune`), so they absorb the position
+   shapes and colours (:func:`finetune_shapes`), so they absorb the position
    error, and snaps again (now the shapes land on the grid too),
 2b. moves positions to neighbouring grid points, then shape codes by single
    steps, where that lowers the error (:func:`gscodec.fit.codes.refine_position_codes`,
@@ -60,7 +60,7 @@ def render_batch(gs: list[GaussianImage], backend: str = "cpu") -> torch.Tensor:
         return rasterize_sum(means, chol, colors, gs[0].width, gs[0].height, counts, backend)
 
 
-def finetune(
+def finetune_shapes(
     means: torch.Tensor,
     chol: torch.Tensor,
     colors: torch.Tensor,
@@ -70,13 +70,10 @@ def finetune(
     backend: str = "cpu",
     lr_shape: float = 0.03,
     lr_colors: float = 0.012,
-    lr_means: float = 0.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Adam from fresh moments at constant rates on shapes, colours and (``lr_means > 0``, px) positions.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on shapes and colours with the positions held fixed (e.g. already on the position grid).
 
-    All tensors are batched ``(B, N, .)``; the loss is the plain squared error.
-    With ``lr_means == 0`` the positions stay where they are (e.g. already on
-    the position grid). Returns the new ``means``, ``chol`` and ``colors``.
+    All tensors are batched ``(B, N, .)``. Returns the new ``chol`` and ``colors``.
     """
     b, n, _ = means.shape
     h, w = targets.shape[1], targets.shape[2]
@@ -84,10 +81,6 @@ def finetune(
     colors = colors.clone()
     params = [shape, colors]
     lrs = [lr_shape, lr_colors]
-    if lr_means > 0:
-        means = means.clone()
-        params.append(means)
-        lrs.append(lr_means)
     m1 = [torch.zeros_like(p) for p in params]
     m2 = [torch.zeros_like(p) for p in params]
     b1, b2 = 0.9, 0.999
@@ -96,29 +89,20 @@ def finetune(
     for t in range(1, iters + 1):
         c = chol_from_shape(shape)
         if blocks is not None:
-            _, g_means, g_chol, g_col = squared_error_grad(means, c, colors, w, h, counts, blocks)
+            _, _, g_chol, g_col = squared_error_grad(means, c, colors, w, h, counts, blocks)
         else:
             c.requires_grad_(True)
             k = colors.detach().requires_grad_(True)
-            x = means.detach().requires_grad_(lr_means > 0)
             with torch.enable_grad():
-                img = rasterize_sum(x, c, k, w, h, counts, backend)
-                wrt = (c, k, x) if lr_means > 0 else (c, k)
-                got = torch.autograd.grad(img, wrt, 2.0 * (img.detach() - targets))
-            g_chol, g_col = got[0], got[1]
-            g_means = got[2] if lr_means > 0 else None
+                img = rasterize_sum(means, c, k, w, h, counts, backend)
+                g_chol, g_col = torch.autograd.grad(img, (c, k), 2.0 * (img.detach() - targets))
         grads = [shape_grad(g_chol, c.detach(), shape), g_col]
-        if lr_means > 0:
-            grads.append(g_means)
         for p, g, m, v, lr in zip(params, grads, m1, m2, lrs):
             adam_step(p, g, m, v, lr, t, (b1, b2), rate_first=True)
         shape[..., 0].clamp_(lo, hi)
         shape[..., 2].clamp_(lo, hi)
         shape[..., 1].clamp_(-SHEAR_LIMIT, SHEAR_LIMIT)
-        if lr_means > 0:
-            means[..., 0].clamp_(0, w)
-            means[..., 1].clamp_(0, h)
-    return means, chol_from_shape(shape), colors
+    return chol_from_shape(shape), colors
 
 
 def quantize_refit(
@@ -141,7 +125,7 @@ def quantize_refit(
         code_sweeps: sweeps of :func:`gscodec.fit.codes.refine_color_codes` on the
             snapped colour codes (0 keeps rounding to the nearest code).
         shape_iters: Adam steps on shapes and colours with the positions already
-            snapped (:func:`finetune`) before the shapes are snapped too.
+            snapped (:func:`finetune_shapes`) before the shapes are snapped too.
         grid_sweeps: sweeps of :func:`gscodec.fit.codes.refine_position_codes`, then as many of
             :func:`gscodec.fit.codes.refine_shape_codes`, once the geometry is on the grid, before the
             colours are re-solved.
@@ -165,7 +149,7 @@ def quantize_refit(
     base = plain
     if shape_iters > 0:
         # positions on the grid, shapes and colours still free: let them absorb the position error
-        _, new_chol, colors = finetune(means, float_chol, colors, targets, counts, shape_iters, backend)
+        new_chol, colors = finetune_shapes(means, float_chol, colors, targets, counts, shape_iters, backend)
         base = [snap(GaussianImage(p.width, p.height, p.means, new_chol[i, : p.count], colors[i, : p.count]), q)
                 for i, p in enumerate(plain)]
         means, chol, _, counts = _padded(base)
@@ -193,4 +177,4 @@ def quantize_refit(
     return out, torch.where(better, p_refit, p_plain)
 
 
-__all__ = ["finetune", "quantize_refit", "render_batch"]
+__all__ = ["finetune_shapes", "quantize_refit", "render_batch"]
