@@ -36,8 +36,8 @@ Fields of a row:
   of :func:`gscodec.fit.optimize.color_l1_weight` in both), 60 steps gave
   -3.8% BD-rate (+0.12 to +0.23 dB per density) for 10-22% more time; at
   224x224 with 900 Gaussians, batched, 30 steps gave +0.14 dB and 60 +0.23 dB
-  for 6-17% and 20-25% more time, so level 4 runs 30 (its 224x224 time
-  stays under 0.5 s per image);
+  for 6-17% and 20-25% more time. Levels 1-4 run none, which keeps the
+  default's 224x224 time under 0.5 s per image; levels 5-9 run 100-300;
 * ``events``, ``events_until``, ``densify_events``: densify/prune events, the
   share of the steps by which they are done, and how many of them add
   Gaussians (the rest relocate the faint ones). Longer fits gain from more,
@@ -72,9 +72,9 @@ EFFORT_FIELDS: tuple[str, ...] = ("iterations", "coarse", "refit_shape_iters", "
 _TABLE: dict[int, tuple[str, tuple[float | int, ...]]] = {
     #     name         iters  coarse shape  cg  sweeps event final events until densify grid polish
     1: ("lightning", (120,   0.55,  0,     6,   4,     2,    6,    4,     0.5,  3,      6,      0)),
-    2: ("swift",     (190,   0.5,   20,    8,   6,     2,    6,    4,     0.5,  3,      8,      10)),
-    3: ("quick",     (230,   0.45,  30,    10,  8,     2,    8,    5,     0.55, 4,      10,     20)),
-    4: ("balanced",  (280,   0.4,   40,    10,  8,     2,    8,    6,     0.6,  4,      12,     30)),
+    2: ("swift",     (190,   0.5,   20,    8,   6,     2,    6,    4,     0.5,  3,      8,      0)),
+    3: ("quick",     (230,   0.45,  30,    10,  8,     2,    8,    5,     0.55, 4,      10,     0)),
+    4: ("balanced",  (280,   0.4,   40,    10,  8,     2,    8,    6,     0.6,  4,      12,     0)),
     5: ("thorough",  (600,   0.3,   110,   40,  16,    5,    20,   8,     0.7,  4,      16,     100)),
     6: ("careful",   (750,   0.25,  150,   40,  24,    5,    20,   8,     0.7,  4,      24,     150)),
     7: ("slow",      (950,   0.2,   200,   40,  24,    5,    20,   8,     0.7,  4,      32,     200)),
