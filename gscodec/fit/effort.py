@@ -48,11 +48,12 @@ Fields of a row:
   170-step level 1 lost 0.06 dB with 8).
 
 The default, level 4, keeps 224x224 crops with 900 Gaussians above 32 dB
-(32.99 dB in 0.40-0.48 s per image, batched, on an idle 2-core machine) and the
-development photos' BD-rate against JPEG clear of -46% (-50.3%; level 3
--47.0%); level 5 is the former default's row. Levels 1-3 sit below it
-(120-230 steps); level 1 takes 1.3-1.5 s for a 768x512 photo at 0.008
-Gaussians/px (-38.8% against JPEG on the development photos). The measured cost and quality of every level are in the
+(33.08 dB in 0.45 s per image, batched, on an idle 2-core machine) and the
+development photos' BD-rate against JPEG clear of -46% (-52.3%; level 3
+-50.2%); level 5 is the former default's row, with a 100-step polish, and the
+first level ahead of AVIF on the development photos (-9.8%). Levels 1-3 sit below it
+(120-230 steps); level 1 takes 1.1-1.3 s for a 768x512 photo at 0.008
+Gaussians/px (-44.5% against JPEG on the development photos). The measured cost and quality of every level are in the
 README (``benchmarks/bench_effort.py``).
 """
 
