@@ -82,13 +82,13 @@ def resolve_preset(name: str) -> Quantization | str:
 
 QUALITY_ANCHOR = (10.0, 0.002)
 """``(quality, Gaussians per pixel)``: the low end of the measured densities, where the dev photos' files came
-out at 27.5 dB, as JPEG's at quality 10 (27.3 dB; ``benchmarks/results/rd-dev/points.csv``, effort 4)."""
+out at 27.3 dB, as JPEG's at quality 10 (``benchmarks/results/rd-dev/points.csv``, effort 4)."""
 
 QUALITY_PER_DOUBLING = 15.0
 """Quality steps per doubling of the density. On the dev photos each doubling from 0.002 to 0.03 Gaussians per
-pixel gained about 2.0-2.4 dB (27.5, 29.4, 31.7, 34.1 and 36.1 dB at 0.002-0.03, effort 4): quality 10-40 lands
-within 0.7 dB of JPEG's PSNR at the same quality (31.7/31.6 dB at 40), quality 55-70 1.6-2.1 dB above it
-(36.1/34.0 dB at 70), where the scale was set on an earlier fitter that gained 1.3-1.9 dB per doubling."""
+pixel gained about 2.0-2.5 dB (27.3, 29.3, 31.5, 33.9 and 35.9 dB at 0.002-0.03, effort 4): quality 10-40 lands
+within 0.8 dB of JPEG's PSNR at the same quality (31.5/31.6 dB at 40), quality 55-70 1.4-1.9 dB above it
+(35.9/34.0 dB at 70), where the scale was set on an earlier fitter that gained 1.3-1.9 dB per doubling."""
 
 QUALITY_QUANTIZATION: tuple[tuple[float, str], ...] = ((95.0, "auto"), (100.0, "high"), (math.inf, "max"))
 """``(quality below which it applies, quantization preset)``: ``auto`` (the rate-distortion-best bits per image)
