@@ -417,6 +417,11 @@ def test_color_l1_weight_is_the_papers_up_to_reg_points_then_scales_down() -> No
     assert color_l1_weight(cfg, 64, 32) == pytest.approx(1e-6 * 64 * 32 * 3)
     dense = replace(cfg, points=2880)
     assert color_l1_weight(dense, 64, 32) == pytest.approx(1e-6 * 64 * 32 * 3 * 0.25)
+    for bad in (0, -5):
+        with pytest.raises(ValueError, match="reg_points"):
+            FitConfig(reg_points=bad)
+    with pytest.raises(ValueError, match="polish_iters"):
+        FitConfig(polish_iters=-1)
 
 
 def test_scaled_l1_weight_reaches_the_fit() -> None:

@@ -226,6 +226,10 @@ class FitConfig:
             raise ValueError(f"spare must be a share of points from 0 to 4, got {self.spare}")
         if self.iterations < 0:  # type: ignore[operator]
             raise ValueError(f"iterations must be non-negative, got {self.iterations}")
+        if self.polish_iters < 0:  # type: ignore[operator]
+            raise ValueError(f"polish_iters must be non-negative, got {self.polish_iters}")
+        if self.reg_points < 1:
+            raise ValueError(f"reg_points must be a positive number of Gaussians, got {self.reg_points}")
         if self.init not in ("adaptive", "grid"):
             raise ValueError(f"init must be 'adaptive' or 'grid', got {self.init!r}")
         if not 0 < self.init_fraction <= 1:
@@ -296,6 +300,11 @@ class _State:
     def snapshot(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         n = int(self.counts[i])
         return (self.p["means"][i, :n].clone(), _chol(self.p["shape"][i, :n]), self.p["colors"][i, :n].clone(), n)
+
+
+def _clamp_bounds(width: int, height: int) -> np.ndarray:
+    """The clamps of :func:`_adam`: ``width, height`` (positions), the log-scales' range, the shear limit."""
+    return np.array([width, height, math.log(MIN_SCALE), math.log(2.0 * max(width, height)), SHEAR_LIMIT])
 
 
 def _adam(state: _State, g_means: torch.Tensor, g_chol: torch.Tensor, chol: torch.Tensor, g_colors: torch.Tensor,
@@ -509,7 +518,7 @@ def _fit_tensors(targets: torch.Tensor, cfg: FitConfig, progress: Callable | Non
     pos = np.zeros(b)
     rate = np.full(b, 1.0 / max(n_iter, 1))
     anneal_steps = max(1, round(cfg.anneal * n_iter))
-    bounds = np.array([w, h, math.log(MIN_SCALE), math.log(2.0 * max(w, h)), SHEAR_LIMIT])
+    bounds = _clamp_bounds(w, h)
     reg = color_l1_weight(cfg, w, h)
     rates = np.array([learning_rates(cfg, n_total, w, h)])
     coarse_until = round(cfg.coarse * n_iter) if cfg.coarse_factor > 1 else 0
@@ -605,7 +614,7 @@ def polish(means: torch.Tensor, chol: torch.Tensor, colors: torch.Tensor, target
     level = _Level(targets, 1, cfg.backend)
     spacing = mean_spacing(min(cfg.points, h * w), w, h)
     lrs = np.tile(np.array([[POLISH_RATES[0] * spacing, POLISH_RATES[1], POLISH_RATES[2]]]), (b, 1))
-    bounds = np.array([w, h, math.log(MIN_SCALE), math.log(2.0 * max(w, h)), SHEAR_LIMIT])
+    bounds = _clamp_bounds(w, h)
     for _ in range(cfg.polish_iters):
         c = _chol(state.p["shape"])
         _, g_means, g_chol, g_colors = level.step(state.p["means"], c, state.p["colors"], state.counts, cfg.backend)
