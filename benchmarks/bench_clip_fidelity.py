@@ -16,7 +16,10 @@ Teachers (``--teachers``):
   (:mod:`gscodec.clip.ssl_teacher`; ``--ssl-teacher PATH`` reuses a checkpoint,
   otherwise one is trained for ``--ssl-seconds``).
 
-Recipe per run: phase 1 token-level (the resampled tokens against the
+Recipe per run: for a cell-pooling head (``--head-config gsi-small-cells``)
+first ``--footprint-steps`` of footprint pretraining and the output layer set
+from the teacher's patch embedding (``TrainConfig.footprint_steps``); phase 1
+token-level (the resampled tokens against the
 teacher's patch embedding; no trunk in the loop), phase 2 joint (tokens, the
 embedding and an InfoNCE term through the frozen trunk); held-out-free model
 selection on the validation crops (``eval_every``). Metrics on the held-out
@@ -96,7 +99,7 @@ def train_head(head, clip, train_ds: DistillDataset, val_ds: DistillDataset, arg
     phases = [("token", TrainConfig(stage="distill", steps=args.token_steps or None, epochs=args.token_epochs, batch_size=args.batch_size,
                                     lr=args.token_lr, token_weight=1.0, embed_weight=0.0, weight_decay=0.05,
                                     gaussian_dropout=args.gaussian_dropout, seed=args.seed, cache_targets=False,
-                                    eval_every=0, select_metric="")),
+                                    eval_every=0, select_metric="", footprint_steps=args.footprint_steps)),
               ("joint", TrainConfig(stage="distill", steps=args.joint_steps or None, epochs=args.joint_epochs, batch_size=args.batch_size,
                                     lr=args.joint_lr, token_weight=args.joint_token_weight, embed_weight=1.0,
                                     contrast_weight=args.contrast_weight, weight_decay=0.05,
@@ -121,6 +124,9 @@ def train_head(head, clip, train_ds: DistillDataset, val_ds: DistillDataset, arg
         out = trainer.run(progress=progress, evaluate=evaluate)
         if trainer.best is not None and (best is None or trainer.best[0] > best[0]):
             best = (trainer.best[0], name, trainer.best[1], {k: v.clone() for k, v in trainer.best[2].items()})
+        if trainer.footprint_error is not None:
+            log(f"    footprints: relative error {trainer.footprint_error:.5f} after {cfg.footprint_steps} steps")
+            summary["footprint_error"] = trainer.footprint_error
         summary["phases"].append({"phase": name, "steps": out["steps"], "seconds": out["seconds"],
                                   "best_step": out.get("best_step"), "history": trainer.history,
                                   "config": {k: v for k, v in vars(cfg).items() if not k.startswith("_")}})
@@ -167,6 +173,8 @@ def main() -> None:
     ap.add_argument("--joint-token-weight", type=float, default=0.5)
     ap.add_argument("--contrast-weight", type=float, default=0.1)
     ap.add_argument("--gaussian-dropout", type=float, default=0.0)
+    ap.add_argument("--footprint-steps", type=int, default=0,
+                    help="cell-pooling heads: footprint pretraining steps before the token phase")
     ap.add_argument("--eval-every", type=int, default=0,
                     help="validation metrics every N steps, logged (0: four times per phase)")
     ap.add_argument("--time-limit", type=float, default=3600, help="seconds per run (checked between phases)")

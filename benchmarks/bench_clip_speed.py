@@ -168,6 +168,11 @@ def main() -> None:
           f"ms per image, median of {args.repeat} interleaved batches per path\n")
     for name, h in heads.items():
         c = h.parameter_counts()
+        if h.cells is not None:
+            cc = h.config.cells
+            print(f"{name}: cell pooling, pair MLP {cc.layers} x {cc.hidden}, footprint "
+                  f"{h.cells.footprint[0]}x{h.cells.footprint[1]}; {c['cells']:,} parameters")
+            continue
         rc = h.config.resampler
         print(f"{name}: attn_dim {rc.attn_dim or h.width} ({h.resampler.layers[0].heads} heads), depth {rc.depth}, "
               f"mlp_ratio {rc.mlp_ratio}; stem {c['stem']:,} + resampler {c['resampler']:,} parameters")

@@ -74,6 +74,9 @@ def _device(device: str) -> str:
     return str(cli_device(device, need_triton=False))
 
 
+FOOTPRINT_STEPS = 8000
+"""Footprint pretraining steps of a new cell-pooling head (``--footprint-steps``)."""
+
 # --- train-head -------------------------------------------------------------------------------------------
 
 
@@ -128,6 +131,10 @@ def _device(device: str) -> str:
 @click.option("--eval-every", type=click.IntRange(1), metavar="N",
               help="Held-out metrics (cosine, retrieval@1, zero-shot agreement on the ImageNet-1k classes with "
                    "the simple templates) every N steps, on stderr and in the --json record; needs --eval-data.")
+@click.option("--footprint-steps", type=click.IntRange(0), metavar="N",
+              help="Cell-pooling heads (e.g. --head-config gsi-small-cells): before training, N steps regressing "
+                   "each (Gaussian, cell) pair's pixel footprint, then the output layer set from the teacher's "
+                   "patch embedding.  [default: 8000 for a new cell-pooling head, else 0]")
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Download cache for open_clip weights.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print one JSON document on stdout (docs/json.md): one record, the head written.")
@@ -139,7 +146,8 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
                steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
                warmup: int | None, trainable_blocks: int | None, workers: int, device: str, precision: str,
                seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
-               eval_data: tuple[str, ...], eval_every: int | None, cache_dir: str | None, as_json: bool) -> None:
+               eval_data: tuple[str, ...], eval_every: int | None, footprint_steps: int | None, cache_dir: str | None,
+               as_json: bool) -> None:
     """Train a CLIP head that embeds .gsi files straight from their Gaussians.
 
     DATA is .gsi files or folders (searched recursively), a CSV, or tar shards.
@@ -208,7 +216,8 @@ def train_head(data: tuple[str, ...], output: Path, stage: str, head_config: str
     try:
         _train_head(data, output, stage, head_config, init_head, model, pretrained, num_tokens, images, steps,
                     epochs, batch_size, lr, weight_decay, warmup, trainable_blocks, workers, dev, precision, seed,
-                    checkpoint_dir, checkpoint_every, resume, eval_data, eval_every, cache_dir, as_json)
+                    checkpoint_dir, checkpoint_every, resume, eval_data, eval_every, footprint_steps, cache_dir,
+                    as_json)
         distributed.barrier()  # no rank tears the group down while a peer still uses it (gloo aborts that peer)
     finally:
         distributed.shutdown()
@@ -219,14 +228,15 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                 steps: int | None, epochs: float, batch_size: int, lr: float | None, weight_decay: float,
                 warmup: int | None, trainable_blocks: int | None, workers: int, dev: str, precision: str,
                 seed: int, checkpoint_dir: Path | None, checkpoint_every: int, resume: Path | None,
-                eval_data: tuple[str, ...], eval_every: int | None, cache_dir: str | None, as_json: bool) -> None:
+                eval_data: tuple[str, ...], eval_every: int | None, footprint_steps: int | None, cache_dir: str | None,
+                as_json: bool) -> None:
     """The body of ``train-head`` in one process (of one or of a torchrun job: only rank 0 prints and writes)."""
     import torch
     from rich.console import Console
 
     from gscodec import distributed
     from gscodec.clip import create_head, load_head, open_dataset, save_head
-    from gscodec.clip.train import TrainConfig, Trainer, trainable_summary
+    from gscodec.clip.train import FOOTPRINT_IMAGES, TrainConfig, Trainer, trainable_summary
 
     main = distributed.is_main()
     world = distributed.world_size()
@@ -257,7 +267,9 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
                           seed=seed, workers=workers, precision=precision, trainable_blocks=trainable_blocks,
                           calibrate=init_head is None, checkpoint_every=checkpoint_every if checkpoint_dir else 0,
                           checkpoint_dir=str(checkpoint_dir) if checkpoint_dir else None,
-                          eval_every=eval_every or 0)
+                          eval_every=eval_every or 0,
+                          footprint_steps=(footprint_steps if footprint_steps is not None else
+                                           FOOTPRINT_STEPS if head.cells is not None and init_head is None else 0))
         evaluate = _held_out_evaluator(eval_data, clip, seed, info) if eval_data and main else None
         trainer = Trainer(head, clip, dataset, cfg, device=dev)
         if resume is not None:
@@ -276,7 +288,12 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
         info.print(f"trainable: {summary['trainable']:,} of {summary['model_total']:,} parameters "
                    f"({100 * summary['fraction_of_model']:.1f}% of head + text tower, "
                    f"{100 * summary['fraction_of_head']:.1f}% of the head)")
+        if cfg.footprint_steps and head.cells is not None and not trainer.step:
+            info.print(f"cell pooling: {cfg.footprint_steps} footprint pretraining steps first (the pairs of up to "
+                       f"{FOOTPRINT_IMAGES} training images), then the output layer from the teacher's patch embedding")
         result = _run_with_progress(trainer, info, show=main, evaluate=evaluate)
+        if trainer.footprint_error is not None:
+            info.print(f"footprints: relative squared error {trainer.footprint_error:.5f}")
         digests = trainer.rank_digests()
         images_seen = sum(distributed.all_gather_object(result["images"]))
         if len(set(digests)) > 1:
@@ -302,7 +319,7 @@ def _train_head(data: tuple[str, ...], output: Path, stage: str, head_config: st
            "images_per_s": round(images_seen / max(result["seconds"], 1e-9), 2),
            "trainable": summary["trainable"], "trainable_fraction_model": round(summary["fraction_of_model"], 4),
            "trainable_fraction_head": round(summary["fraction_of_head"], 4),
-           "world_size": world, "parameter_digests": digests,
+           "world_size": world, "parameter_digests": digests, "footprint_error": trainer.footprint_error,
            "evaluations": [_eval_record(e) for e in trainer.history]}
     if as_json:
         echo_json("train-head", [row], {"heads": 1, "steps": trainer.step, "seconds": row["seconds"],

@@ -40,6 +40,13 @@ MIN_RENDER_BUDGET = 1 << 28
 """Footprint pixels every render may visit whatever its size (under a second
 on one core): a thumbnail of a file with millions of Gaussians still renders."""
 
+MAX_CELL_PAIRS = 1 << 24
+"""Most (Gaussian, cell) pairs a cell-pooling CLIP head takes in one call
+(:func:`gscodec.clip.cells.cell_pairs`): about 30 bytes of indices each, and
+the pair MLP runs on chunks of them. An image of 900 Gaussians on ViT-B-16's
+196 patches has a few thousand; millions of Gaussians that each cover the
+whole image (a bomb) would have billions."""
+
 MAX_IMAGE_PIXELS = 1 << 26
 """Largest image ``gsi encode`` decodes (67,108,864 pixels, e.g. 8192 x 8192),
 checked from the file's header before any pixel is decoded: the decoded RGB8

@@ -404,6 +404,26 @@ def test_cli_train_head_and_classify(tmp_path):
     assert [r["file"] for r in json.loads(result.stdout)["records"] if r["status"] == "ok"] == files[:1]
 
 
+def test_cli_train_head_cells_pretrains_footprints(tmp_path):
+    from gscodec_cli.clip_commands import train_head
+
+    _write_set(tmp_path / "data", n=3, captions=False)
+    runner = CliRunner()
+    out = tmp_path / "cells.safetensors"
+    args = [str(tmp_path / "data"), "-o", str(out), "--head-config", "gsi-tiny-cells", "--pretrained", "none",
+            "--steps", "1", "--batch-size", "3", "--json"]
+    result = runner.invoke(train_head, args + ["--footprint-steps", "5"])
+    assert result.exit_code == 0, result.output
+    [row] = json.loads(result.stdout)["records"]
+    assert row["head_config"] == "gsi-tiny-cells" and 0 < row["footprint_error"] < 10
+    assert "footprint pretraining" in result.stderr
+    result = runner.invoke(train_head, args + ["--footprint-steps", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["records"][0]["footprint_error"] is None
+    result = runner.invoke(train_head, args[:-1] + ["--footprint-steps", "-1"])
+    assert result.exit_code == 2
+
+
 def test_cli_missing_weights_is_a_clear_error(tmp_path):
     from gscodec_cli.clip_commands import classify
 

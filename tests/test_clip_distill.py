@@ -272,3 +272,43 @@ def test_ssl_teacher_schedule_shrink_and_view_accuracy(tmp_path, capsys):
     save_teacher(clip, tmp_path / "t.pt")
     main([str(tmp_path), str(tmp_path / "t.pt"), "--model", "gsi-tiny-vit", "--view-accuracy", "--short-side", "48"])
     assert "view accuracy" in capsys.readouterr().out
+
+
+def test_cell_head_pretrains_footprints_then_trains_on_tokens(built):
+    """footprint_steps: the pair MLP is pretrained and the output layer set from the teacher's patch embedding
+    before the first step of a fresh run (not on resume); then token-level training goes on from there."""
+    _, shards, _ = built
+    torch.manual_seed(0)
+    head, clip = create_head("gsi-tiny-cells", pretrained="none")
+    cache_targets(shards, clip, "tiny-cells", views=1, log=lambda m: None)
+    train = DistillDataset(shards, "tiny-cells", image_transform=clip.preprocess)
+    cfg = TrainConfig(stage="distill", steps=2, batch_size=4, lr=1e-4, token_weight=1.0, embed_weight=0.0,
+                      footprint_steps=20)
+    trainer = Trainer(head, clip, train, cfg, device="cpu")
+    mlp_before = [p.detach().clone() for p in head.cells.mlp.parameters()]
+    trainer.train_step()
+    assert trainer.footprints_done and np.isfinite(trainer.footprint_error) and trainer.footprint_error < 2.0
+    assert any(not torch.equal(a, b) for a, b in zip(mlp_before, head.cells.mlp.parameters()))
+    conv = clip.model.visual.conv1.weight
+    std = torch.tensor(clip.model.visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
+    # One AdamW step at lr 1e-4 moves each weight by about 1e-4 from the patch embedding it was set to.
+    assert torch.allclose(head.cells.out.weight, (conv / std).flatten(1), atol=5e-4)
+    with pytest.raises(ValueError, match="footprint_steps"):
+        TrainConfig(footprint_steps=-1)
+
+
+def test_cli_builds_with_two_workers(tmp_path):
+    """``--workers 2`` (two words) runs two processes, each with its share of the shards."""
+    from gscodec.clip.distill_set import main
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for p in PHOTOS:
+        shutil.copy(p, photos / p.name)
+    out = tmp_path / "set"
+    with pytest.raises(SystemExit) as exc:
+        main([str(photos), str(out), "--per-photo", "1", "--size", "16", "--points", "6", "--shard-size", "1",
+              "--workers", "2"])
+    assert exc.value.code == 0
+    assert sorted(p.name for p in out.glob("*.tar")) == ["train-00000.tar", "train-00001.tar"]
+    assert all(not shard_problems(p) for p in out.glob("*.tar"))

@@ -1,8 +1,9 @@
 """The compressed-domain CLIP head: embed `.gsi` files from their Gaussians, without rendering pixels.
 
 Pipeline: per-Gaussian features (:mod:`.stem`) -> perceiver resampler to K
-tokens (:mod:`.resampler`) -> the frozen transformer of an open_clip ViT
-(:mod:`.model`). Heads are built from JSON configs (:mod:`.factory`), trained
+tokens (:mod:`.resampler`), or cell pooling (:mod:`.cells`: each patch token
+a sum of per-Gaussian, per-cell terms) -> the frozen transformer of an
+open_clip ViT (:mod:`.model`). Heads are built from JSON configs (:mod:`.factory`), trained
 by distillation and contrastive learning (:mod:`.train`), and used for
 zero-shot classification and text search (:mod:`.zeroshot`).
 
@@ -16,7 +17,7 @@ Library use::
 from ..extras import require
 
 require("clip", "the CLIP head (gscodec.clip)", ("torch", "open_clip"))
-from .config import ClipHeadError, ConfigError, HeadConfig, ResamplerConfig, StemConfig
+from .config import CellConfig, ClipHeadError, ConfigError, HeadConfig, ResamplerConfig, StemConfig
 from .data import (DataError, GsiDataset, GsiTarDataset, SplatBatch, batch_from_gaussians, collate_splats,
                    gaussians_to_params, open_dataset)
 from .factory import (HeadFileError, UnknownHeadError, add_head_config, create_head, get_head_config, list_heads,
@@ -28,7 +29,7 @@ from .zeroshot import (Prediction, embed_files, embed_gaussians, embed_rendered,
                        predict, template_sets, text_classifier)
 
 __all__ = [
-    "ClipBundle", "ClipHeadError", "ConfigError", "DataError", "GaussianCLIPHead", "GsiDataset", "GsiTarDataset",
+    "CellConfig", "ClipBundle", "ClipHeadError", "ConfigError", "DataError", "GaussianCLIPHead", "GsiDataset", "GsiTarDataset",
     "HeadConfig", "HeadFileError", "Prediction", "ResamplerConfig", "SplatBatch", "StemConfig", "UnknownHeadError",
     "UnknownModelError", "WeightsLoadError", "WeightsUnavailableError", "add_head_config", "batch_from_gaussians",
     "collate_splats", "create_head", "embed_files", "embed_gaussians", "embed_rendered", "gaussians_to_params",

@@ -13,7 +13,9 @@ JSON keys (every key optional except ``clip_model``; unknown keys are errors):
 ``clip_model``, ``pretrained``, ``num_tokens``, ``trainable_blocks``,
 ``name``, ``description``; ``stem``: ``fourier_bands``, ``max_frequency``,
 ``projection``, ``hidden``; ``resampler``: ``depth``, ``attn_dim``,
-``heads``, ``mlp_ratio``, ``add_pos_embed`` (see the dataclasses below).
+``heads``, ``mlp_ratio``, ``add_pos_embed``, ``output_norm``, ``spatial_bias``,
+``spatial_sigma``; ``pooling``; ``cells``: ``hidden``, ``layers``,
+``fourier_bands``, ``max_frequency`` (see the dataclasses below).
 """
 
 from __future__ import annotations
@@ -141,6 +143,43 @@ class ResamplerConfig:
 
 
 @dataclass(frozen=True)
+class CellConfig:
+    """Cell pooling (:mod:`gscodec.clip.cells`): tokens as sums of per-Gaussian, per-cell terms.
+
+    The pair MLP has one output per pixel of a cell at the trunk's input
+    resolution (``P x P`` for a ViT with ``P``-pixel patches); each cell sums
+    ``3 P^2`` values (the outputs times the colour), mapped linearly to the
+    trunk width.
+
+    Attributes:
+        hidden: width of the pair MLP's hidden layers.
+        layers: hidden layers of the pair MLP (0: linear in the features).
+        fourier_bands: Fourier frequencies of the mean's offset from the cell
+            centre, geometric (octaves) up to ``max_frequency``.
+        max_frequency: highest frequency, in cycles per cell (a cell of
+            ``P`` pixels resolves ``P / 2``).
+    """
+
+    hidden: int = 256
+    layers: int = 2
+    fourier_bands: int = 4
+    max_frequency: float = 4.0
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1:
+            raise ConfigError(f"cells.hidden must be >= 1, got {self.hidden}")
+        if self.layers < 0 or self.fourier_bands < 0:
+            raise ConfigError(f"cells.layers and cells.fourier_bands must be >= 0, got {self.layers}, "
+                              f"{self.fourier_bands}")
+        if not self.max_frequency > 0:
+            raise ConfigError(f"cells.max_frequency must be > 0, got {self.max_frequency}")
+
+
+POOLINGS = ("resampler", "cells")
+"""How the Gaussians become the trunk's K tokens: the perceiver resampler (stem + cross-attention) or cell pooling."""
+
+
+@dataclass(frozen=True)
 class HeadConfig:
     """A whole head: stem, resampler, K, the open_clip trunk and its default weights.
 
@@ -148,7 +187,9 @@ class HeadConfig:
         clip_model: open_clip model name (any ViT in ``open_clip.list_models()``).
         pretrained: default weights tag of ``clip_model`` (``"none"`` = random init).
         num_tokens: K, the number of tokens fed to the trunk (98 and 196 for ViT-B-16).
-        stem, resampler: see :class:`StemConfig`, :class:`ResamplerConfig`.
+        pooling: ``"resampler"`` (``stem`` + ``resampler``) or ``"cells"`` (``cells``; the
+            resampler's ``add_pos_embed`` still applies, its other settings and the stem's are unused).
+        stem, resampler, cells: see :class:`StemConfig`, :class:`ResamplerConfig`, :class:`CellConfig`.
         trainable_blocks: leading trunk blocks trained in the contrastive stage (paper: 2).
         name: the config's registry name (informational).
         description: free text.
@@ -159,6 +200,8 @@ class HeadConfig:
     num_tokens: int = 196
     stem: StemConfig = field(default_factory=StemConfig)
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+    pooling: str = "resampler"
+    cells: CellConfig = field(default_factory=CellConfig)
     trainable_blocks: int = 2
     name: str = ""
     description: str = ""
@@ -168,6 +211,8 @@ class HeadConfig:
             raise ConfigError("clip_model must be a non-empty open_clip model name")
         if self.num_tokens < 1:
             raise ConfigError(f"num_tokens must be >= 1, got {self.num_tokens}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {self.pooling!r}")
         if self.trainable_blocks < 0:
             raise ConfigError(f"trainable_blocks must be >= 0, got {self.trainable_blocks}")
 
@@ -188,13 +233,14 @@ class HeadConfig:
         try:
             stem = _sub(StemConfig, data.pop("stem", {}), "stem")
             resampler = _sub(ResamplerConfig, data.pop("resampler", {}), "resampler")
-            known = {f.name for f in fields(cls)} - {"stem", "resampler"}
+            cells = _sub(CellConfig, data.pop("cells", {}), "cells")
+            known = {f.name for f in fields(cls)} - {"stem", "resampler", "cells"}
             unknown = sorted(set(data) - known)
             if unknown:
                 raise ConfigError(f"unknown head config keys: {', '.join(unknown)}")
             if name and not data.get("name"):
                 data["name"] = name
-            return cls(stem=stem, resampler=resampler, **data)
+            return cls(stem=stem, resampler=resampler, cells=cells, **data)
         except TypeError as exc:
             raise ConfigError(f"invalid head config: {exc}") from None
 

@@ -443,7 +443,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--world-size", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.workers > 1:
-        base = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("--workers")]
+        base = [str(args.photos), str(args.out), "--split", args.split, "--per-photo", str(args.per_photo),
+                "--size", str(args.size), "--points", str(args.points), "--effort", str(args.effort),
+                "--seed", str(args.seed), "--shard-size", str(args.shard_size)]
         procs = [subprocess.Popen([sys.executable, "-m", "gscodec.clip.distill_set", *base, "--rank", str(r),
                                    "--world-size", str(args.workers)]) for r in range(args.workers)]
         codes = [p.wait() for p in procs]

@@ -125,8 +125,16 @@ def create_head(config: str | os.PathLike | HeadConfig, *, clip_model: str | Non
     return head, clip
 
 
-def _head_parameters(cfg: HeadConfig, trunk_width: int) -> int:
-    """An upper estimate of the parameters of ``cfg``'s stem and resampler on a trunk ``trunk_width`` wide."""
+def _head_parameters(cfg: HeadConfig, trunk_width: int, patch_pixels: int = 1024) -> int:
+    """An upper estimate of the parameters of ``cfg``'s stem and resampler (or cell pooling) on a trunk
+    ``trunk_width`` wide."""
+    if cfg.pooling == "cells":
+        c = cfg.cells
+        features = 4 * c.fourier_bands + 16
+        basis = patch_pixels
+        mlp = (features * c.hidden + max(c.layers - 1, 0) * c.hidden * c.hidden + c.hidden * basis
+               if c.layers else features * basis)
+        return int(mlp + 3 * basis * trunk_width + 4 * trunk_width + 4 * c.hidden)
     d = cfg.resampler.token_dim(trunk_width)
     features = 4 * cfg.stem.fourier_bands + 16  # positional Fourier features and the raw parameters
     stem = features * cfg.stem.hidden + cfg.stem.hidden * d if cfg.stem.projection == "mlp" else features * d
@@ -139,7 +147,9 @@ def check_head_config(cfg: HeadConfig, trunk_width: int = MAX_HEAD_WIDTH, where:
     :mod:`gscodec.limits` (depth, widths, tokens, estimated parameters), before anything is allocated."""
     sizes = {"num_tokens": cfg.num_tokens, "resampler.depth": cfg.resampler.depth,
              "resampler.attn_dim": cfg.resampler.attn_dim, "resampler.heads": cfg.resampler.heads,
-             "stem.hidden": cfg.stem.hidden, "stem.fourier_bands": cfg.stem.fourier_bands}
+             "stem.hidden": cfg.stem.hidden, "stem.fourier_bands": cfg.stem.fourier_bands,
+             "cells.hidden": cfg.cells.hidden, "cells.layers": cfg.cells.layers,
+             "cells.fourier_bands": cfg.cells.fourier_bands}
     for key, value in sizes.items():
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise ConfigError(f"{where}: {key} must be a whole number, got {value!r}")
@@ -148,6 +158,9 @@ def check_head_config(cfg: HeadConfig, trunk_width: int = MAX_HEAD_WIDTH, where:
                               ("resampler.heads", cfg.resampler.heads, MAX_HEAD_WIDTH),
                               ("stem.hidden", cfg.stem.hidden, MAX_HEAD_WIDTH),
                               ("stem.fourier_bands", cfg.stem.fourier_bands, MAX_HEAD_WIDTH),
+                              ("cells.hidden", cfg.cells.hidden, MAX_HEAD_WIDTH),
+                              ("cells.layers", cfg.cells.layers, MAX_HEAD_DEPTH),
+                              ("cells.fourier_bands", cfg.cells.fourier_bands, MAX_HEAD_WIDTH),
                               ("num_tokens", cfg.num_tokens, MAX_HEAD_WIDTH)):
         if value is not None and value > limit:
             raise ConfigError(f"{where}: {key} is {value:,}, over the limit of {limit:,}")

@@ -1,4 +1,4 @@
-"""The compressed-domain CLIP head: splat stem -> perceiver resampler -> an open_clip ViT trunk.
+"""The compressed-domain CLIP head: splat stem -> perceiver resampler (or cell pooling) -> an open_clip ViT trunk.
 
 The trunk is a copy of an open_clip ``VisionTransformer`` without its patch
 embedding (``conv1``): the K resampled tokens take the place of the patch
@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .cells import CellPooling
 from .config import HeadConfig
 from .resampler import PerceiverResampler
 from .stem import SplatStem, scalar_features
@@ -107,14 +108,22 @@ class GaussianCLIPHead(nn.Module):
         width = trunk.transformer.width
         self.width = width
         self.embed_dim = int(trunk.output_dim)
-        rc = config.resampler
-        dim = rc.token_dim(width)
-        heads = rc.num_heads(dim, _trunk_heads(trunk))
-        self.stem = SplatStem(config.stem, dim)
-        self.resampler = PerceiverResampler(dim, config.num_tokens, rc.depth, heads, rc.mlp_ratio, width=width,
-                                            norm_tokens=rc.attn_dim is None, output_norm=rc.output_norm,
-                                            spatial_bias=rc.spatial_bias)
         self.slots = slot_grid(config.num_tokens, tuple(trunk.grid_size))
+        self.stem: SplatStem | None = None
+        self.resampler: PerceiverResampler | None = None
+        self.cells: CellPooling | None = None
+        if config.pooling == "cells":
+            ih, iw = tuple(trunk.image_size)
+            footprint = (max(1, round(ih / self.slots[0])), max(1, round(iw / self.slots[1])))
+            self.cells = CellPooling(config.cells, self.slots, width, footprint)
+        else:
+            rc = config.resampler
+            dim = rc.token_dim(width)
+            heads = rc.num_heads(dim, _trunk_heads(trunk))
+            self.stem = SplatStem(config.stem, dim)
+            self.resampler = PerceiverResampler(dim, config.num_tokens, rc.depth, heads, rc.mlp_ratio, width=width,
+                                                norm_tokens=rc.attn_dim is None, output_norm=rc.output_norm,
+                                                spatial_bias=rc.spatial_bias)
         self._slot_pos_cache: tuple[tuple, torch.Tensor] | None = None
 
     @property
@@ -145,8 +154,26 @@ class GaussianCLIPHead(nn.Module):
             self._slot_pos_cache = (key, out)
         return out
 
+    def pooling_modules(self) -> list[nn.Module]:
+        """The modules that turn Gaussians into tokens: ``[stem, resampler]`` or ``[cells]``."""
+        return [self.cells] if self.cells is not None else [self.stem, self.resampler]
+
+    @torch.no_grad()
+    def calibrate(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> None:
+        """Set the input features' standardization statistics from a batch (``(B, N, 8)``, ``(B, N)``, ``(B, 2)``)."""
+        (self.cells if self.cells is not None else self.stem).calibrate(params, mask, sizes)
+
+    def calibration_buffers(self) -> list[torch.Tensor]:
+        """The buffers :meth:`calibrate` sets (broadcast from rank 0 in distributed training)."""
+        return list((self.cells if self.cells is not None else self.stem).buffers())
+
     def tokens(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
-        """``(B, K, D)`` resampled tokens, before the trunk (stem + resampler + slot positions)."""
+        """``(B, K, D)`` tokens before the trunk (stem + resampler or cell pooling, + slot positions)."""
+        if self.cells is not None:
+            x = self.cells(params, mask, sizes)
+            if self.config.resampler.add_pos_embed:
+                x = x + self.slot_pos_embed().to(x.dtype)
+            return x
         b, n = mask.shape
         step = max(1, self.chunk_gaussians // max(n, 1)) if self.chunk_gaussians > 0 else b
         # Once per batch, not per chunk: the (small) per-Gaussian scalar features, the first layer's queries.
@@ -190,9 +217,9 @@ class GaussianCLIPHead(nn.Module):
     # --- parameter groups -------------------------------------------------------------------------------
 
     def stem_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the stem and the resampler (trained in both stages)."""
-        yield from self.stem.parameters()
-        yield from self.resampler.parameters()
+        """Parameters of the stem and the resampler, or of the cell pooling (trained in both stages)."""
+        for module in self.pooling_modules():
+            yield from module.parameters()
 
     def trunk_trainable_parameters(self, blocks: int) -> Iterator[nn.Parameter]:
         """Trunk parameters of the contrastive stage: the first ``blocks`` blocks, the final norm and projection."""
@@ -226,11 +253,12 @@ class GaussianCLIPHead(nn.Module):
                 p.requires_grad_(True)
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameter counts: ``stem``, ``resampler``, ``trunk``, ``total`` and ``trainable``."""
+        """Parameter counts: ``stem``, ``resampler`` (or ``cells``), ``trunk``, ``total`` and ``trainable``."""
         count = lambda ps: sum(p.numel() for p in ps)  # noqa: E731
+        parts = ({"cells": count(self.cells.parameters())} if self.cells is not None else
+                 {"stem": count(self.stem.parameters()), "resampler": count(self.resampler.parameters())})
         return {
-            "stem": count(self.stem.parameters()),
-            "resampler": count(self.resampler.parameters()),
+            **parts,
             "trunk": count(self.trunk.parameters()),
             "total": count(self.parameters()),
             "trainable": count(p for p in self.parameters() if p.requires_grad),

@@ -44,6 +44,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from .. import distributed
 from ..atomic import atomic_path
 from ..processes import loader_worker_init
+from .cells import CellPooling, cell_pairs, pair_footprints
 from .config import ClipHeadError
 from .data import DataError, SplatBatch, collate_splats
 from .model import GaussianCLIPHead
@@ -92,6 +93,10 @@ class TrainConfig:
             the end); 0: only at the end when one is given.
         select_metric: with ``evaluate``, restore at the end the head of the evaluation where this metric (a
             key of its dict, higher is better) was best; ``""``: keep the last head.
+        footprint_steps: cell-pooling heads: before the first step of a fresh run, this many steps of
+            :func:`pretrain_footprints` on the Gaussians of the first batch and of up to
+            ``FOOTPRINT_IMAGES`` more training images, then the output layer set from the teacher's patch
+            embedding (:meth:`~gscodec.clip.cells.CellPooling.init_from_patch_embedding`); 0: neither.
 
     Under ``torchrun`` every process uses the same config; ``batch_size`` and
     ``workers`` are per process.
@@ -122,6 +127,7 @@ class TrainConfig:
     gaussian_dropout: float = 0.0
     eval_every: int = 0
     select_metric: str = ""
+    footprint_steps: int = 0
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES:
@@ -142,7 +148,52 @@ class TrainConfig:
             raise ValueError(f"contrast_temperature must be positive, got {self.contrast_temperature}")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be non-negative, got {self.eval_every}")
+        if self.footprint_steps < 0:
+            raise ValueError(f"footprint_steps must be non-negative, got {self.footprint_steps}")
         self.betas = tuple(self.betas)  # type: ignore[assignment]
+
+
+FOOTPRINT_IMAGES = 1024
+"""Training images whose (Gaussian, cell) pairs :func:`pretrain_footprints` regresses on (map-style data)."""
+
+
+def pretrain_footprints(cells: CellPooling, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor,
+                        steps: int, lr: float = 2e-3, batch_pairs: int = 4096, seed: int = 0,
+                        log: Callable[[str], None] | None = None) -> float:
+    """Regress the cell pooling's pair MLP on the exact footprints of the pairs of a set of images.
+
+    Adam with a cosine decay on the mean squared error between the MLP's
+    outputs and :func:`~gscodec.clip.cells.pair_footprints` for random
+    batches of ``batch_pairs`` pairs (no teacher: geometry only).
+
+    Args:
+        params: ``(B, N, 8)``; mask: ``(B, N)``; sizes: ``(B, 2)``: the images' Gaussians.
+
+    Returns:
+        The relative squared error over all pairs at the end (``sum |a - f|^2 / sum |f|^2``).
+    """
+    g, cell, offset = cell_pairs(params, mask, sizes, cells.slots)
+    if g.numel() == 0:
+        return float("nan")
+    dtype = cells.out.weight.dtype
+    feats = cells.features(params, sizes, g, offset).to(dtype)
+    target = pair_footprints(params, sizes, g, offset, cells.slots, cells.footprint).to(dtype)
+    opt = torch.optim.Adam(cells.mlp.parameters(), lr=lr)
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        idx = torch.randint(0, g.numel(), (min(batch_pairs, g.numel()),), generator=gen).to(feats.device)
+        loss = (cells.mlp(feats[idx]) - target[idx]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if log is not None and (step + 1) % max(1, steps // 5) == 0:
+            log(f"footprints: step {step + 1}/{steps}, mse {float(loss):.3g}")
+    with torch.no_grad():
+        err = sum(float((cells.mlp(feats[i:i + 65536]) - target[i:i + 65536]).pow(2).sum())
+                  for i in range(0, g.numel(), 65536))
+    return err / max(float(target.pow(2).sum()), 1e-12)
 
 
 class EpochSampler(Sampler[int]):
@@ -269,6 +320,8 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.calibrated = not config.calibrate
+        self.footprints_done = False
+        self.footprint_error: float | None = None
         self._cache: dict[int, torch.Tensor] = {}
         self._batches: Iterator[SplatBatch | None] | None = None
         self.last_loss = float("nan")
@@ -332,6 +385,41 @@ class Trainer:
                 raise DataError("the training data yielded no samples")
             self.epoch += 1
             self.batch_in_epoch = 0
+
+    def _pretrain_footprints(self, batch: SplatBatch) -> None:
+        """:func:`pretrain_footprints` on ``batch`` and up to :data:`FOOTPRINT_IMAGES` more training images
+        (a seeded choice), then the output layer from the teacher's patch embedding (when the cells are
+        its patches). Every rank computes the same (rank 0's data is broadcast)."""
+        cells = self.head.cells
+        samples = []
+        if not self.iterable:
+            n = len(self.dataset)  # type: ignore[arg-type]
+            gen = torch.Generator().manual_seed(self.config.seed + 9173)
+            for i in torch.randperm(n, generator=gen)[:FOOTPRINT_IMAGES].tolist():
+                item = self.dataset[i]
+                if item is not None:
+                    samples.append({"params": item["params"], "size": item["size"], "key": str(i)})
+        extra = collate_splats(samples)
+        params, mask, sizes = batch.params, batch.mask, batch.sizes
+        if extra is not None:
+            n = max(params.shape[1], extra.params.shape[1])
+            pad = lambda t, v: F.pad(t, (0, 0, 0, n - t.shape[1]), value=v) if t.dim() == 3 else \
+                F.pad(t, (0, n - t.shape[1]), value=v)  # noqa: E731
+            params = torch.cat([pad(params, 0.0), pad(extra.params, 0.0)])
+            mask = torch.cat([pad(mask, False), pad(extra.mask, False)])
+            sizes = torch.cat([sizes, extra.sizes])
+        if self.rank == 0:
+            self.footprint_error = pretrain_footprints(cells, params.to(self.device), mask.to(self.device),
+                                                       sizes.to(self.device), self.config.footprint_steps,
+                                                       seed=self.config.seed)
+        distributed.broadcast_tensors(list(cells.mlp.parameters()))
+        visual = self.clip.model.visual
+        conv = getattr(visual, "conv1", None)
+        if conv is not None and tuple(conv.weight.shape[-2:]) == cells.footprint and \
+                tuple(visual.grid_size) == cells.slots:
+            cfg = visual.preprocess_cfg
+            cells.init_from_patch_embedding(conv.weight, cfg["mean"], cfg["std"])
+        self.footprints_done = True
 
     # --- losses -------------------------------------------------------------------------------------------
 
@@ -439,10 +527,12 @@ class Trainer:
         while batch is None:  # every file of the batch was unreadable
             batch = next(self._batches)
         if not self.calibrated:
-            self.head.stem.calibrate(batch.params.to(self.device), batch.mask.to(self.device),
-                                     batch.sizes.to(self.device))
-            distributed.broadcast_tensors(list(self.head.stem.buffers()))  # every rank takes rank 0's statistics
+            self.head.calibrate(batch.params.to(self.device), batch.mask.to(self.device), batch.sizes.to(self.device))
+            distributed.broadcast_tensors(self.head.calibration_buffers())  # every rank takes rank 0's statistics
             self.calibrated = True
+        if self.config.footprint_steps and self.head.cells is not None and self.step == 0 and \
+                not self.footprints_done:
+            self._pretrain_footprints(batch)
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(batch)
