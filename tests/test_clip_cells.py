@@ -144,7 +144,7 @@ def _patch_tokens(head, clip, gs):
     std = torch.tensor(visual.preprocess_cfg["std"]).view(1, 3, 1, 1)
     with torch.no_grad():
         grid = visual.conv1((pixels - mean) / std)
-    return grid.flatten(2).transpose(1, 2) + head.slot_pos_embed()
+        return grid.flatten(2).transpose(1, 2) + head.slot_pos_embed()
 
 
 def test_exact_footprints_with_the_patch_embedding_are_the_render_path(cells):
