@@ -184,7 +184,7 @@ def test_pretrained_footprints_approach_the_render_path(cells):
     held = [random_gaussians(24, 64, 64, s) for s in range(200, 208)]
     hb = batch_from_gaussians(held)
     target = _patch_tokens(head, clip, held)
-    pos = head.slot_pos_embed()
+    pos = head.slot_pos_embed().detach()
 
     def rel_error() -> float:
         with torch.no_grad():
