@@ -91,6 +91,20 @@ def test_too_many_pairs_is_a_clear_error_before_allocating(cells, monkeypatch):
     assert torch.allclose(whole, chunked, atol=1e-4)
 
 
+def test_forward_equals_the_sum_over_pairs(cells, images):
+    """The last MLP layer applied per cell (forward) equals summing every pair's ``rgb (x) mlp(features)``."""
+    head, _ = cells
+    c = head.cells
+    batch = batch_from_gaussians(images)
+    with torch.no_grad():
+        g, cell, offset = cell_pairs(batch.params, batch.mask, batch.sizes, c.slots)
+        a = c.mlp(c.features(batch.params, batch.sizes, g, offset))
+        rgb = batch.params.flatten(0, 1)[g, 5:8]
+        sums = torch.zeros(3 * 16, 3 * a.shape[1]).index_add_(0, cell, (rgb.unsqueeze(-1) * a.unsqueeze(1)).flatten(1))
+        reference = c.out(sums).view(3, 16, -1)
+        assert torch.allclose(c(batch.params, batch.mask, batch.sizes), reference, atol=1e-5)
+
+
 def test_shapes_padding_permutation_and_empty(cells, images):
     head, clip = cells
     head.eval()

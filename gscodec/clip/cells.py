@@ -216,17 +216,24 @@ class CellPooling(nn.Module):
         return feats
 
     def forward(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """The MLP's last layer is linear, so it runs per cell, not per pair: each cell sums ``rgb (x) h``
+        (``h`` the last hidden activations) and ``rgb``, then ``a = W h + b`` applies to the sums. Equal to
+        summing ``rgb (x) mlp(features)`` over the pairs up to float rounding, with the widest product done
+        once per cell instead of once per pair."""
         b = mask.shape[0]
         k = self.slots[0] * self.slots[1]
         g, cell, offset = cell_pairs(params, mask, sizes, self.slots)
         dtype = self.out.weight.dtype
-        basis = self.footprint[0] * self.footprint[1]
-        sums = torch.zeros(b * k, 3 * basis, dtype=dtype, device=params.device)
+        body, last = self.mlp[:-1], self.mlp[-1]
+        sums = torch.zeros(b * k, 3 * (last.in_features + 1), dtype=dtype, device=params.device)
         flat = params.flatten(0, 1)
         for start in range(0, g.numel(), CHUNK_PAIRS):
             part = slice(start, start + CHUNK_PAIRS)
-            a = self.mlp(self.features(params, sizes, g[part], offset[part]).to(dtype))  # (P, ph pw)
+            h = body(self.features(params, sizes, g[part], offset[part]).to(dtype))  # (P, hidden)
+            h = torch.cat([h, torch.ones_like(h[:, :1])], 1)  # the bias as a constant input
             rgb = flat[g[part], 5:8].to(dtype)
-            terms = (rgb.unsqueeze(-1) * a.unsqueeze(1)).flatten(1)  # (P, 3 ph pw): channel-major
+            terms = (rgb.unsqueeze(-1) * h.unsqueeze(1)).flatten(1)  # (P, 3 (hidden + 1)): channel-major
             sums = sums.index_add(0, cell[part], terms)
-        return self.out(sums).view(b, k, self.width)
+        w = torch.cat([last.weight, last.bias.unsqueeze(1)], 1)  # (ph pw, hidden + 1)
+        a = sums.view(b * k, 3, -1) @ w.t()  # (BK, 3, ph pw): per channel, the sum of colour x footprint
+        return self.out(a.flatten(1)).view(b, k, self.width)
