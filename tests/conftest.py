@@ -56,3 +56,9 @@ def decompression_bomb(n: int = 70000, size: int = 64, color: float = 1e-3) -> G
 @pytest.fixture
 def gaussians() -> GaussianImage:
     return random_gaussians()
+
+
+@pytest.fixture(scope="module")
+def images() -> list[GaussianImage]:
+    """Three images of different sizes and Gaussian counts (40, 90, 7): padded batches for the CLIP heads."""
+    return [random_gaussians(40, 48, 32, 0), random_gaussians(90, 64, 64, 1), random_gaussians(7, 30, 50, 2)]

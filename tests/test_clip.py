@@ -53,11 +53,6 @@ def tiny():
     return create_head("gsi-tiny", pretrained="none")
 
 
-@pytest.fixture(scope="module")
-def images():
-    return [random_gaussians(40, 48, 32, 0), random_gaussians(90, 64, 64, 1), random_gaussians(7, 30, 50, 2)]
-
-
 def _write_set(folder, n=6, captions=True, originals=True, seed=0):
     """``n`` random `.gsi` files with captions and rendered-PNG originals next to them."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,11 +28,6 @@ def cells():
     return create_head("gsi-tiny-cells", pretrained="none")
 
 
-@pytest.fixture(scope="module")
-def images():
-    return [random_gaussians(40, 48, 32, 0), random_gaussians(90, 64, 64, 1), random_gaussians(7, 30, 50, 2)]
-
-
 def _params(*gaussians: list[float]) -> torch.Tensor:
     return torch.tensor([list(g) for g in gaussians], dtype=torch.float32).unsqueeze(0)
 
@@ -98,7 +93,7 @@ def test_forward_equals_the_sum_over_pairs(cells, images):
     batch = batch_from_gaussians(images)
     with torch.no_grad():
         g, cell, offset = cell_pairs(batch.params, batch.mask, batch.sizes, c.slots)
-        a = c.mlp(c.features(batch.params, batch.sizes, g, offset))
+        a = c.mlp(c.features(c.gaussian_terms(batch.params, batch.sizes)[g], offset))
         rgb = batch.params.flatten(0, 1)[g, 5:8]
         sums = torch.zeros(3 * 16, 3 * a.shape[1]).index_add_(0, cell, (rgb.unsqueeze(-1) * a.unsqueeze(1)).flatten(1))
         reference = c.out(sums).view(3, 16, -1)

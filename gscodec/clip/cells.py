@@ -36,12 +36,10 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
-from ..limits import MAX_CELL_PAIRS
+from ..limits import CUTOFF_SQ, MAX_CELL_PAIRS
+from ..raster.reference import gaussian_weight, mahalanobis_sq
 from .config import CellConfig, ClipHeadError
 from .stem import scalar_features
-
-CUTOFF_SIGMAS = 3.0
-"""A Gaussian reaches the pixels inside its 3-sigma ellipse only (spec section 8: ``d2 <= 9``)."""
 
 CHUNK_PAIRS = 1 << 16
 """Pairs the MLP runs on at a time (bounds the hidden activations to a few hundred MB)."""
@@ -54,6 +52,20 @@ class CellPairsError(ClipHeadError, ValueError):
 PAIR_FEATURES = ("dx", "dy", "log_sigma1", "log_sigma2", "cos2theta", "sin2theta", "log1p_d2")
 _PRIOR_MEAN = (0.0, 0.0, -1.5, -2.0, 0.0, 0.0, 1.0)
 _PRIOR_STD = (0.6, 0.6, 1.0, 1.0, 0.7, 0.7, 1.0)
+
+
+def scaled_cholesky(params: torch.Tensor, sizes: torch.Tensor, per_width: float,
+                    per_height: float) -> torch.Tensor:
+    """``(B * N, 3)`` Cholesky factors ``l11, l21, l22`` in units of ``1 / per_width`` of each image's width
+    (x) and ``1 / per_height`` of its height (y): ``per_width = cols`` gives cells, ``cols * pw`` the
+    footprint's pixels. Non-finite values become 0; ``l11`` and ``l22`` at least 1e-12."""
+    p = torch.nan_to_num(params.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    sx = (per_width / sizes[:, 0].float()).view(-1, 1)
+    sy = (per_height / sizes[:, 1].float()).view(-1, 1)
+    chol = torch.stack([p[..., 2].abs() * sx, p[..., 3] * sy, p[..., 4].abs() * sy], -1).flatten(0, 1)
+    chol[:, 0].clamp_(min=1e-12)
+    chol[:, 2].clamp_(min=1e-12)
+    return chol
 
 
 def cell_pairs(params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor,
@@ -77,8 +89,9 @@ def cell_pairs(params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor,
     sx = (cols / sizes[:, 0].float()).view(-1, 1)
     sy = (rows / sizes[:, 1].float()).view(-1, 1)
     x, y = p[..., 0] * sx, p[..., 1] * sy
-    hx = CUTOFF_SIGMAS * p[..., 2].abs() * sx
-    hy = CUTOFF_SIGMAS * torch.hypot(p[..., 3], p[..., 4]) * sy
+    cutoff = math.sqrt(CUTOFF_SQ)  # the box around the decoder's cut-off ellipse (spec section 8's note)
+    hx = cutoff * p[..., 2].abs() * sx
+    hy = cutoff * torch.hypot(p[..., 3], p[..., 4]) * sy
     # Clamped to the grid (plus one cell either side) before the integer conversion: no overflow.
     x0 = (x - hx).clamp(-1, cols).floor().long().clamp_min(0)
     x1 = (x + hx).clamp(-1, cols).floor().long().clamp_max(cols - 1)
@@ -117,21 +130,12 @@ def pair_footprints(params: torch.Tensor, sizes: torch.Tensor, g: torch.Tensor, 
     """
     rows, cols = slots
     ph, pw = footprint
-    n = params.shape[1]
-    p = torch.nan_to_num(params.float().flatten(0, 1)[g])
-    sx = (cols * pw / sizes[:, 0].float()).repeat_interleave(n)[g]  # image pixels -> footprint pixels
-    sy = (rows * ph / sizes[:, 1].float()).repeat_interleave(n)[g]
-    qx = (torch.arange(pw, device=p.device, dtype=torch.float32) + 0.5 - 0.5 * pw).repeat(ph)
-    qy = (torch.arange(ph, device=p.device, dtype=torch.float32) + 0.5 - 0.5 * ph).repeat_interleave(pw)
+    chol = scaled_cholesky(params, sizes, cols * pw, rows * ph)[g]  # in the footprint's pixels
+    qx = (torch.arange(pw, device=chol.device, dtype=torch.float32) + 0.5 - 0.5 * pw).repeat(ph)
+    qy = (torch.arange(ph, device=chol.device, dtype=torch.float32) + 0.5 - 0.5 * ph).repeat_interleave(pw)
     dx = qx - (offset[:, :1] * pw)
     dy = qy - (offset[:, 1:] * ph)
-    l11 = (p[:, 2:3].abs() * sx[:, None]).clamp_min(1e-12)
-    l21 = p[:, 3:4] * sy[:, None]
-    l22 = (p[:, 4:5].abs() * sy[:, None]).clamp_min(1e-12)
-    z1 = dx / l11
-    z2 = (dy - l21 * z1) / l22
-    d2 = z1 * z1 + z2 * z2
-    return torch.where(d2 <= CUTOFF_SIGMAS ** 2, torch.exp(-0.5 * d2), torch.zeros_like(d2))
+    return gaussian_weight(dx, dy, chol[:, 0:1], chol[:, 1:2], chol[:, 2:3])
 
 
 class CellPooling(nn.Module):
@@ -163,21 +167,24 @@ class CellPooling(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.out = nn.Linear(3 * basis, width)
 
-    def pair_features(self, params: torch.Tensor, sizes: torch.Tensor, g: torch.Tensor,
-                      offset: torch.Tensor) -> torch.Tensor:
-        """``(P, 7)`` raw :data:`PAIR_FEATURES` of the pairs (cell units), before standardization."""
+    def gaussian_terms(self, params: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
+        """``(B * N, 7)`` per Gaussian, in cell units: ``log sigma1, log sigma2, cos 2theta, sin 2theta``
+        and the Cholesky factor ``l11, l21, l22`` (once per call; the pairs index into it)."""
         rows, cols = self.slots
         cell_size = torch.stack([sizes[:, 0].float() / cols, sizes[:, 1].float() / rows], -1)
-        shape = scalar_features(params, cell_size)[..., 2:6].flatten(0, 1)[g]  # log sigmas, rotation in cells
-        p = params.float().flatten(0, 1)[g]
-        sx = (cols / sizes[:, 0].float()).repeat_interleave(params.shape[1])[g]
-        sy = (rows / sizes[:, 1].float()).repeat_interleave(params.shape[1])[g]
-        l11 = p[:, 2].abs().mul(sx).clamp_min(1e-6)
-        l21, l22 = p[:, 3] * sy, p[:, 4].abs().mul(sy).clamp_min(1e-6)
-        z1 = -offset[:, 0] / l11  # the cell centre's whitened offset, as the decoder computes it
-        z2 = (-offset[:, 1] - l21 * z1) / l22
-        d2 = (z1 * z1 + z2 * z2).clamp_max(1e4)
-        return torch.cat([offset, shape, torch.log1p(d2).unsqueeze(-1)], -1)
+        shape = scalar_features(params, cell_size)[..., 2:6].flatten(0, 1)
+        chol = scaled_cholesky(params, sizes, cols, rows)
+        chol[:, 0].clamp_(min=1e-6)
+        chol[:, 2].clamp_(min=1e-6)
+        return torch.cat([shape, chol], -1)
+
+    @staticmethod
+    def pair_features(terms: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """``(P, 7)`` raw :data:`PAIR_FEATURES` (cell units), before standardization, from the pairs' rows of
+        :meth:`gaussian_terms` and their offsets."""
+        # The cell centre's squared Mahalanobis distance, as the decoder computes it.
+        d2 = mahalanobis_sq(-offset[:, 0], -offset[:, 1], terms[:, 4], terms[:, 5], terms[:, 6]).clamp_max(1e4)
+        return torch.cat([offset, terms[:, :4], torch.log1p(d2).unsqueeze(-1)], -1)
 
     @torch.no_grad()
     def init_from_patch_embedding(self, weight: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -202,14 +209,14 @@ class CellPooling(nn.Module):
         g, _, offset = cell_pairs(params, mask, sizes, self.slots)
         if g.numel() < 2:
             return
-        feats = self.pair_features(params, sizes, g, offset)
+        feats = self.pair_features(self.gaussian_terms(params, sizes)[g], offset)
         self.feature_mean.copy_(feats.mean(0))
         self.feature_std.copy_(feats.std(0).clamp_min(1e-3))
 
-    def features(self, params: torch.Tensor, sizes: torch.Tensor, g: torch.Tensor,
-                 offset: torch.Tensor) -> torch.Tensor:
-        """``(P, 7 + 4 fourier_bands)``: the MLP's input, standardized pair features then Fourier features."""
-        feats = (self.pair_features(params, sizes, g, offset) - self.feature_mean) / self.feature_std
+    def features(self, terms: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        """``(P, 7 + 4 fourier_bands)``: the MLP's input, standardized pair features then Fourier features
+        (``terms``: the pairs' rows of :meth:`gaussian_terms`)."""
+        feats = (self.pair_features(terms, offset) - self.feature_mean) / self.feature_std
         if self.frequencies.numel():
             angles = (offset.unsqueeze(-1) * (2 * math.pi * self.frequencies)).flatten(-2)
             feats = torch.cat([feats, angles.sin(), angles.cos()], -1)
@@ -227,9 +234,10 @@ class CellPooling(nn.Module):
         body, last = self.mlp[:-1], self.mlp[-1]
         sums = torch.zeros(b * k, 3 * (last.in_features + 1), dtype=dtype, device=params.device)
         flat = params.flatten(0, 1)
+        terms_all = self.gaussian_terms(params, sizes)
         for start in range(0, g.numel(), CHUNK_PAIRS):
             part = slice(start, start + CHUNK_PAIRS)
-            h = body(self.features(params, sizes, g[part], offset[part]).to(dtype))  # (P, hidden)
+            h = body(self.features(terms_all[g[part]], offset[part]).to(dtype))  # (P, hidden)
             h = torch.cat([h, torch.ones_like(h[:, :1])], 1)  # the bias as a constant input
             rgb = flat[g[part], 5:8].to(dtype)
             terms = (rgb.unsqueeze(-1) * h.unsqueeze(1)).flatten(1)  # (P, 3 (hidden + 1)): channel-major

@@ -158,14 +158,18 @@ class GaussianCLIPHead(nn.Module):
         """The modules that turn Gaussians into tokens: ``[stem, resampler]`` or ``[cells]``."""
         return [self.cells] if self.cells is not None else [self.stem, self.resampler]
 
+    def _featurizer(self) -> nn.Module:
+        """The module whose input features carry standardization statistics: the cells or the stem."""
+        return self.cells if self.cells is not None else self.stem
+
     @torch.no_grad()
     def calibrate(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> None:
         """Set the input features' standardization statistics from a batch (``(B, N, 8)``, ``(B, N)``, ``(B, 2)``)."""
-        (self.cells if self.cells is not None else self.stem).calibrate(params, mask, sizes)
+        self._featurizer().calibrate(params, mask, sizes)
 
     def calibration_buffers(self) -> list[torch.Tensor]:
         """The buffers :meth:`calibrate` sets (broadcast from rank 0 in distributed training)."""
-        return list((self.cells if self.cells is not None else self.stem).buffers())
+        return list(self._featurizer().buffers())
 
     def tokens(self, params: torch.Tensor, mask: torch.Tensor, sizes: torch.Tensor) -> torch.Tensor:
         """``(B, K, D)`` tokens before the trunk (stem + resampler or cell pooling, + slot positions)."""

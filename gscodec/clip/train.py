@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 from .. import distributed
 from ..atomic import atomic_path
 from ..processes import loader_worker_init
-from .cells import CellPooling, cell_pairs, pair_footprints
+from .cells import CHUNK_PAIRS, CellPooling, cell_pairs, pair_footprints
 from .config import ClipHeadError
 from .data import DataError, SplatBatch, collate_splats
 from .model import GaussianCLIPHead
@@ -176,7 +176,7 @@ def pretrain_footprints(cells: CellPooling, params: torch.Tensor, mask: torch.Te
     if g.numel() == 0:
         return float("nan")
     dtype = cells.out.weight.dtype
-    feats = cells.features(params, sizes, g, offset).to(dtype)
+    feats = cells.features(cells.gaussian_terms(params, sizes)[g], offset).to(dtype)
     target = pair_footprints(params, sizes, g, offset, cells.slots, cells.footprint).to(dtype)
     opt = torch.optim.Adam(cells.mlp.parameters(), lr=lr)
     gen = torch.Generator(device="cpu").manual_seed(seed)
@@ -191,8 +191,8 @@ def pretrain_footprints(cells: CellPooling, params: torch.Tensor, mask: torch.Te
         if log is not None and (step + 1) % max(1, steps // 5) == 0:
             log(f"footprints: step {step + 1}/{steps}, mse {float(loss):.3g}")
     with torch.no_grad():
-        err = sum(float((cells.mlp(feats[i:i + 65536]) - target[i:i + 65536]).pow(2).sum())
-                  for i in range(0, g.numel(), 65536))
+        err = sum(float((cells.mlp(feats[i:i + CHUNK_PAIRS]) - target[i:i + CHUNK_PAIRS]).pow(2).sum())
+                  for i in range(0, g.numel(), CHUNK_PAIRS))
     return err / max(float(target.pow(2).sum()), 1e-12)
 
 
@@ -391,7 +391,8 @@ class Trainer:
         (a seeded choice), then the output layer from the teacher's patch embedding (when the cells are
         its patches). Every rank computes the same (rank 0's data is broadcast)."""
         cells = self.head.cells
-        samples = []
+        samples = [{"params": p[m], "size": s, "key": k}
+                   for p, m, s, k in zip(batch.params, batch.mask, batch.sizes, batch.keys)]
         if not self.iterable:
             n = len(self.dataset)  # type: ignore[arg-type]
             gen = torch.Generator().manual_seed(self.config.seed + 9173)
@@ -399,18 +400,10 @@ class Trainer:
                 item = self.dataset[i]
                 if item is not None:
                     samples.append({"params": item["params"], "size": item["size"], "key": str(i)})
-        extra = collate_splats(samples)
-        params, mask, sizes = batch.params, batch.mask, batch.sizes
-        if extra is not None:
-            n = max(params.shape[1], extra.params.shape[1])
-            pad = lambda t, v: F.pad(t, (0, 0, 0, n - t.shape[1]), value=v) if t.dim() == 3 else \
-                F.pad(t, (0, n - t.shape[1]), value=v)  # noqa: E731
-            params = torch.cat([pad(params, 0.0), pad(extra.params, 0.0)])
-            mask = torch.cat([pad(mask, False), pad(extra.mask, False)])
-            sizes = torch.cat([sizes, extra.sizes])
+        pool = collate_splats(samples)
         if self.rank == 0:
-            self.footprint_error = pretrain_footprints(cells, params.to(self.device), mask.to(self.device),
-                                                       sizes.to(self.device), self.config.footprint_steps,
+            self.footprint_error = pretrain_footprints(cells, pool.params.to(self.device), pool.mask.to(self.device),
+                                                       pool.sizes.to(self.device), self.config.footprint_steps,
                                                        seed=self.config.seed)
         distributed.broadcast_tensors(list(cells.mlp.parameters()))
         visual = self.clip.model.visual

@@ -14,6 +14,22 @@ from ..limits import CUTOFF_SQ
 _CHUNK_ELEMENTS = 1 << 22
 
 
+def mahalanobis_sq(dx: torch.Tensor, dy: torch.Tensor, l11: torch.Tensor, l21: torch.Tensor,
+                   l22: torch.Tensor) -> torch.Tensor:
+    """Squared Mahalanobis distance of offsets ``(dx, dy)`` (point minus mean) under ``L = [[l11, 0], [l21, l22]]``,
+    in the decoder's order of operations (spec section 8): ``z1 = dx / l11``, ``z2 = (dy - l21 z1) / l22``."""
+    z1 = dx / l11
+    z2 = (dy - l21 * z1) / l22
+    return z1 * z1 + z2 * z2
+
+
+def gaussian_weight(dx: torch.Tensor, dy: torch.Tensor, l11: torch.Tensor, l21: torch.Tensor,
+                    l22: torch.Tensor) -> torch.Tensor:
+    """``exp(-d2 / 2)`` where ``d2 = mahalanobis_sq(...) <= CUTOFF_SQ``, else 0: a Gaussian's value (peak 1)."""
+    d2 = mahalanobis_sq(dx, dy, l11, l21, l22)
+    return torch.where(d2 <= CUTOFF_SQ, torch.exp(-0.5 * d2), torch.zeros_like(d2))
+
+
 def rasterize_sum(
     means: torch.Tensor,
     chol: torch.Tensor,
@@ -59,9 +75,6 @@ def rasterize_sum(
         l22 = chol[:, sl, 2, None, None]
         dx = px[None, None, None, :] - x
         dy = py[None, None, :, None] - y
-        z1 = dx / l11
-        z2 = (dy - l21 * z1) / l22
-        d2 = z1 * z1 + z2 * z2
-        weight = torch.where(d2 <= CUTOFF_SQ, torch.exp(-0.5 * d2), torch.zeros_like(d2))
+        weight = gaussian_weight(dx, dy, l11, l21, l22)
         out = out + torch.einsum("bnhw,bnc->bhwc", weight, colors[:, sl])
     return out if batched else out[0]
