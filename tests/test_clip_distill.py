@@ -22,8 +22,8 @@ import gscodec
 from gscodec.clip import create_head
 from gscodec.clip.augment import View, apply_gaussians, apply_params, apply_pixels, color_matrix, random_view
 from gscodec.clip.data import collate_splats, gaussians_to_params
-from gscodec.clip.distill_set import (DistillDataset, build_split, cache_targets, crop_views, load_targets,
-                                      read_shard, shard_problems, targets_path)
+from gscodec.clip.distill_set import (DistillDataset, DistillSetError, build_split, cache_targets, crop_views,
+                                      load_targets, read_shard, shard_problems, targets_path)
 from gscodec.clip.fidelity import evaluator, fidelity_metrics
 from gscodec.clip.model import spatial_log_overlap
 from gscodec.clip.ssl_teacher import nt_xent, simclr_views
@@ -88,6 +88,22 @@ def test_pixel_views_match_parameter_views_for_flips_and_colour():
     assert View.from_list(view.to_list()) == View(tuple(float(v) for v in view.box), view.hflip,
                                                  tuple(float(np.float32(c)) for c in view.color)) or \
         np.allclose(View.from_list(view.to_list()).to_list(), view.to_list())
+
+
+def test_random_views_of_the_gaussians_render_as_the_views_of_the_render():
+    # The teacher's target of a view is computed on apply_pixels of the crop; the head sees apply_params of its
+    # Gaussians. The two must show the same picture, also where a view would reach past the border (the
+    # Gaussians' sum does not stop there, the pixels do). Colour is left out: it commutes up to 8-bit clipping of
+    # this test image's out-of-range sums (test above).
+    g = random_gaussians(40, 32, 32, 7)
+    pixels = np.asarray(gscodec.render(g))
+    rng = np.random.default_rng(3)
+    for _ in range(24):
+        view = random_view(32, 32, rng, gain=(1.0, 1.0), saturation=(1.0, 1.0), channel=0.0)
+        a = np.clip(np.asarray(render_float(apply_gaussians(g, view))) * 255.0, 0, 255)
+        b = apply_pixels(pixels, view).astype(np.float32)
+        psnr = 10 * np.log10(255.0 ** 2 / max(float(np.mean((a - b) ** 2)), 1e-12))
+        assert psnr > 30.0, (view, psnr)
 
 
 def test_crop_zoom_scales_the_covariance():
@@ -166,6 +182,25 @@ def test_cached_targets_match_a_recomputation(built, tiny):
     _, other = create_head("gsi-tiny", pretrained="none")
     with pytest.raises(Exception, match="another teacher"):
         load_targets(shards[0], "tiny", other)
+
+
+def test_targets_of_an_older_format_are_recomputed_and_refused(built, tiny, tmp_path):
+    _, shards, _ = built
+    _, clip = tiny
+    shard = tmp_path / shards[0].name
+    shutil.copy(shards[0], shard)
+    shutil.copy(shards[0].with_name(shards[0].name[:-4] + ".manifest.json"), tmp_path)
+    path = cache_targets([shard], clip, "tiny", views=2, log=lambda m: None)[0]
+    with np.load(path) as z:
+        old = {k: z[k] for k in z.files}
+    meta = json.loads(str(old["meta"]))
+    old["meta"] = np.asarray(json.dumps({**meta, "format": "gscodec-distill-targets"}))
+    np.savez(path, **old)
+    with pytest.raises(DistillSetError, match="format"):
+        load_targets(shard, "tiny", clip)
+    logs: list[str] = []
+    cache_targets([shard], clip, "tiny", views=2, log=logs.append)
+    assert logs and load_targets(shard, "tiny", clip)["meta"]["format"] == meta["format"]
 
 
 def test_dataset_views_transform_the_gaussians(built, tiny):

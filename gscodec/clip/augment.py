@@ -6,9 +6,12 @@ the parameters of a :class:`~gscodec.gaussians.GaussianImage` (a few
 arithmetic operations per Gaussian, no rendering); :func:`apply_pixels`
 applies the same view to the original pixels, which is what the teacher sees
 for the target. Rendering the transformed Gaussians equals transforming the
-render: exactly for flips, shifts by whole pixels and colour matrices (the
-image is linear in the colours), up to resampling for zooms, and up to 8-bit
-clipping for colour matrices that push values past full scale.
+render inside the frame: exactly for flips, shifts by whole pixels and colour
+matrices (the image is linear in the colours), up to resampling for zooms, and
+up to 8-bit clipping for colour matrices that push values past full scale.
+Outside the frame the two differ: the pixels there are black, while the
+Gaussians' sum goes on past the border (a fit constrains it only inside), so
+:func:`random_view` keeps its crop box inside the image.
 
 Conventions (``spec/gsi.md``): positions in pixels with ``(0, 0)`` the top-left
 corner (pixel ``j``'s centre is ``j + 0.5``), covariance ``L Lᵀ`` with
@@ -81,14 +84,14 @@ def color_matrix(gain: float = 1.0, saturation: float = 1.0,
 
 
 def random_view(width: int, height: int, rng: np.random.Generator, *, min_area: float = 0.5,
-                max_shift: float = 0.1, flip_p: float = 0.5, gain: tuple[float, float] = (0.75, 1.0),
+                flip_p: float = 0.5, gain: tuple[float, float] = (0.75, 1.0),
                 saturation: tuple[float, float] = (0.6, 1.2), channel: float = 0.06) -> View:
-    """A random view: a crop of ``min_area..1`` of the area (same aspect) anywhere in the image, shifted by up
-    to ``max_shift`` of the side past the border, a flip with probability ``flip_p`` and a colour jitter."""
+    """A random view: a crop of ``min_area..1`` of the area (same aspect) anywhere inside the image (so a shift
+    and a zoom), a flip with probability ``flip_p`` and a colour jitter."""
     scale = float(np.sqrt(rng.uniform(min_area, 1.0)))
     w, h = width * scale, height * scale
-    x0 = float(rng.uniform(-max_shift * width, width - w + max_shift * width))
-    y0 = float(rng.uniform(-max_shift * height, height - h + max_shift * height))
+    x0 = float(rng.uniform(0.0, width - w))
+    y0 = float(rng.uniform(0.0, height - h))
     gains = tuple(float(g) for g in rng.uniform(1 - channel, 1 + channel, 3))
     col = color_matrix(float(rng.uniform(*gain)), float(rng.uniform(*saturation)), gains)  # type: ignore[arg-type]
     return View((x0, y0, w, h), bool(rng.random() < flip_p), col)

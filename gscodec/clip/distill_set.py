@@ -49,7 +49,10 @@ from .config import ClipHeadError
 from .data import gaussians_to_params
 
 SET_FORMAT = "gscodec-distill-set"
-TARGETS_FORMAT = "gscodec-distill-targets"
+TARGETS_FORMAT = "gscodec-distill-targets/2"
+"""Version 2: random views stay inside the crop (version 1's reached past its border, where the Gaussians' render
+is not the pixels' black); files of another version are recomputed by :func:`cache_targets` and refused by
+:func:`load_targets`."""
 DEFAULT_SCALES = (1.0, 0.6, 0.35, 0.2)
 """Crop sides as fractions of the photo's shorter side (each crop picks one, jittered by +-10%)."""
 
@@ -264,7 +267,7 @@ def read_shard(shard: str | os.PathLike, verify: bool = True) -> list[CropSample
 
 def crop_views(key: str, width: int, height: int, views: int, seed: int = 0) -> list[View]:
     """``views`` views of a crop: the identity, then seeded random views (:func:`~gscodec.clip.augment.random_view`:
-    crop of 50-100% of the area, shift up to 10%, flip, colour jitter), the same for the same key and seed."""
+    a crop of 50-100% of the area inside the crop, flip, colour jitter), the same for the same key and seed."""
     rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
     return [View.identity(width, height)] + [random_view(width, height, rng) for _ in range(views - 1)]
 
@@ -337,7 +340,7 @@ def cache_targets(shards: Sequence[str | os.PathLike], clip, teacher: str, views
 
 def load_targets(shard: str | os.PathLike, teacher: str, clip=None) -> dict[str, Any]:
     """The cached targets of ``shard`` (see :func:`cache_targets`); with ``clip`` the teacher's fingerprint must
-    match. Raises :class:`DistillSetError` when missing or stale."""
+    match. Raises :class:`DistillSetError` when missing, of another format version or stale."""
     path = targets_path(shard, teacher)
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -345,6 +348,9 @@ def load_targets(shard: str | os.PathLike, teacher: str, clip=None) -> dict[str,
                    "meta": json.loads(str(z["meta"]))}
     except (OSError, ValueError, KeyError, zlib.error) as exc:
         raise DistillSetError(f"no usable targets {path}: {exc}; run cache_targets") from None
+    if out["meta"].get("format") != TARGETS_FORMAT:
+        raise DistillSetError(f"targets {path} are of format {out['meta'].get('format')!r}, not {TARGETS_FORMAT!r}; "
+                              "run cache_targets again")
     if clip is not None and out["meta"].get("fingerprint") != teacher_fingerprint(clip):
         raise DistillSetError(f"targets {path} were computed by another teacher")
     return out
