@@ -13,7 +13,7 @@ import torch
 import gscodec
 from gscodec.clip import (ConfigError, HeadConfig, batch_from_gaussians, create_head, embed_gaussians, list_heads,
                           load_head, save_head)
-from gscodec.clip.cells import cell_pairs, pair_footprints
+from gscodec.clip.cells import cell_pairs, cell_sums, pair_footprints
 from gscodec.render import render_float
 
 from .conftest import random_gaussians
@@ -98,6 +98,30 @@ def test_forward_equals_the_sum_over_pairs(cells, images):
         sums = torch.zeros(3 * 16, 3 * a.shape[1]).index_add_(0, cell, (rgb.unsqueeze(-1) * a.unsqueeze(1)).flatten(1))
         reference = c.out(sums).view(3, 16, -1)
         assert torch.allclose(c(batch.params, batch.mask, batch.sizes), reference, atol=1e-5)
+
+
+def _cell_sums_reference(rgb: torch.Tensor, h: torch.Tensor, cell: torch.Tensor, cells: int) -> torch.Tensor:
+    return torch.zeros(cells, 3 * h.shape[1], dtype=h.dtype).index_add(0, cell, (rgb.unsqueeze(-1) * h.unsqueeze(1)).flatten(1))
+
+
+@pytest.mark.parametrize("pairs", [0, 1, 37])
+def test_cell_sums_match_the_outer_products_in_values_and_gradients(pairs):
+    gen = torch.Generator().manual_seed(pairs)
+    rgb = torch.randn(pairs, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(pairs, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    cell = torch.randint(0, 6, (pairs,), generator=gen)
+    got = cell_sums(rgb, h, cell, 6)
+    want = _cell_sums_reference(rgb, h, cell, 6)
+    assert got.shape == (6, 15) and torch.allclose(got.double(), want, atol=1e-5)
+    weights = torch.randn(6, 15, generator=gen, dtype=torch.float64)
+    if pairs:
+        grads = torch.autograd.grad((got.double() * weights).sum(), (rgb, h))
+        want_grads = torch.autograd.grad((want * weights).sum(), (rgb, h))
+        for a, b in zip(grads, want_grads):
+            assert torch.allclose(a, b, atol=1e-5)
+        # only the activations need a gradient (the usual training case)
+        (g_h,) = torch.autograd.grad((cell_sums(rgb.detach(), h, cell, 6).double() * weights).sum(), (h,))
+        assert torch.allclose(g_h, want_grads[1], atol=1e-5)
 
 
 def test_shapes_padding_permutation_and_empty(cells, images):
