@@ -201,6 +201,12 @@ def test_targets_of_an_older_format_are_recomputed_and_refused(built, tiny, tmp_
     logs: list[str] = []
     cache_targets([shard], clip, "tiny", views=2, log=logs.append)
     assert logs and load_targets(shard, "tiny", clip)["meta"]["format"] == meta["format"]
+    with np.load(path) as z:
+        broken = {k: z[k] for k in z.files}
+    broken["meta"] = np.asarray("[1, 2]")
+    np.savez(path, **broken)
+    with pytest.raises(DistillSetError, match="not a JSON object"):
+        load_targets(shard, "tiny", clip)
 
 
 def test_dataset_views_transform_the_gaussians(built, tiny):

@@ -348,6 +348,8 @@ def load_targets(shard: str | os.PathLike, teacher: str, clip=None) -> dict[str,
                    "meta": json.loads(str(z["meta"]))}
     except (OSError, ValueError, KeyError, zlib.error) as exc:
         raise DistillSetError(f"no usable targets {path}: {exc}; run cache_targets") from None
+    if not isinstance(out["meta"], dict):
+        raise DistillSetError(f"no usable targets {path}: its meta is not a JSON object; run cache_targets")
     if out["meta"].get("format") != TARGETS_FORMAT:
         raise DistillSetError(f"targets {path} are of format {out['meta'].get('format')!r}, not {TARGETS_FORMAT!r}; "
                               "run cache_targets again")
