@@ -124,6 +124,22 @@ def test_cell_sums_match_the_outer_products_in_values_and_gradients(pairs):
         assert torch.allclose(g_h, want_grads[1], atol=1e-5)
 
 
+def test_cell_sums_stay_float32_under_mixed_precision(cells, images):
+    # The trainer runs the head under autocast (bf16 or fp16) on a GPU; the sparse product must neither run in
+    # low precision nor break the backward. CPU autocast to bf16 stands in for it here.
+    head, _ = cells
+    batch = batch_from_gaussians(images)
+    with torch.no_grad():
+        ref = head.cells(batch.params, batch.mask, batch.sizes)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = head.cells(batch.params, batch.mask, batch.sizes)
+    out.float().pow(2).sum().backward()
+    grads = [p.grad for p in head.cells.mlp.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert (out.float() - ref).norm() <= 0.05 * ref.norm()
+    head.zero_grad(set_to_none=True)
+
+
 def test_shapes_padding_permutation_and_empty(cells, images):
     head, clip = cells
     head.eval()

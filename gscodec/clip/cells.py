@@ -152,13 +152,14 @@ class _CellSums(torch.autograd.Function):
         a = torch.sparse_coo_tensor(index, rgb.flatten(), (3 * cells, pairs), check_invariants=False)
         ctx.save_for_backward(rgb, h, cell)
         ctx.a, ctx.cells = a, cells
-        return torch.sparse.mm(a, h).view(cells, 3 * width)
+        with torch.autocast(h.device.type, enabled=False):  # float32 sums under mixed precision too
+            return torch.sparse.mm(a, h).view(cells, 3 * width)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         rgb, h, cell = ctx.saved_tensors
-        grad = grad.reshape(ctx.cells, 3, -1)
+        grad = grad.float().reshape(ctx.cells, 3, -1)
         grad_rgb = torch.einsum("pch,ph->pc", grad[cell], h) if ctx.needs_input_grad[0] else None
         grad_h = torch.sparse.mm(ctx.a.t(), grad.reshape(3 * ctx.cells, -1)) if ctx.needs_input_grad[1] else None
         return grad_rgb, grad_h, None, None
