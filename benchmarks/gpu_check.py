@@ -74,13 +74,15 @@ class Sizes:
 GPU = Sizes(size=224, points=400, batches=(1, 4, 16, 64, 256, 1024, 4096), gaussians=(400, 900, 1600, 3136),
             step_iters=3, step_min_seconds=0.5, probe_images=256, max_images=4096, cpu_images=4,
             warm_iterations=20, fit={}, decode_batch=4096, decode_rounds=10,
-            clip=(("gsi-tiny", 1024, 400, 224), ("gsi-vit-b-16-k98", 256, 900, 224)), clip_steps=(2, 8))
+            clip=(("gsi-tiny", 1024, 400, 224), ("gsi-vit-b-16-k98", 256, 900, 224),
+                  ("gsi-vit-b-16-cells", 64, 900, 224)), clip_steps=(2, 8))
 DRY = Sizes(size=16, points=12, batches=(1, 2), gaussians=(8, 20), step_iters=1, step_min_seconds=0.0,
             probe_images=1, max_images=2, cpu_images=1, warm_iterations=2,
             fit=dict(iterations=10, check_every=5, init_color_iters=2, event_color_iters=1, final_color_iters=2,
                      refit_iters=2, refit_shape_iters=2),
             decode_batch=4, decode_rounds=1,
-            clip=(("gsi-tiny", 4, 30, 32), ("gsi-vit-b-16-k98", 2, 30, 32)), clip_steps=(1, 1))
+            clip=(("gsi-tiny", 4, 30, 32), ("gsi-vit-b-16-k98", 2, 30, 32), ("gsi-tiny-cells", 2, 30, 32)),
+            clip_steps=(1, 1))
 
 TARGETS = {
     "fit_throughput": "at least 300 images/s with 400 Gaussians at 224x224, reaching at least 28 dB "

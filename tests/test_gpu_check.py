@@ -53,7 +53,9 @@ def test_dry_run_runs_every_section(dry_run: tuple[int, dict, str]) -> None:
     assert all(r["images_per_s"] > 0 for r in steps)
     decode = sections["decode"]["data"]
     assert decode["decode"]["source"].startswith("files written") and decode["decode_batched"]["equals_per_file_render"]
-    assert [r["config"] for r in sections["clip"]["data"]["clip"]] == [c[0] for c in gpu_check.DRY.clip]
+    clip_rows = sections["clip"]["data"]["clip"]
+    assert [r["config"] for r in clip_rows] == [c[0] for c in gpu_check.DRY.clip]
+    assert all(r.get("images_per_s", 0) > 0 and r["loss"] == r["loss"] for r in clip_rows), clip_rows  # cells too
 
     assert set(report["targets"]) == set(gpu_check.TARGETS)
     assert all(t["verdict"].startswith("not judged") for t in report["targets"].values())
