@@ -53,6 +53,13 @@ def tiny():
     return create_head("gsi-tiny", pretrained="none")
 
 
+@pytest.fixture(scope="module", params=["gsi-tiny", "gsi-tiny-cells"])
+def pooled(request):
+    """A tiny head of each pooling (resampler, cells) on a random gsi-tiny-vit teacher: ``(head, clip)``."""
+    torch.manual_seed(0)
+    return create_head(request.param, pretrained="none")
+
+
 def _write_set(folder, n=6, captions=True, originals=True, seed=0):
     """``n`` random `.gsi` files with captions and rendered-PNG originals next to them."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,8 +95,8 @@ def test_shapes(tiny, images, k):
     assert torch.allclose(emb.norm(dim=-1), torch.ones(3), atol=1e-5)
 
 
-def test_padding_never_changes_the_embedding(tiny, images):
-    head, _ = tiny
+def test_padding_never_changes_the_embedding(pooled, images):
+    head, _ = pooled
     head.eval()
     alone = embed_gaussians(head, images[2:])
     in_batch = embed_gaussians(head, images)[2:]  # padded from 7 to 90 Gaussians
@@ -102,8 +109,8 @@ def test_padding_never_changes_the_embedding(tiny, images):
     assert torch.allclose(alone, padded, atol=ATOL)
 
 
-def test_permutation_invariance(tiny, images):
-    head, _ = tiny
+def test_permutation_invariance(pooled, images):
+    head, _ = pooled
     g = images[1]
     shuffled = g.permuted(torch.randperm(g.count, generator=torch.Generator().manual_seed(3)))
     a, b = embed_gaussians(head, [g, shuffled])
@@ -111,16 +118,16 @@ def test_permutation_invariance(tiny, images):
     assert torch.allclose(a, b, atol=ATOL)
 
 
-def test_any_size_and_aspect(tiny, images):
+def test_any_size_and_aspect(pooled, images):
     """Positions and shapes are normalized by the image size: a rescaled image embeds the same."""
-    head, _ = tiny
+    head, _ = pooled
     g = images[0]
     a, b, c = embed_gaussians(head, [g, g.scaled(g.width * 3, g.height * 3), g.scaled(200, 17)])
     assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-4)
 
 
-def test_empty_image_is_finite(tiny):
-    head, _ = tiny
+def test_empty_image_is_finite(pooled):
+    head, _ = pooled
     empty = gscodec.GaussianImage(8, 8, torch.zeros(0, 2), torch.zeros(0, 3), torch.zeros(0, 3))
     emb = embed_gaussians(head, [empty])
     assert torch.isfinite(emb).all()

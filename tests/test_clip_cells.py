@@ -10,15 +10,12 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest
 import torch
 
-import gscodec
 from gscodec.clip import (ConfigError, HeadConfig, batch_from_gaussians, create_head, embed_gaussians, list_heads,
                           load_head, save_head)
 from gscodec.clip.cells import cell_pairs, cell_sums, pair_footprints
 from gscodec.render import render_float
 
 from .conftest import random_gaussians
-
-ATOL = 2e-5
 
 
 @pytest.fixture(scope="module")
@@ -140,27 +137,11 @@ def test_cell_sums_stay_float32_under_mixed_precision(cells, images):
     head.zero_grad(set_to_none=True)
 
 
-def test_shapes_padding_permutation_and_empty(cells, images):
-    head, clip = cells
-    head.eval()
+def test_token_shapes(cells, images):
+    # Padding, permutation, size and aspect, empty images: the tests of test_clip.py, run on both poolings.
+    head, _ = cells
     batch = batch_from_gaussians(images)
     assert head.tokens(batch.params, batch.mask, batch.sizes).shape == (3, 16, head.width)
-    alone = embed_gaussians(head, images[2:])
-    in_batch = embed_gaussians(head, images)[2:]
-    assert torch.allclose(alone, in_batch, atol=ATOL)
-    g = images[1]
-    shuffled = g.permuted(torch.randperm(g.count, generator=torch.Generator().manual_seed(3)))
-    a, b = embed_gaussians(head, [g, shuffled])
-    assert torch.allclose(a, b, atol=ATOL)
-    empty = gscodec.GaussianImage(8, 8, torch.zeros(0, 2), torch.zeros(0, 3), torch.zeros(0, 3))
-    assert torch.isfinite(embed_gaussians(head, [empty])).all()
-
-
-def test_any_size_and_aspect(cells, images):
-    head, _ = cells
-    g = images[0]
-    a, b, c = embed_gaussians(head, [g, g.scaled(g.width * 3, g.height * 3), g.scaled(200, 17)])
-    assert torch.allclose(a, b, atol=1e-4) and torch.allclose(a, c, atol=1e-4)
 
 
 def test_tokens_are_linear_in_the_colours_and_local(cells):
