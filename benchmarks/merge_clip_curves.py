@@ -26,23 +26,16 @@ class MergeError(ValueError):
 def merge(results: list[dict], sources: list[str]) -> dict:
     """One result dict whose teachers' curves are the union of ``results``' rows, sorted by training items."""
     teachers: dict[str, dict] = {}
-    origin: dict[str, dict[tuple[int, int], str]] = {}
     for result, source in zip(results, sources):
         for name, r in result.get("teachers", {}).items():
             if name not in teachers:
                 teachers[name] = {k: v for k, v in r.items() if k != "curve"} | {"curve": []}
-                origin[name] = {}
             elif teachers[name]["render_path"] != r["render_path"]:
                 raise MergeError(f"{source}: teacher {name!r} has other render-path metrics than "
                                  f"{sources[0]}: not the same held-out crops or teacher")
             rows = {(c["crops"], c["views"]): c for c in teachers[name]["curve"]}
-            for c in r["curve"]:
-                rows[(c["crops"], c["views"])] = c
-                origin[name][(c["crops"], c["views"])] = source
+            rows.update({(c["crops"], c["views"]): c | {"source": source} for c in r["curve"]})
             teachers[name]["curve"] = sorted(rows.values(), key=lambda c: (c["items"], c["views"]))
-    for name, t in teachers.items():
-        for c in t["curve"]:
-            c["source"] = origin[name][(c["crops"], c["views"])]
     return {"merged_from": sources, "teachers": teachers}
 
 
